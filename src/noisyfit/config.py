@@ -1,0 +1,210 @@
+"""Run configuration: dataclasses, YAML presets and ``key=value`` overrides.
+
+A config is resolved once (defaults <- YAML preset <- command-line flags <- overrides) and written
+next to the run as ``config.yaml``, so that ``noisyfit train --config runs/x/config.yaml`` repeats it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value; the message names it and the fix."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    #: synthetic noise spec applied to the training labels, e.g. "sym:0.4"; None keeps the given labels
+    noise: str | None = None
+    #: an .npz written by `noisyfit noise`, replacing the training labels
+    noisy_labels_file: str | None = None
+    #: fraction of the (noisy) training set held out for model selection; never the test set
+    val_fraction: float = 0.05
+    #: keep only the first N training samples after shuffling (quick runs); None keeps all
+    train_subset: int | None = None
+    label_column: str = "label"
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mlp"
+    #: backbone-specific options, e.g. {"widths": [64, 256, 256]} for fastcnn
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: tuple = (0.9, 0.999)
+    #: constant | cosine | linear | step | cosine_restarts; stepped every iteration (epoch-fractional)
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    milestones: list = field(default_factory=list)  # epochs, for "step"
+    gamma: float = 0.1
+    restart_period: float = 10.0  # epochs, for "cosine_restarts"
+    grad_clip: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    seed: int = 0
+    threads: int | None = None
+    strong_policy: str = "autoaugment"  # autoaugment | randaugment
+    #: evaluate test / validation accuracy every N epochs (and always at the last)
+    eval_every: int = 1
+    checkpoint: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class MethodConfig:
+    name: str = "ce"
+    #: method hyper-parameters (each method documents its own, with paper defaults)
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["optim"]["betas"] = list(d["optim"]["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, *, source: str = "config") -> "Config":
+        cfg = cls()
+        _merge_into(cfg, d or {}, source)
+        return cfg
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _coerce(obj: Any, key: str, value: Any, where: str) -> Any:
+    """Give a value the type of the dataclass default it replaces (YAML reads ``5e-4`` as a string)."""
+    cur = getattr(obj, key)
+    if value is None or cur is None:
+        if isinstance(value, str) and isinstance(cur, type(None)):
+            # Optional numeric fields (threads, train_subset, grad_clip): accept numbers written as text.
+            for cast in (int, float):
+                try:
+                    return cast(value)
+                except ValueError:
+                    pass
+        return value
+    try:
+        if isinstance(cur, bool):
+            if isinstance(value, str):
+                if value.lower() in ("true", "yes", "1", "on"):
+                    return True
+                if value.lower() in ("false", "no", "0", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(cur, int) and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(cur, float):
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.{key}: {value!r} is not a valid {type(cur).__name__}") from None
+    return value
+
+
+def _merge_into(obj: Any, d: dict, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in d.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(names)}")
+        cur = getattr(obj, key)
+        if dataclasses.is_dataclass(cur):
+            _merge_into(cur, value, f"{where}.{key}")
+        elif isinstance(cur, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
+            cur.update(value)
+        else:
+            setattr(obj, key, _coerce(obj, key, value, where))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                flags: dict | None = None) -> Config:
+    """Defaults, then the YAML file, then ``flags`` (e.g. CLI options), then ``key=value`` overrides.
+
+    Overrides use dotted paths, e.g. ``train.epochs=5``, ``method.args.q=0.7``,
+    ``model.args.widths=[64,128,128]``; values are parsed as YAML.
+    """
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist; give a YAML path (see configs/)")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        _merge_into(cfg, d, str(p))
+    if flags:
+        _merge_into(cfg, flags, "command line")
+    for item in overrides or []:
+        apply_override(cfg, item)
+    return cfg
+
+
+def apply_override(cfg: Config, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value, e.g. train.epochs=5")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    target: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(target, dict):
+            target = target.setdefault(part, {})
+            continue
+        if not hasattr(target, part):
+            raise ConfigError(f"override {item!r}: unknown key {'.'.join(parts[:i + 1])!r}")
+        target = getattr(target, part)
+    leaf = parts[-1]
+    if isinstance(target, dict):
+        target[leaf] = value
+    elif dataclasses.is_dataclass(target) and leaf in {f.name for f in dataclasses.fields(target)}:
+        if dataclasses.is_dataclass(getattr(target, leaf)):
+            raise ConfigError(f"override {item!r}: {key!r} is a section; set one of its keys, e.g. {key}.<key>=...")
+        setattr(target, leaf, _coerce(target, leaf, value, "override " + ".".join(parts[:-1])))
+    else:
+        valid = ", ".join(f.name for f in dataclasses.fields(target)) if dataclasses.is_dataclass(target) else ""
+        raise ConfigError(f"override {item!r}: unknown key {key!r}; valid here: {valid}")

@@ -1,0 +1,144 @@
+"""`LabeledData`: the one container every source produces and every later stage reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file or field and the fix."""
+
+
+@dataclass
+class LabeledData:
+    """Examples with the labels we were given (possibly wrong) and, when known, the true ones.
+
+    Parameters
+    ----------
+    x : ndarray
+        Images as ``uint8`` of shape ``[N, H, W, C]`` (NHWC), or feature rows as ``float32`` ``[N, D]``.
+    labels : ndarray
+        The given labels, ``int64`` ``[N]`` in ``[0, num_classes)``. These are what a method trains on.
+    true_labels : ndarray or None
+        The clean labels, when known (synthetic noise, CIFAR-N). Used only for evaluation.
+    class_names : list of str
+        One name per class; its length defines ``num_classes``.
+    ids : list of str or None
+        A stable identifier per example (file path inside an archive, CSV row id, ...), for audits.
+    name : str
+        Human-readable name of the source, e.g. ``"cifar10n-worst/train"``.
+    extra_labels : dict
+        Further label columns by name (e.g. CIFAR-10N's ``random1..3`` annotators).
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    true_labels: np.ndarray | None = None
+    ids: list[str] | None = None
+    name: str = "data"
+    extra_labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.true_labels is not None:
+            self.true_labels = np.asarray(self.true_labels, dtype=np.int64)
+        self.validate()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
+
+    @property
+    def noise_rate(self) -> float | None:
+        """Fraction of given labels that differ from the true ones (None if unknown)."""
+        if self.true_labels is None:
+            return None
+        return float(np.mean(self.labels != self.true_labels))
+
+    @property
+    def is_noisy(self) -> np.ndarray | None:
+        if self.true_labels is None:
+            return None
+        return self.labels != self.true_labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Stop early, naming the field and the fix, on inconsistent data."""
+        n = len(self.x)
+        if self.x.ndim not in (2, 4):
+            raise DataError(
+                f"{self.name}: x has shape {self.x.shape}; expected images [N,H,W,C] or features [N,D]."
+            )
+        if self.is_image and self.x.dtype != np.uint8:
+            raise DataError(f"{self.name}: images must be uint8 NHWC, got {self.x.dtype}. Convert with "
+                            "np.clip(x, 0, 255).astype(np.uint8) or pass features as [N, D] floats.")
+        if len(self.labels) != n:
+            raise DataError(
+                f"{self.name}: {len(self.labels)} labels for {n} examples; the label count must equal "
+                "the example count (check that labels and inputs come from the same file/order)."
+            )
+        if self.labels.ndim != 1:
+            raise DataError(f"{self.name}: labels must be 1-D, got shape {self.labels.shape}.")
+        c = self.num_classes
+        if c < 2:
+            raise DataError(f"{self.name}: need at least 2 classes, got class_names={self.class_names}.")
+        for field_name, arr in (("labels", self.labels), ("true_labels", self.true_labels)):
+            if arr is None or len(arr) == 0:
+                continue
+            if len(arr) != n:
+                raise DataError(f"{self.name}: {field_name} has {len(arr)} entries for {n} examples.")
+            bad = np.flatnonzero((arr < 0) | (arr >= c))
+            if bad.size:
+                i = int(bad[0])
+                raise DataError(
+                    f"{self.name}: {field_name}[{i}] = {int(arr[i])} is outside [0, {c}) "
+                    f"({bad.size} such entries). Labels must be class indices 0..{c - 1}; "
+                    "remap them or add the missing class names."
+                )
+        if self.ids is not None and len(self.ids) != n:
+            raise DataError(f"{self.name}: {len(self.ids)} ids for {n} examples.")
+        for key, arr in self.extra_labels.items():
+            if len(arr) != n:
+                raise DataError(f"{self.name}: extra label column {key!r} has {len(arr)} entries for {n}.")
+
+    # ------------------------------------------------------------------ views
+    def subset(self, index: np.ndarray, name: str | None = None) -> "LabeledData":
+        index = np.asarray(index)
+        return replace(
+            self,
+            x=self.x[index],
+            labels=self.labels[index],
+            true_labels=None if self.true_labels is None else self.true_labels[index],
+            ids=None if self.ids is None else [self.ids[int(i)] for i in index],
+            name=name or self.name,
+            extra_labels={k: v[index] for k, v in self.extra_labels.items()},
+        )
+
+    def with_labels(self, labels: np.ndarray, name: str | None = None) -> "LabeledData":
+        """Same examples, new given labels; the true labels are kept (or taken from the old given ones)."""
+        true = self.true_labels if self.true_labels is not None else self.labels
+        return replace(self, labels=np.asarray(labels, dtype=np.int64), true_labels=true,
+                       name=name or self.name)
+
+
+@dataclass
+class DatasetSplits:
+    """A training set (the noisy one) and, when available, a clean test set."""
+
+    train: LabeledData
+    test: LabeledData | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes

@@ -1,0 +1,60 @@
+"""Run logging: one JSON line per epoch, TensorBoard scalars, and a console summary (rank 0 only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class RunLogger:
+    def __init__(self, out_dir: Path | None, *, enabled: bool, tensorboard: bool, progress: bool):
+        self.out_dir = out_dir
+        self.enabled = enabled
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.show_progress = enabled and progress
+        self._tb = None
+        if enabled and tensorboard and out_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(out_dir / "tensorboard"))
+            except ImportError:  # tensorboard is a dependency, but stay usable without it
+                self.console.print("[yellow]tensorboard not installed: no TensorBoard logs[/]")
+
+    def rewrite_history(self, rows: list[dict]) -> None:
+        """On resume, the checkpoint's history is the truth: rewrite the JSONL to match it."""
+        if self.enabled and self.out_dir is not None:
+            with open(self.out_dir / "metrics.jsonl", "w") as f:
+                for r in rows:
+                    f.write(json.dumps(r) + "\n")
+
+    def log_epoch(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        if self.out_dir is not None:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k != "epoch" and v is not None:
+                    self._tb.add_scalar(k, v, row["epoch"])
+            self._tb.flush()
+        shown = {k: row[k] for k in ("train_loss", "val_acc", "test_acc", "lr", "train_seconds") if row.get(k) is not None}
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+        self.console.print(f"epoch {row['epoch'] + 1}/{row['num_epochs']}  {text}")
+
+    def progress(self, total: int, description: str):
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=self.console, transient=True, disable=not self.show_progress)
+
+    def info(self, msg: str) -> None:
+        if self.enabled:
+            self.console.print(msg)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,68 @@
+"""What ran a result: hardware, software and the code version, recorded in every result file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=cwd or Path(__file__).resolve().parent)
+        sha = out.stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5,
+                               cwd=cwd or Path(__file__).resolve().parent).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info(device: torch.device | None = None) -> dict:
+    info = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(device if device is not None and device.type == "cuda" else 0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def peak_memory_mb(device: torch.device) -> dict:
+    """Peak resident memory of this process (CPU) and peak allocated tensor memory (CUDA)."""
+    out = {}
+    try:
+        import resource
+
+        # ru_maxrss is in kB on Linux
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):
+        import psutil
+
+        out["peak_rss_mb"] = psutil.Process().memory_info().rss / 2**20
+    if device.type == "cuda":
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out

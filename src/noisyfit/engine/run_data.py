@@ -1,0 +1,88 @@
+"""From a data config to the tensors a run trains on: load, add noise, hold out a noisy validation split.
+
+The validation split is cut from the *noisy* training set (its labels are as noisy as the training
+labels): model selection uses it, never the test set (anchors §6.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from noisyfit.config import DataConfig
+from noisyfit.data.labeled import DataError, DatasetSplits, LabeledData
+
+
+@dataclass
+class RunData:
+    train: LabeledData  # what the method trains on (noisy labels)
+    val: LabeledData | None  # held-out noisy split for model selection
+    test: LabeledData | None  # clean test set
+    train_index: np.ndarray  # positions of `train` rows in the source training set
+    val_index: np.ndarray
+    noise_info: dict  # spec, realised rate, ... of injected noise (empty if none)
+    source_name: str
+
+
+def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = None) -> RunData:
+    if splits is None:
+        from noisyfit.data.sources import load_dataset
+
+        splits = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, label_column=cfg.label_column)
+    full = splits.train
+    noise_info: dict = {}
+    if cfg.noise and cfg.noisy_labels_file:
+        raise DataError("data.noise and data.noisy_labels_file are both set; keep one of them")
+    if cfg.noise:
+        from noisyfit.data.noise import apply_noise
+
+        full, result = apply_noise(full, cfg.noise, seed=seed)
+        noise_info = {"spec": cfg.noise, "seed": seed, "realised_rate": float(result.noise_rate)}
+    elif cfg.noisy_labels_file:
+        from noisyfit.data.noise import attach_noisy_labels, load_noisy_labels
+
+        loaded = load_noisy_labels(cfg.noisy_labels_file, num_examples=len(full), num_classes=full.num_classes)
+        full = attach_noisy_labels(full, loaded)
+        noise_info = {"file": cfg.noisy_labels_file, "spec": loaded.spec, "realised_rate": full.noise_rate}
+
+    rng = np.random.default_rng(seed)
+    order = np.arange(len(full))
+    if cfg.train_subset is not None:
+        if cfg.train_subset <= 0:
+            raise DataError(f"data.train_subset must be positive, got {cfg.train_subset}")
+        order = np.sort(rng.permutation(len(full))[: cfg.train_subset])
+    if not 0.0 <= cfg.val_fraction < 0.5:
+        raise DataError(f"data.val_fraction={cfg.val_fraction} must be in [0, 0.5)")
+    n_val = int(round(cfg.val_fraction * len(order)))
+    shuffled = rng.permutation(order)
+    val_index = np.sort(shuffled[:n_val])
+    train_index = np.sort(shuffled[n_val:])
+    train = full.subset(train_index, name=f"{full.name}/train")
+    val = full.subset(val_index, name=f"{full.name}/val") if n_val else None
+    _check_classes_present(train)
+    return RunData(train=train, val=val, test=splits.test, train_index=train_index, val_index=val_index,
+                   noise_info=noise_info, source_name=full.name)
+
+
+def _check_classes_present(train: LabeledData) -> None:
+    counts = np.bincount(train.labels, minlength=train.num_classes)
+    empty = [train.class_names[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(f"{train.name}: no training examples carry class(es) {empty[:5]}; remove them from "
+                        "class_names or add examples (a class with no examples cannot be learned or audited)")
+
+
+def to_device_tensor(data: LabeledData, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC images -> uint8 NCHW on the device (normalised per batch); features -> float32."""
+    if data.is_image:
+        return torch.from_numpy(np.ascontiguousarray(data.x)).permute(0, 3, 1, 2).contiguous().to(device)
+    return torch.from_numpy(np.asarray(data.x, dtype=np.float32)).to(device)
+
+
+def feature_stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean/std for tabular inputs (standardisation happens in the backbone's input)."""
+    mean = torch.tensor(x.mean(0), dtype=torch.float32)
+    std = torch.tensor(x.std(0), dtype=torch.float32).clamp(min=1e-6)
+    return mean, std

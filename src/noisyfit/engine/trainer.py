@@ -1,0 +1,447 @@
+"""The Trainer owns the loop: devices, precision, optimiser steps, DDP, evaluation, checkpoints, logs.
+
+A Method (``noisyfit.methods``) only says what one step computes and what per-sample state it keeps.
+Each epoch the trainer evaluates test accuracy and accuracy on a held-out *noisy* validation split;
+the epoch with the best validation accuracy is the selected model (never chosen by test accuracy).
+A checkpoint is written atomically after every epoch; ``resume=True`` continues exactly as an
+uninterrupted run would (same seed, CPU: bitwise; GPU: up to non-deterministic kernels).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from noisyfit import __version__
+from noisyfit.config import Config, ConfigError
+from noisyfit.data.augment import Augmenter, channel_stats
+from noisyfit.data.batches import iterate_batches, num_batches
+from noisyfit.data.labeled import DatasetSplits
+from noisyfit.engine import distributed as D
+from noisyfit.engine.checkpoint import (atomic_write_bytes, atomic_write_json, load_checkpoint, rng_state,
+                                        save_checkpoint, set_rng_state)
+from noisyfit.engine.logging import RunLogger
+from noisyfit.engine.machine import git_commit, machine_info, peak_memory_mb
+from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
+from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
+from noisyfit.methods.base import get_method_class
+from noisyfit.metrics import detection_metrics
+from noisyfit.models.backbones import create_backbone
+
+RESULTS_SCHEMA = "noisyfit.results/1"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says what to change."""
+
+
+class OutputDirError(OSError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu")
+    return dev
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision={name!r} is unknown; use auto, fp32, bf16 or fp16")
+    if name != "auto":
+        if name == "fp16" and device.type == "cpu":
+            raise ConfigError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+class _Context:
+    """The TrainContext given to methods (see noisyfit.methods.base.TrainContext)."""
+
+    def __init__(self, trainer: "Trainer"):
+        self._t = trainer
+        self.epoch = 0
+        self.num_epochs = trainer.cfg.train.epochs
+        self.rank = trainer.rank
+        self.world_size = trainer.world_size
+        self.device = trainer.device
+        self.labels = trainer.train_y
+        self.seed = trainer.cfg.train.seed
+
+    def predict_train(self, fn, *, batch_size=None, augment: str = "none"):
+        return self._t.predict_over(self._t.train_x, fn, batch_size=batch_size, augment=augment)
+
+    def all_gather_cat(self, t):
+        return D.all_gather_cat(t)
+
+
+class Trainer:
+    """Train one method on one data set according to a :class:`~noisyfit.config.Config`.
+
+    Parameters
+    ----------
+    cfg : Config
+    out_dir : path or None
+        Run folder (config.yaml, metrics.jsonl, checkpoint.pt, results.json, per_sample.npz,
+        tensorboard/). None keeps everything in memory (tests, notebooks).
+    splits : DatasetSplits, optional
+        Data given directly instead of by ``cfg.data.dataset`` name.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt``.
+    command : list of str, optional
+        The command line, recorded in results.json.
+    """
+
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None, *, splits: DatasetSplits | None = None,
+                 resume: bool = False, command: list[str] | None = None):
+        self.cfg = cfg
+        self.command = command if command is not None else sys.argv
+        self.resume = resume
+        tc = cfg.train
+        if tc.threads:
+            torch.set_num_threads(int(tc.threads))
+        self.device = resolve_device(tc.device)
+        self.precision = resolve_precision(tc.precision, self.device)
+        self.rank, self.world_size = D.init_distributed(self.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", D.env_world()[2])
+        self.is_main = self.rank == 0
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        if self.out_dir is not None and self.is_main:
+            _check_writable(self.out_dir)
+        if resume and self.out_dir is None:
+            raise ConfigError("resume needs an output folder (--out) holding checkpoint.pt")
+        get_method_class(cfg.method.name)  # fail on an unknown method before loading data
+
+        torch.manual_seed(tc.seed)
+        np.random.seed(tc.seed % 2**32)
+        self.data: RunData = prepare_run_data(cfg.data, tc.seed, splits)
+        self._setup_tensors()
+        self._setup_method()
+        self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=tc.tensorboard,
+                                progress=tc.progress)
+        self.history: list[dict] = []
+        self.best = {"epoch": None, "val_acc": -1.0, "test_acc": None}
+        self.start_epoch = 0
+        self.train_seconds_total = 0.0
+        if resume:
+            self._load_resume()
+        # Augmentation streams differ per rank; the init above is identical on every rank.
+        if not resume:
+            torch.manual_seed(tc.seed * 7919 + 17 + self.rank)
+
+    # ------------------------------------------------------------------ setup
+    def _setup_tensors(self) -> None:
+        d = self.data
+        tr = d.train
+        self.is_image = tr.is_image
+        if self.is_image:
+            mean, std = channel_stats(tr.x)
+            self.input_shape = (tr.x.shape[3], tr.x.shape[1], tr.x.shape[2])
+            prep = lambda ld: to_device_tensor(ld, self.device)  # noqa: E731
+        else:
+            # Tabular rows are standardised once with training statistics.
+            fmean, fstd = feature_stats(np.asarray(tr.x, dtype=np.float32))
+            self.feature_mean, self.feature_std = fmean, fstd
+            mean, std = torch.zeros(1), torch.ones(1)
+            self.input_shape = (tr.x.shape[1],)
+            prep = lambda ld: ((to_device_tensor(ld, self.device) - fmean.to(self.device))  # noqa: E731
+                               / fstd.to(self.device))
+        self.augmenter = Augmenter(mean, std, is_image=self.is_image, strong_policy=self.cfg.train.strong_policy,
+                                   channels_last=self.cfg.train.channels_last and self.is_image).to(self.device)
+        self.train_x = prep(tr)
+        self.train_y = torch.from_numpy(tr.labels).to(self.device)
+        self.val_x = prep(d.val) if d.val is not None else None
+        self.val_y = torch.from_numpy(d.val.labels).to(self.device) if d.val is not None else None
+        self.test_x = prep(d.test) if d.test is not None else None
+        self.test_y = torch.from_numpy(d.test.labels).to(self.device) if d.test is not None else None
+        if d.test is not None and d.test.num_classes != tr.num_classes:
+            raise ConfigError(f"test set has {d.test.num_classes} classes, training set {tr.num_classes}")
+
+    def _setup_method(self) -> None:
+        cfg = self.cfg
+        num_classes = self.data.train.num_classes
+
+        def make_backbone():
+            net = create_backbone(cfg.model.backbone, num_classes=num_classes, input_shape=self.input_shape,
+                                  **cfg.model.args)
+            return net
+
+        cls = get_method_class(cfg.method.name)
+        self.method = cls(cfg.method.args, num_classes, len(self.data.train), make_backbone).to(self.device)
+        if self.is_image and cfg.train.channels_last:
+            self.method = self.method.to(memory_format=torch.channels_last)
+        # identical initial weights on every rank
+        if self.world_size > 1:
+            for p in self.method.parameters():
+                torch.distributed.broadcast(p.data, 0)
+        self.optimizer = build_optimizer(self.method.param_groups(), cfg.optim)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.ctx = _Context(self)
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict_over(self, x: torch.Tensor, fn, *, batch_size=None, augment: str = "none") -> torch.Tensor:
+        """Apply ``fn`` to normalised (optionally augmented) inputs in eval mode, sharded over ranks."""
+        bs = batch_size or self.cfg.train.eval_batch_size
+        n = len(x)
+        per = math.ceil(n / self.world_size)
+        lo, hi = min(self.rank * per, n), min((self.rank + 1) * per, n)
+        was_training = self.method.training
+        self.method.eval()
+        outs = []
+        try:
+            with self.autocast():
+                for s in range(lo, hi, bs):
+                    xb = self.augmenter.view(x[s:min(s + bs, hi)], augment)
+                    outs.append(fn(xb).float())
+        finally:
+            self.method.train(was_training)
+        if outs:
+            local = torch.cat(outs)
+        else:  # an empty shard still needs the right trailing shape for the gather
+            with self.autocast():
+                probe = fn(self.augmenter.view(x[:1], augment)).float()
+            local = probe[:0]
+        return D.all_gather_varlen(local)
+
+    def accuracy_on(self, x, y) -> float | None:
+        if x is None:
+            return None
+        logits = self.predict_over(x, self.method.predict_logits)
+        return float((logits.argmax(1) == y).float().mean())
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, *, stop_after_epoch: int | None = None) -> dict | None:
+        """Train to ``cfg.train.epochs`` (or stop after ``stop_after_epoch`` epochs, checkpointed).
+
+        Returns the results dict when training finished, None when stopped early on purpose.
+        """
+        cfg = self.cfg
+        tc = cfg.train
+        if self.out_dir is not None and self.is_main and not self.resume:
+            cfg.save(self.out_dir / "config.yaml")
+        n_steps = num_batches(len(self.train_y), tc.batch_size)
+        if n_steps == 0:
+            raise ConfigError("the training split is empty")
+        wall0 = time.time()
+        for epoch in range(self.start_epoch, tc.epochs):
+            self.ctx.epoch = epoch
+            self.method.train()
+            t0 = time.time()
+            self.method.on_epoch_start(epoch, self.ctx)
+            sums: dict[str, float] = {}
+            visited = []
+            n_seen = 0
+            with self.logger.progress(n_steps, "train") as prog:
+                task = prog.add_task(f"epoch {epoch + 1}/{tc.epochs}", total=n_steps, info="")
+                for step, batch in enumerate(iterate_batches(
+                        self.train_x, self.train_y, self.augmenter, batch_size=tc.batch_size, seed=tc.seed,
+                        epoch=epoch, rank=self.rank, world_size=self.world_size)):
+                    lr = set_lr(self.optimizer, lr_factor(cfg.optim, epoch + step / n_steps, tc.epochs))
+                    with self.autocast():
+                        out = self.method.training_step(batch, epoch)
+                    loss = out["loss"]
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(
+                            f"loss is {loss_value} at epoch {epoch + 1}, step {step + 1} (method "
+                            f"{cfg.method.name!r}, lr {lr:.3g}, precision {self.precision}). Lower optim.lr, "
+                            "try train.precision=fp32, or check the inputs for NaN/inf. "
+                            + (f"The last good checkpoint is kept in {self.out_dir}." if self.out_dir else ""))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scaler.scale(loss).backward()
+                    D.average_gradients(self.params)
+                    if cfg.optim.grad_clip:
+                        self.scaler.unscale_(self.optimizer)
+                        torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    if hasattr(self.method, "after_optimizer_step"):
+                        self.method.after_optimizer_step(epoch)
+                    visited.append(batch.index)
+                    n_seen += len(batch)
+                    for k, v in out.items():
+                        sums[k] = sums.get(k, 0.0) + (float(v.detach()) if torch.is_tensor(v) else float(v))
+                    prog.update(task, advance=1, info=f"loss {loss_value:.4f}")
+            self._sync_epoch_state(visited)
+            if self.world_size > 1:  # logged values are means over all ranks, not rank 0's half
+                keys = sorted(sums)
+                sums = dict(zip(keys, (v / self.world_size for v in
+                                       D.all_reduce_sum([sums[k] for k in keys], self.device))))
+            self.method.on_epoch_end(epoch, self.ctx)
+            train_seconds = time.time() - t0
+            self.train_seconds_total += train_seconds
+            row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
+            self.history.append(row)
+            self.logger.log_epoch(row)
+            if self.out_dir is not None and tc.checkpoint and self.is_main:
+                self._save_checkpoint(epoch)
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < tc.epochs:
+                self.logger.info(f"stopped after epoch {epoch + 1} as asked; continue with --resume")
+                return None
+        self.method.on_fit_end(self.ctx)
+        results = self._results(time.time() - wall0)
+        if self.out_dir is not None and self.is_main:
+            self._write_outputs(results)
+        self.logger.close()
+        D.barrier()
+        return results
+
+    def _sync_epoch_state(self, visited: list[torch.Tensor]) -> None:
+        if self.world_size == 1:
+            return
+        vis = torch.cat(visited) if visited else torch.zeros(0, dtype=torch.long, device=self.device)
+        names = set(self.method.per_sample_state)
+        for name in self.method.per_sample_state:
+            D.sync_per_sample(self.method.get_buffer(name), vis)
+        D.average_buffers(self.method, skip=names | {"final_probs"})
+
+    def _epoch_row(self, epoch, sums, n_steps, lr, train_seconds, n_seen) -> dict:
+        tc = self.cfg.train
+        row = {"epoch": epoch, "num_epochs": tc.epochs, "lr": lr, "train_seconds": train_seconds,
+               "images_per_second": n_seen * self.world_size / max(train_seconds, 1e-9)}
+        denom = max(n_steps, 1)
+        for k, v in sums.items():
+            row["train_" + k if k == "loss" else k] = v / denom
+        do_eval = (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs
+        if do_eval:
+            t = time.time()
+            row["val_acc"] = self.accuracy_on(self.val_x, self.val_y)
+            row["test_acc"] = self.accuracy_on(self.test_x, self.test_y)
+            row["eval_seconds"] = time.time() - t
+            if row["val_acc"] is not None and row["val_acc"] > self.best["val_acc"]:
+                self.best = {"epoch": epoch, "val_acc": row["val_acc"], "test_acc": row["test_acc"]}
+                if self.out_dir is not None and self.is_main and tc.checkpoint:
+                    state = self.method.state_dict()
+                    atomic_write_bytes(self.out_dir / "best_model.pt", lambda f: torch.save(state, f))
+        return row
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, epoch: int) -> None:
+        state = {
+            "epoch": epoch,
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "history": self.history,
+            "best": self.best,
+            "train_seconds_total": self.train_seconds_total,
+            "config": self.cfg.to_dict(),
+            "version": __version__,
+        }
+        save_checkpoint(self.out_dir / "checkpoint.pt", state)
+
+    def _load_resume(self) -> None:
+        ck = load_checkpoint(self.out_dir / "checkpoint.pt", map_location=self.device)
+        saved, now = ck["config"], self.cfg.to_dict()
+        saved_cmp = {k: v for k, v in saved.items()}
+        if saved_cmp != now:
+            diff = [f"{sec}.{k}" for sec in now for k in now[sec] if saved.get(sec, {}).get(k) != now[sec][k]]
+            raise ConfigError(f"--resume: the config differs from the checkpoint's in {diff}; resume with the "
+                              f"same config (it is in {self.out_dir / 'config.yaml'})")
+        self.method.load_state_dict(ck["method"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck["rng"])
+        self.history = ck["history"]
+        self.best = ck["best"]
+        self.train_seconds_total = ck["train_seconds_total"]
+        self.start_epoch = ck["epoch"] + 1
+        self.logger.rewrite_history(self.history)
+        self.logger.info(f"resumed from {self.out_dir / 'checkpoint.pt'} after epoch {self.start_epoch}")
+
+    # ------------------------------------------------------------------ results
+    def per_sample(self) -> dict:
+        tr = self.data.train
+        labels = tr.labels
+        out = {"train_index": self.data.train_index, "val_index": self.data.val_index, "given": labels}
+        if tr.true_labels is not None:
+            out["true"] = tr.true_labels
+        for key, fn in (("clean_score", lambda: self.method.clean_scores(labels)),
+                        ("flag", lambda: self.method.noisy_flags(labels)),
+                        ("suggested", self.method.suggested_labels)):
+            v = fn()
+            if v is not None:
+                out[key] = np.asarray(v)
+        if self.method.final_probs.numel():
+            out["probs"] = self.method.final_probs.cpu().numpy().astype(np.float32)
+        return out
+
+    def _results(self, wall_seconds: float) -> dict:
+        cfg, tr = self.cfg, self.data.train
+        ps = self.per_sample()
+        last = self.history[-1] if self.history else {}
+        detection = None
+        if tr.true_labels is not None:
+            detection = detection_metrics(tr.labels != tr.true_labels, flags=ps.get("flag"),
+                                          clean_scores=ps.get("clean_score"),
+                                          estimated_noise_rate=self.method.estimated_noise_rate(tr.labels))
+        train_secs = [h["train_seconds"] for h in self.history]
+        compute = {"device": str(self.device), "precision": self.precision, "world_size": self.world_size,
+                   "seconds_per_epoch": float(np.mean(train_secs)) if train_secs else None,
+                   "seconds_per_epoch_median": float(np.median(train_secs)) if train_secs else None,
+                   "train_seconds_total": self.train_seconds_total,
+                   "wall_seconds_this_session": wall_seconds,
+                   "images_per_second": float(np.median([h["images_per_second"] for h in self.history]))
+                   if self.history else None}
+        compute.update(peak_memory_mb(self.device))
+        return {
+            "schema": RESULTS_SCHEMA,
+            "noisyfit_version": __version__,
+            "command": list(self.command),
+            "commit": git_commit(),
+            "machine": machine_info(self.device),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seed": cfg.train.seed,
+            "config": cfg.to_dict(),
+            "method": {"name": cfg.method.name, "hyper": self.method.hyper_dict(),
+                       "flag_rule": self.method.flag_reason()},
+            "data": {"source": self.data.source_name, "num_classes": tr.num_classes,
+                     "class_names": list(tr.class_names), "num_train": len(tr),
+                     "num_val": 0 if self.data.val is None else len(self.data.val),
+                     "num_test": 0 if self.data.test is None else len(self.data.test),
+                     "train_noise_rate": tr.noise_rate, "noise": self.data.noise_info},
+            "epochs": self.history,
+            "final": {"epoch": last.get("epoch"), "test_acc": last.get("test_acc"), "val_acc": last.get("val_acc")},
+            "selected": dict(self.best, rule="max noisy-validation accuracy"),
+            "detection": detection,
+            "compute": compute,
+            "files": {"per_sample": "per_sample.npz", "metrics": "metrics.jsonl", "config": "config.yaml",
+                      "best_model": "best_model.pt", "checkpoint": "checkpoint.pt"},
+        }
+
+    def _write_outputs(self, results: dict) -> None:
+        ps = self.per_sample()
+        atomic_write_bytes(self.out_dir / "per_sample.npz", lambda f: np.savez_compressed(f, **ps))
+        atomic_write_json(self.out_dir / "results.json", results)
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputDirError(f"cannot write to the output folder {out_dir}: {e.strerror or e}. "
+                             "Choose a writable folder with --out.") from e

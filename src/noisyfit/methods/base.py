@@ -1,0 +1,176 @@
+"""The Method contract and the method registry.
+
+A method holds its networks and its per-sample state, and nothing about loops, devices or files:
+the Trainer owns those. Per-sample state lives in buffers whose first dimension is the training-set
+size; list their names in ``per_sample_state`` so the trainer can gather them across DDP ranks and
+save them in checkpoints (buffers are in ``state_dict`` already, as a Method is an ``nn.Module``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from noisyfit.models.backbones import Backbone, UnknownNameError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from noisyfit.engine.batches import Batch
+
+_METHODS: dict[str, type["Method"]] = {}
+
+
+def register_method(name: str):
+    def wrap(cls):
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+def list_methods() -> list[str]:
+    _import_builtin_methods()
+    return sorted(_METHODS)
+
+
+def get_method_class(name: str) -> type["Method"]:
+    _import_builtin_methods()
+    if name not in _METHODS:
+        raise UnknownNameError(f"unknown method {name!r}; choose one of {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def _import_builtin_methods() -> None:
+    # Imported lazily so that `base` has no import cycle with the method files.
+    from noisyfit.methods import ce, gce, sce  # noqa: F401
+
+
+class TrainContext(Protocol):
+    """What a method may ask of the trainer (selection passes, schedule, DDP), without owning the loop."""
+
+    epoch: int
+    num_epochs: int
+    rank: int
+    world_size: int
+    device: torch.device
+    labels: torch.Tensor  # given labels of the training set, on the device
+
+    def predict_train(self, fn: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int | None = None,
+                      augment: str = "none") -> torch.Tensor:
+        """``fn(x)`` over the whole training set (eval mode, no grad), rows in sample order, all ranks."""
+
+    def all_gather_cat(self, t: torch.Tensor) -> torch.Tensor: ...
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``Hyper`` (a dataclass of hyper-parameters with paper defaults).
+
+    Parameters
+    ----------
+    hyper : dict
+        Overrides of the ``Hyper`` defaults; unknown keys raise an error listing the valid ones.
+    num_classes, num_samples : int
+        Class count and training-set size (per-sample buffers are sized by it).
+    make_backbone : callable
+        Returns a fresh backbone (called once per network the method needs).
+    """
+
+    name: ClassVar[str] = "base"
+
+    @dataclasses.dataclass
+    class Hyper:
+        pass
+
+    #: names of buffers indexed by training sample (dimension 0), gathered across ranks each epoch
+    per_sample_state: ClassVar[tuple[str, ...]] = ()
+    #: default threshold on clean_scores below which a sample is flagged noisy
+    flag_threshold: ClassVar[float] = 0.5
+
+    def __init__(self, hyper: dict | None, num_classes: int, num_samples: int,
+                 make_backbone: Callable[[], Backbone]):
+        super().__init__()
+        self.hp = self.resolve_hyper(hyper)
+        self.num_classes = num_classes
+        self.num_samples = num_samples
+        self.make_backbone = make_backbone
+        # Probabilities of an eval-mode pass over the training set after the last epoch: the default
+        # per-sample signal (CE's clean score is the probability of the given label).
+        self.register_buffer("final_probs", torch.zeros(0), persistent=True)
+
+    # ---------------------------------------------------------------- hyper-parameters
+    @classmethod
+    def resolve_hyper(cls, hyper: dict | None) -> Any:
+        hyper = dict(hyper or {})
+        valid = {f.name for f in dataclasses.fields(cls.Hyper)}
+        unknown = sorted(set(hyper) - valid)
+        if unknown:
+            raise ValueError(f"method {cls.name!r}: unknown hyper-parameter(s) {unknown}; "
+                             f"valid: {sorted(valid) or 'none'}")
+        return cls.Hyper(**hyper)
+
+    def hyper_dict(self) -> dict:
+        return dataclasses.asdict(self.hp)
+
+    # ---------------------------------------------------------------- the contract
+    def param_groups(self) -> list[dict]:
+        """What the optimiser trains. Groups may carry their own lr / weight_decay."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def on_epoch_start(self, epoch: int, ctx: TrainContext) -> None:
+        """Selection, GMM fits, schedules. Called on every rank before the epoch's first step."""
+
+    def training_step(self, batch: "Batch", epoch: int) -> dict:
+        """Return ``{'loss': scalar tensor, ...floats to log}`` for one batch."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int, ctx: TrainContext) -> None:
+        """Called after per-sample state has been gathered across ranks."""
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def on_fit_end(self, ctx: TrainContext) -> None:
+        """After the last epoch: cache the eval-mode probabilities over the training set."""
+        logits = ctx.predict_train(self.predict_logits)
+        self.final_probs = torch.softmax(logits.float(), dim=1)
+
+    # ---------------------------------------------------------------- per-sample outputs
+    def clean_scores(self, labels: np.ndarray) -> np.ndarray | None:
+        """P(the given label is right) per training sample, higher = cleaner. Default: p(given label)."""
+        if self.final_probs.numel() == 0:
+            return None
+        probs = self.final_probs.cpu().numpy()
+        return probs[np.arange(len(labels)), labels]
+
+    def noisy_flags(self, labels: np.ndarray) -> np.ndarray | None:
+        """Boolean mask of samples the method considers mislabelled. Default: clean score < threshold."""
+        scores = self.clean_scores(labels)
+        return None if scores is None else scores < self.flag_threshold
+
+    def suggested_labels(self) -> np.ndarray | None:
+        """The label the method would give each sample (default: argmax of the final probabilities)."""
+        if self.final_probs.numel() == 0:
+            return None
+        return self.final_probs.argmax(dim=1).cpu().numpy()
+
+    def estimated_noise_rate(self, labels: np.ndarray) -> float | None:
+        flags = self.noisy_flags(labels)
+        return None if flags is None else float(np.mean(flags))
+
+    def flag_reason(self) -> str:
+        """A short human-readable statement of the flagging rule, for audits."""
+        return f"p(given label) < {self.flag_threshold}"
+
+    # ---------------------------------------------------------------- checkpoints
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # Buffers whose size is only known after training (final_probs) must be resized before loading.
+        for name, buf in list(self.named_buffers()):
+            if name in state_dict and state_dict[name].shape != buf.shape:
+                module, _, leaf = name.rpartition(".")
+                owner = self.get_submodule(module) if module else self
+                owner._buffers[leaf] = torch.empty_like(state_dict[name], device=buf.device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -1,0 +1,24 @@
+"""Generalized cross-entropy.
+
+Zhang, Z. and Sabuncu, M. R. "Generalized Cross Entropy Loss for Training Deep Neural Networks with
+Noisy Labels." NeurIPS 2018. Loss ``(1 - p_y^q)/q`` with the paper's default q = 0.7. The paper's
+truncated variant (L_q with pruning threshold k) is not implemented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from noisyfit.methods.base import register_method
+from noisyfit.methods.single_network import SingleNetworkLossMethod
+from noisyfit.ops.losses import generalized_cross_entropy
+
+
+@register_method("gce")
+class GeneralizedCrossEntropy(SingleNetworkLossMethod):
+    @dataclasses.dataclass
+    class Hyper:
+        q: float = 0.7
+
+    def loss(self, logits, labels):
+        return generalized_cross_entropy(logits, labels, q=self.hp.q)

@@ -1,0 +1,25 @@
+"""Symmetric cross-entropy.
+
+Wang, Y., Ma, X., Chen, Z., Luo, Y., Yi, J. and Bailey, J. "Symmetric Cross Entropy for Robust Learning
+with Noisy Labels." ICCV 2019. ``alpha*CE + beta*RCE`` with log(0) clipped to log(1e-4); defaults are
+the paper's CIFAR-10 values (alpha 0.1, beta 1.0). The paper uses alpha 6.0, beta 0.1 on CIFAR-100.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from noisyfit.methods.base import register_method
+from noisyfit.methods.single_network import SingleNetworkLossMethod
+from noisyfit.ops.losses import symmetric_cross_entropy
+
+
+@register_method("sce")
+class SymmetricCrossEntropy(SingleNetworkLossMethod):
+    @dataclasses.dataclass
+    class Hyper:
+        alpha: float = 0.1
+        beta: float = 1.0
+
+    def loss(self, logits, labels):
+        return symmetric_cross_entropy(logits, labels, alpha=self.hp.alpha, beta=self.hp.beta)

@@ -1,0 +1,236 @@
+"""Backbones: a registry and a `create_backbone` factory.
+
+Every backbone is an ``nn.Module`` with
+  * ``feature_dim``: size of the penultimate feature,
+  * ``forward_features(x) -> [B, feature_dim]``,
+  * ``head``: the linear classifier (methods may replace it, e.g. PEMM's distance head),
+  * ``forward(x) -> logits`` and ``features_and_logits(x) -> (features, logits)``.
+Images come in as normalised float NCHW; feature rows as ``[B, D]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_REGISTRY: dict[str, Callable[..., "Backbone"]] = {}
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register_backbone(name: str):
+    def wrap(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backbone(name: str, *, num_classes: int, input_shape: Sequence[int], **kwargs) -> "Backbone":
+    """Build a registered backbone.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_backbones`.
+    num_classes : int
+        Width of the linear head.
+    input_shape : sequence of int
+        ``(C, H, W)`` for images, ``(D,)`` for feature rows.
+    **kwargs
+        Backbone-specific options (e.g. ``widths`` for ``fastcnn``, ``hidden`` for ``mlp``).
+    """
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())}")
+    fn = _REGISTRY[name]
+    options = [p for p in inspect.signature(fn).parameters if p not in ("num_classes", "input_shape")]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(f"backbone {name!r} has no option(s) {unknown} (model.args); its options: "
+                         f"{', '.join(options) or 'none'}")
+    return fn(num_classes=num_classes, input_shape=tuple(input_shape), **kwargs)
+
+
+class Backbone(nn.Module):
+    feature_dim: int
+
+    def __init__(self, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+        self.head: nn.Module = nn.Linear(feature_dim, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.forward_features(x)
+        return h, self.head(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def _require_image(name: str, input_shape: tuple[int, ...]) -> int:
+    if len(input_shape) != 3:
+        raise ValueError(f"backbone {name!r} needs image input (C, H, W), got input_shape={input_shape}; "
+                         "use backbone 'mlp' for feature rows")
+    return input_shape[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fast CNN (airbench-shaped): stem, then 3 groups of conv-pool-BN-GELU-conv-BN-GELU, global max pool.
+class _ConvGroup(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv1(x), 2)
+        x = F.gelu(self.bn1(x))
+        return F.gelu(self.bn2(self.conv2(x)))
+
+
+class FastCNN(Backbone):
+    """airbench94-shaped CNN (Jordan 2024, arXiv:2404.00498) without its whitening stem or TTA.
+
+    Widths default to airbench94's 64/256/256; 64/128/128 is the airbench93 size.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, widths: Sequence[int] = (64, 256, 256),
+                 stem_width: int = 32):
+        super().__init__(widths[-1], num_classes)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(stem_width), nn.GELU())
+        chans = [stem_width, *widths]
+        self.groups = nn.Sequential(*[_ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
+
+    def forward_features(self, x):
+        x = self.groups(self.stem(x))
+        return torch.amax(x, dim=(2, 3))
+
+
+@register_backbone("fastcnn")
+def _fastcnn(num_classes, input_shape, widths=(64, 256, 256), stem_width=32):
+    return FastCNN(num_classes, _require_image("fastcnn", input_shape), tuple(widths), stem_width)
+
+
+# ---------------------------------------------------------------------------------------------------
+# PreAct ResNet-18 (He et al. 2016, identity mappings) as used by DivideMix / ELR+ on CIFAR.
+class _PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, c_in, c_out, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        short = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + short
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(Backbone):
+    """ResNet with the CIFAR stem (3x3 conv, stride 1, no max-pool) and 4x4 average pooling."""
+
+    def __init__(self, block, num_blocks, num_classes, in_channels, preact: bool):
+        super().__init__(512, num_classes)
+        self.preact = preact
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        self.bn1 = None if preact else nn.BatchNorm2d(64)
+        layers, c_in = [], 64
+        for c_out, n, stride in zip((64, 128, 256, 512), num_blocks, (1, 2, 2, 2)):
+            for s in [stride] + [1] * (n - 1):
+                layers.append(block(c_in, c_out, s))
+                c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.bn_out = nn.BatchNorm2d(512) if preact else None
+
+    def forward_features(self, x):
+        out = self.conv1(x)
+        if self.bn1 is not None:
+            out = F.relu(self.bn1(out))
+        out = self.layers(out)
+        if self.bn_out is not None:
+            out = F.relu(self.bn_out(out))
+        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+
+
+@register_backbone("preact_resnet18")
+def _preact_resnet18(num_classes, input_shape):
+    return CifarResNet(_PreActBlock, (2, 2, 2, 2), num_classes,
+                       _require_image("preact_resnet18", input_shape), preact=True)
+
+
+@register_backbone("resnet34")
+def _resnet34(num_classes, input_shape):
+    return CifarResNet(_BasicBlock, (3, 4, 6, 3), num_classes, _require_image("resnet34", input_shape),
+                       preact=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+class MLP(Backbone):
+    """Multi-layer perceptron for feature rows (ReLU, BatchNorm between layers)."""
+
+    def __init__(self, num_classes: int, input_dim: int, hidden: Sequence[int] = (256, 256),
+                 dropout: float = 0.0, batchnorm: bool = True):
+        super().__init__(hidden[-1], num_classes)
+        layers, d = [], input_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), *([nn.BatchNorm1d(h)] if batchnorm else []), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            d = h
+        self.body = nn.Sequential(*layers)
+
+    def forward_features(self, x):
+        return self.body(x.flatten(1))
+
+
+@register_backbone("mlp")
+def _mlp(num_classes, input_shape, hidden=(256, 256), dropout=0.0, batchnorm=True):
+    input_dim = 1
+    for s in input_shape:
+        input_dim *= s
+    return MLP(num_classes, input_dim, tuple(hidden), dropout, batchnorm)

@@ -1,0 +1,52 @@
+import pytest
+import yaml
+
+from noisyfit.config import Config, ConfigError, load_config
+
+
+def test_precedence_yaml_then_flags_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"train": {"epochs": 7, "batch_size": 32}, "optim": {"lr": 0.3}}))
+    cfg = load_config(p, ["optim.lr=0.01"], flags={"train": {"epochs": 9}})
+    assert cfg.train.epochs == 9 and cfg.train.batch_size == 32 and cfg.optim.lr == 0.01
+
+
+def test_scientific_notation_is_a_float_not_a_string():
+    cfg = load_config(None, ["optim.weight_decay=5e-4", "train.epochs=3"])
+    assert cfg.optim.weight_decay == 5e-4 and isinstance(cfg.optim.weight_decay, float)
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["method.name=gce", "method.args.q=0.5", "model.args.widths=[8,16,16]"])
+    cfg.save(tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("item,match", [
+    ("train.epoch=3", "unknown key 'train.epoch'"),
+    ("nope=1", "unknown key"),
+    ("train.epochs", "key=value"),
+    ("train.epochs=abc", "not a valid int"),
+    ("train=3", "is a section"),
+])
+def test_bad_overrides_name_the_key(item, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [item])
+
+
+def test_unknown_yaml_key_names_the_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml.train: unknown key 'epochz'"):
+        load_config(p)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("/nonexistent/x.yaml")
+
+
+def test_defaults_are_complete():
+    d = Config().to_dict()
+    assert set(d) == {"data", "model", "optim", "train", "method"}

@@ -1,0 +1,136 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_cfg, tiny_images
+from noisyfit.config import ConfigError
+from noisyfit.data.labeled import DataError, DatasetSplits
+from noisyfit.engine.trainer import OutputDirError, Trainer, TrainingError
+from noisyfit.methods.base import Method, register_method
+from noisyfit.models.backbones import UnknownNameError
+
+
+def test_ce_learns_blobs_and_scores_noisy_labels_low(blob_splits):
+    r = Trainer(tiny_cfg("train.epochs=15"), None, splits=blob_splits).fit()
+    assert r["final"]["test_acc"] > 0.9  # 30% symmetric noise on well separated blobs
+    det = r["detection"]
+    assert det["true_noise_rate"] == pytest.approx(0.3, abs=0.03)
+    assert det["auroc"] > 0.9  # p(given label) separates wrong labels from right ones
+    assert det["f1"] > 0.8
+
+
+def test_selected_epoch_is_the_best_noisy_validation_epoch(blob_splits):
+    r = Trainer(tiny_cfg("train.epochs=6"), None, splits=blob_splits).fit()
+    vals = [e["val_acc"] for e in r["epochs"]]
+    assert r["selected"]["epoch"] == int(np.argmax(vals))
+    assert r["selected"]["test_acc"] == r["epochs"][int(np.argmax(vals))]["test_acc"]
+
+
+def test_outputs_written_and_schema(tmp_path, blob_splits):
+    out = tmp_path / "run"
+    Trainer(tiny_cfg(), out, splits=blob_splits).fit()
+    for f in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "results.json", "per_sample.npz", "best_model.pt"):
+        assert (out / f).exists(), f
+    r = json.loads((out / "results.json").read_text())
+    assert r["schema"] == "noisyfit.results/1"
+    for key in ("command", "commit", "machine", "seed", "config", "epochs", "final", "selected", "detection",
+                "compute", "data", "method"):
+        assert key in r
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    ps = np.load(out / "per_sample.npz")
+    n = r["data"]["num_train"]
+    assert ps["clean_score"].shape == (n,) and ps["flag"].dtype == bool and ps["probs"].shape == (n, 3)
+    # train and validation indices partition the source training set
+    assert len(np.intersect1d(ps["train_index"], ps["val_index"])) == 0
+    assert len(ps["train_index"]) + len(ps["val_index"]) == 800
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+    splits = DatasetSplits(tiny_images(128), tiny_images(64, seed=1))
+    over = ("model.backbone=fastcnn", "model.args.widths=[8,16,16]", "model.args.stem_width=8",
+            "train.epochs=4", "train.batch_size=32", "data.noise=sym:0.2")
+    full = Trainer(tiny_cfg(*over), tmp_path / "a", splits=splits).fit()
+    first = Trainer(tiny_cfg(*over), tmp_path / "b", splits=splits)
+    assert first.fit(stop_after_epoch=2) is None
+    assert not (tmp_path / "b" / "results.json").exists()
+    resumed = Trainer(tiny_cfg(*over), tmp_path / "b", splits=splits, resume=True).fit()
+    for a, b in zip(full["epochs"], resumed["epochs"]):
+        assert a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
+    wa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["method"]
+    wb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["method"]
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    pa, pb = np.load(tmp_path / "a" / "per_sample.npz"), np.load(tmp_path / "b" / "per_sample.npz")
+    assert np.array_equal(pa["clean_score"], pb["clean_score"])
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, blob_splits):
+    Trainer(tiny_cfg("train.epochs=2"), tmp_path, splits=blob_splits).fit(stop_after_epoch=1)
+    with pytest.raises(ConfigError, match="optim.lr"):
+        Trainer(tiny_cfg("train.epochs=2", "optim.lr=0.5"), tmp_path, splits=blob_splits, resume=True)
+
+
+@register_method("_nan_for_test")
+class _NaNMethod(Method):
+    def __init__(self, hyper, num_classes, num_samples, make_backbone):
+        super().__init__(hyper, num_classes, num_samples, make_backbone)
+        self.net = make_backbone()
+
+    def training_step(self, batch, epoch):
+        return {"loss": self.net(batch.x).sum() * float("nan")}
+
+    def predict_logits(self, x):
+        return self.net(x)
+
+
+def test_nan_loss_stops_with_advice_and_no_results_file(tmp_path, blob_splits):
+    with pytest.raises(TrainingError, match="loss is nan at epoch 1, step 1.*Lower optim.lr"):
+        Trainer(tiny_cfg("method.name=_nan_for_test"), tmp_path, splits=blob_splits).fit()
+    assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder_non_root(tmp_path, blob_splits):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(OutputDirError, match="Choose a writable folder"):
+        Trainer(tiny_cfg(), ro / "run", splits=blob_splits)
+
+
+def test_output_folder_that_is_a_file(tmp_path, blob_splits):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputDirError, match=f"cannot write to the output folder {f}"):
+        Trainer(tiny_cfg(), f, splits=blob_splits)
+
+
+def test_unknown_names_list_valid_choices(blob_splits):
+    with pytest.raises(UnknownNameError, match="unknown method 'nope'; choose one of .*ce"):
+        Trainer(tiny_cfg("method.name=nope"), None, splits=blob_splits)
+    with pytest.raises(UnknownNameError, match="unknown backbone 'resnet9000'.*fastcnn"):
+        Trainer(tiny_cfg("model.backbone=resnet9000"), None, splits=blob_splits)
+    with pytest.raises(ValueError, match="unknown hyper-parameter.*'qq'.*valid: \\['q'\\]"):
+        Trainer(tiny_cfg("method.name=gce", "method.args.qq=1"), None, splits=blob_splits)
+
+
+def test_image_backbone_on_feature_rows_is_refused(blob_splits):
+    with pytest.raises(ValueError, match="needs image input"):
+        Trainer(tiny_cfg("model.backbone=fastcnn"), None, splits=blob_splits)
+
+
+def test_noise_and_noise_file_together_refused(blob_splits):
+    with pytest.raises(DataError, match="keep one of them"):
+        Trainer(tiny_cfg("data.noisy_labels_file=x.npz"), None, splits=blob_splits)
+
+
+@pytest.mark.parametrize("method", ["ce", "gce", "sce"])
+def test_baselines_run_on_images_with_bf16(method):
+    splits = DatasetSplits(tiny_images(64), tiny_images(32, seed=1))
+    r = Trainer(tiny_cfg(f"method.name={method}", "model.backbone=fastcnn", "model.args.widths=[8,8,8]",
+                         "train.precision=bf16", "train.epochs=1", "train.batch_size=32"),
+                None, splits=splits).fit()
+    assert r["compute"]["precision"] == "bf16" and np.isfinite(r["epochs"][0]["train_loss"])
