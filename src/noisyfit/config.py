@@ -166,19 +166,50 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     cfg = Config()
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} does not exist; give a YAML path (see configs/)")
-        try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
-        _merge_into(cfg, d, str(p))
+        for p, d in _yaml_chain(resolve_preset(path)):
+            _merge_into(cfg, d, str(p))
     if flags:
         _merge_into(cfg, flags, "command line")
     for item in overrides or []:
         apply_override(cfg, item)
     return cfg
+
+
+PRESET_DIR = Path(__file__).with_name("configs")
+
+
+def list_presets() -> list[str]:
+    return sorted(str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml"))
+
+
+def resolve_preset(path: str | Path) -> Path:
+    """A YAML path, or the name of a packaged preset such as ``ce/cpu-cifar10n``."""
+    p = Path(path)
+    if p.exists():
+        return p
+    packaged = PRESET_DIR / f"{path}.yaml"
+    if packaged.exists():
+        return packaged
+    raise ConfigError(f"config {path} is neither a file nor a preset; presets: {', '.join(list_presets())}")
+
+
+def _yaml_chain(p: Path, seen: tuple = ()) -> list[tuple[Path, dict]]:
+    """The file and the files it ``inherit``s from, most general first."""
+    if p.resolve() in seen:
+        raise ConfigError(f"config {p}: 'inherit' forms a cycle")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {p}: expected a mapping at the top level")
+    parent = d.pop("inherit", None)
+    if parent is None:
+        return [(p, d)]
+    base = p.parent / parent
+    if not base.exists():
+        base = resolve_preset(parent)
+    return _yaml_chain(base, seen + (p.resolve(),)) + [(p, d)]
 
 
 def apply_override(cfg: Config, item: str) -> None:

@@ -21,7 +21,7 @@ import torch
 from noisyfit import __version__
 from noisyfit.config import Config, ConfigError
 from noisyfit.data.augment import Augmenter, channel_stats
-from noisyfit.data.batches import iterate_batches, num_batches
+from noisyfit.data.batches import Batch, iterate_batches, num_batches
 from noisyfit.data.labeled import DatasetSplits
 from noisyfit.engine import distributed as D
 from noisyfit.engine.checkpoint import (atomic_write_bytes, atomic_write_json, load_checkpoint, rng_state,
@@ -81,6 +81,14 @@ class _Context:
 
     def predict_train(self, fn, *, batch_size=None, augment: str = "none"):
         return self._t.predict_over(self._t.train_x, fn, batch_size=batch_size, augment=augment)
+
+    @property
+    def optimizer(self):
+        return self._t.optimizer
+
+    def batch_of(self, index):
+        return Batch(index=index, y=self._t.train_y[index], raw=self._t.train_x[index],
+                     augmenter=self._t.augmenter)
 
     def all_gather_cat(self, t):
         return D.all_gather_cat(t)
@@ -190,6 +198,7 @@ class Trainer:
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.ctx = _Context(self)
+        self.method.attach(self.ctx)
 
     def autocast(self):
         if self.precision == "fp32":
@@ -275,8 +284,7 @@ class Trainer:
                         torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
-                    if hasattr(self.method, "after_optimizer_step"):
-                        self.method.after_optimizer_step(epoch)
+                    self.method.after_optimizer_step(epoch)
                     visited.append(batch.index)
                     n_seen += len(batch)
                     for k, v in out.items():

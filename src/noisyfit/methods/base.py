@@ -45,8 +45,16 @@ def get_method_class(name: str) -> type["Method"]:
 
 
 def _import_builtin_methods() -> None:
-    # Imported lazily so that `base` has no import cycle with the method files.
-    from noisyfit.methods import ce, gce, sce  # noqa: F401
+    # Every module of this package registers its methods on import; importing them lazily avoids
+    # an import cycle with `base` and lets a new method file register itself by existing.
+    import importlib
+    import pkgutil
+
+    import noisyfit.methods as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "base" and not info.name.startswith("_"):
+            importlib.import_module(f"noisyfit.methods.{info.name}")
 
 
 class TrainContext(Protocol):
@@ -59,9 +67,14 @@ class TrainContext(Protocol):
     device: torch.device
     labels: torch.Tensor  # given labels of the training set, on the device
 
+    optimizer: torch.optim.Optimizer  # for schedule-like adjustments only (e.g. Co-teaching's beta1)
+
     def predict_train(self, fn: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int | None = None,
                       augment: str = "none") -> torch.Tensor:
         """``fn(x)`` over the whole training set (eval mode, no grad), rows in sample order, all ranks."""
+
+    def batch_of(self, index: torch.Tensor) -> "Batch":
+        """A Batch of arbitrary training samples (e.g. an extra unlabelled batch drawn by the method)."""
 
     def all_gather_cat(self, t: torch.Tensor) -> torch.Tensor: ...
 
@@ -116,6 +129,10 @@ class Method(nn.Module):
         return dataclasses.asdict(self.hp)
 
     # ---------------------------------------------------------------- the contract
+    def attach(self, ctx: TrainContext) -> None:
+        """Called once by the trainer before training; methods may keep ``ctx`` (not a module)."""
+        object.__setattr__(self, "ctx", ctx)
+
     def param_groups(self) -> list[dict]:
         """What the optimiser trains. Groups may carry their own lr / weight_decay."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
@@ -126,6 +143,9 @@ class Method(nn.Module):
     def training_step(self, batch: "Batch", epoch: int) -> dict:
         """Return ``{'loss': scalar tensor, ...floats to log}`` for one batch."""
         raise NotImplementedError
+
+    def after_optimizer_step(self, epoch: int) -> None:
+        """Called after every optimiser step (EMA teachers, weight averaging)."""
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> None:
         """Called after per-sample state has been gathered across ranks."""

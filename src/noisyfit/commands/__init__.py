@@ -1,0 +1,1 @@
+"""Sub-commands of the `noisyfit` CLI: each module has `register(subparsers)`."""

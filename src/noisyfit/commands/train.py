@@ -1,0 +1,74 @@
+"""`noisyfit train`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from noisyfit.commands.summary import print_summary
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a method on a data set (results in OUT/results.json)",
+                       description="Train one method. Precedence: defaults < --config YAML < flags < key=value "
+                                   "overrides (e.g. train.epochs=5 method.args.q=0.7).")
+    p.add_argument("--config", help="YAML config (see configs/); with --resume defaults to OUT/config.yaml")
+    p.add_argument("--dataset", help="cifar10n-worst, cifar10, digits, folder:PATH, csv:PATH, npz:PATH, ...")
+    p.add_argument("--data-dir", help="folder with the data (default: $NOISYFIT_DATA_DIR or ../shared/data)")
+    p.add_argument("--noise", help="inject synthetic noise into the training labels, e.g. sym:0.4")
+    p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as training labels")
+    p.add_argument("--method", help="ce, gce, sce, ...")
+    p.add_argument("--backbone", help="fastcnn, preact_resnet18, resnet34, mlp")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", help="auto, fp32, bf16, fp16")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--stop-after", type=int, metavar="N",
+                   help="stop (checkpointed) after N epochs; continue later with --resume")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.set_defaults(func=cmd_train)
+
+
+def _flags(args) -> dict:
+    flags: dict = {}
+
+    def put(section, key, value):
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+
+    put("data", "dataset", args.dataset)
+    put("data", "data_dir", args.data_dir)
+    put("data", "noise", args.noise)
+    put("data", "noisy_labels_file", args.noisy_labels)
+    put("method", "name", args.method)
+    put("model", "backbone", args.backbone)
+    put("train", "epochs", args.epochs)
+    put("train", "batch_size", args.batch_size)
+    put("optim", "lr", args.lr)
+    put("train", "seed", args.seed)
+    put("train", "device", args.device)
+    put("train", "precision", args.precision)
+    if args.no_progress:
+        put("train", "progress", False)
+    return flags
+
+
+def cmd_train(args) -> int:
+    from noisyfit.config import load_config
+    from noisyfit.engine.trainer import Trainer
+
+    config_path = args.config
+    if args.resume and config_path is None:
+        config_path = Path(args.out) / "config.yaml"
+    cfg = load_config(config_path, args.overrides, flags=_flags(args))
+    trainer = Trainer(cfg, args.out, resume=args.resume, command=["noisyfit", *sys.argv[1:]])
+    results = trainer.fit(stop_after_epoch=args.stop_after)
+    if results is not None and trainer.is_main:
+        print_summary([(cfg.method.name, results)])
+        print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
