@@ -65,6 +65,11 @@ def cmd_train(args) -> int:
     config_path = args.config
     if args.resume and config_path is None:
         config_path = Path(args.out) / "config.yaml"
+        if not config_path.exists() or not (Path(args.out) / "checkpoint.pt").exists():
+            from noisyfit.config import ConfigError
+
+            raise ConfigError(f"--resume: {args.out} holds no run to resume (config.yaml and checkpoint.pt "
+                              "are written after the first epoch); run without --resume to start it")
     cfg = load_config(config_path, args.overrides, flags=_flags(args))
     trainer = Trainer(cfg, args.out, resume=args.resume, command=["noisyfit", *sys.argv[1:]])
     results = trainer.fit(stop_after_epoch=args.stop_after)

@@ -232,10 +232,10 @@ class Trainer:
             local = probe[:0]
         return D.all_gather_varlen(local)
 
-    def accuracy_on(self, x, y) -> float | None:
+    def accuracy_on(self, x, y, fn=None) -> float | None:
         if x is None:
             return None
-        logits = self.predict_over(x, self.method.predict_logits)
+        logits = self.predict_over(x, fn or self.method.predict_logits)
         return float((logits.argmax(1) == y).float().mean())
 
     # ------------------------------------------------------------------ loop
@@ -335,6 +335,9 @@ class Trainer:
             t = time.time()
             row["val_acc"] = self.accuracy_on(self.val_x, self.val_y)
             row["test_acc"] = self.accuracy_on(self.test_x, self.test_y)
+            for name, fn in self.method.extra_eval_heads().items():  # e.g. Jump-teaching's code decoding
+                row[f"val_acc_{name}"] = self.accuracy_on(self.val_x, self.val_y, fn)
+                row[f"test_acc_{name}"] = self.accuracy_on(self.test_x, self.test_y, fn)
             row["eval_seconds"] = time.time() - t
             if row["val_acc"] is not None and row["val_acc"] > self.best["val_acc"]:
                 self.best = {"epoch": epoch, "val_acc": row["val_acc"], "test_acc": row["test_acc"]}

@@ -153,6 +153,14 @@ class Method(nn.Module):
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def extra_eval_heads(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """Other predictors to evaluate like ``predict_logits`` (e.g. a code-decoding head, a peer network).
+
+        The trainer logs ``val_acc_<name>`` and ``test_acc_<name>`` for each in every evaluated epoch;
+        model selection and ``test_acc`` still use ``predict_logits`` only.
+        """
+        return {}
+
     def on_fit_end(self, ctx: TrainContext) -> None:
         """After the last epoch: cache the eval-mode probabilities over the training set."""
         logits = ctx.predict_train(self.predict_logits)

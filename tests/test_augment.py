@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisyfit.data.augment import Augmenter, channel_stats
+from noisyfit.data.batches import epoch_permutation, iterate_batches
+
+
+def _aug(**kw):
+    return Augmenter(torch.zeros(3), torch.ones(3), is_image=True, channels_last=False, **kw)
+
+
+def test_crop_is_a_window_of_the_reflect_padded_image():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    out = _aug(pad=2, flip=False).crop_flip(x)
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    for i in range(2):
+        windows = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], w) for w in windows)
+
+
+def test_flip_happens_about_half_the_time_and_mirrors_columns():
+    torch.manual_seed(0)
+    x = torch.rand(400, 1, 4, 4)
+    out = _aug(pad=0, flip=True).crop_flip(x)
+    flipped = torch.tensor([torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x)])
+    same = torch.tensor([torch.equal(o, xi) for o, xi in zip(out, x)])
+    assert bool((flipped | same).all())
+    assert 0.4 < flipped.float().mean() < 0.6
+
+
+def test_views_are_normalised_and_feature_rows_pass_through():
+    x = torch.full((4, 3, 8, 8), 255, dtype=torch.uint8)
+    a = Augmenter(torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.25, 0.25]), is_image=True)
+    assert torch.allclose(a.normalize(x), torch.full((4, 3, 8, 8), 2.0))
+    assert a.strong(x).shape == (4, 3, 8, 8)
+    rows = torch.randn(5, 7)
+    tab = Augmenter(torch.zeros(1), torch.ones(1), is_image=False)
+    assert torch.equal(tab.weak(rows), rows) and torch.equal(tab.strong(rows), rows)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        a.view(x, "medium")
+
+
+def test_channel_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    mean, std = channel_stats(x)
+    ref = x.reshape(-1, 3) / 255.0
+    assert np.allclose(mean.numpy(), ref.mean(0), atol=1e-6)
+    assert np.allclose(std.numpy(), ref.std(0), atol=1e-5)
+
+
+def test_batches_cover_each_sample_once_and_shard_across_ranks():
+    data = torch.arange(100).float()[:, None]
+    labels = torch.zeros(100, dtype=torch.long)
+    aug = Augmenter(torch.zeros(1), torch.ones(1), is_image=False)
+    one = torch.cat([b.index for b in iterate_batches(data, labels, aug, batch_size=20, seed=3, epoch=1)])
+    assert sorted(one.tolist()) == list(range(100))
+    r0 = [b.index for b in iterate_batches(data, labels, aug, batch_size=20, seed=3, epoch=1, rank=0, world_size=2)]
+    r1 = [b.index for b in iterate_batches(data, labels, aug, batch_size=20, seed=3, epoch=1, rank=1, world_size=2)]
+    # each global batch is split between the ranks, the union is the single-process batch
+    for a, b, g in zip(r0, r1, one.split(20)):
+        assert torch.equal(torch.cat([a, b]), g)
+    assert not torch.equal(epoch_permutation(100, 3, 1), epoch_permutation(100, 3, 2))
+    assert torch.equal(epoch_permutation(100, 3, 1), epoch_permutation(100, 3, 1))

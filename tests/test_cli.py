@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+
+from noisyfit import __version__
+from noisyfit.cli import main
+
+QUICK = ["--backbone", "mlp", "--epochs", "2", "--no-progress", "train.tensorboard=false", "model.args.hidden=[32]"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_noise_file_then_train_on_it(tmp_path, capsys):
+    f = tmp_path / "labels.npz"
+    assert main(["noise", "--dataset", "digits", "--spec", "pairflip:0.3", "--seed", "1", "--out", str(f)]) == 0
+    assert "realised noise rate 0.2999" in capsys.readouterr().out
+    z = np.load(f)
+    assert abs(float(z["noise_rate"]) - 0.3) < 0.01
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--noisy-labels", str(f), "--method", "sce", "--out", str(out),
+                 *QUICK]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["method"]["name"] == "sce" and r["data"]["noise"]["spec"] == "pairflip:0.3"
+    # the training split's rate is the file's, up to the held-out validation rows
+    assert abs(r["data"]["train_noise_rate"] - 0.3) < 0.03
+    assert r["config"]["train"]["epochs"] == 2 and len(r["epochs"]) == 2
+
+
+def test_stop_and_resume_from_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--noise", "sym:0.2", "--out", str(out), *QUICK]
+    assert main([*args, "--stop-after", "1"]) == 0
+    assert (out / "checkpoint.pt").exists() and not (out / "results.json").exists()
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert [e["epoch"] for e in r["epochs"]] == [0, 1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dataset", "imagenet22k"], "unknown dataset"),
+    (["train", "--dataset", "digits", "--method", "magic"], "unknown method 'magic'"),
+    (["train", "--dataset", "digits", "--backbone", "vit"], "unknown backbone 'vit'"),
+    (["train", "--dataset", "digits", "--noise", "sym:1.5"], "sym"),
+    (["train", "--dataset", "csv:/nonexistent/data.csv"], "/nonexistent/data.csv"),
+    (["train", "--dataset", "digits", "train.epochz=3"], "unknown key 'train.epochz'"),
+    (["train", "--dataset", "digits", "--resume"], "checkpoint"),
+])
+def test_user_errors_exit_2_with_a_message(tmp_path, capsys, args, message):
+    code = main([*args, "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_label_file_for_another_dataset_is_refused(tmp_path, capsys):
+    f = tmp_path / "labels.npz"
+    from noisyfit.data.noise import save_noisy_labels, symmetric_flip
+
+    save_noisy_labels(f, symmetric_flip(np.zeros(10, int), 0.2, 10, seed=0), "other")
+    code = main(["train", "--dataset", "digits", "--noisy-labels", str(f), "--out", str(tmp_path / "r"),
+                 "--no-progress"])
+    assert code == 2 and "10 labels" in capsys.readouterr().err
+
+
+def test_demo_prints_the_table(capsys):
+    assert main(["demo", "--methods", "ce,gce"]) == 0
+    out = capsys.readouterr().out
+    assert "digits, 40% symmetric noise" in out and "gce" in out and "F1" in out
