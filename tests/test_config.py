@@ -50,3 +50,12 @@ def test_missing_config_file():
 def test_defaults_are_complete():
     d = Config().to_dict()
     assert set(d) == {"data", "model", "optim", "train", "method"}
+
+
+def test_method_hyper_parameters_get_their_field_types():
+    from noisyfit.methods.base import get_method_class
+
+    cls = get_method_class("gce")
+    assert cls.resolve_hyper({"q": "5e-1"}).q == 0.5
+    with pytest.raises(ValueError, match="method 'gce': method.args.q: 'abc' is not a valid float"):
+        cls.resolve_hyper({"q": "abc"})

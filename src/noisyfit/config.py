@@ -49,13 +49,13 @@ class OptimConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     betas: tuple = (0.9, 0.999)
-    #: constant | cosine | linear | step | cosine_restarts; stepped every iteration (epoch-fractional)
+    #: constant | cosine | linear | step | cosine_restarts | cosine_periodic; stepped every iteration
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     milestones: list = field(default_factory=list)  # epochs, for "step"
     gamma: float = 0.1
-    restart_period: float = 10.0  # epochs, for "cosine_restarts"
+    restart_period: float = 10.0  # epochs: the period of "cosine_restarts", T_max of "cosine_periodic"
     grad_clip: float | None = None
 
 

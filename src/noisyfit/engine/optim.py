@@ -9,7 +9,7 @@ import torch
 
 from noisyfit.config import ConfigError, OptimConfig
 
-SCHEDULES = ("constant", "cosine", "linear", "step", "cosine_restarts")
+SCHEDULES = ("constant", "cosine", "linear", "step", "cosine_restarts", "cosine_periodic")
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -45,6 +45,11 @@ def lr_factor(cfg: OptimConfig, epoch_float: float, total_epochs: int) -> float:
         return floor + (1 - floor) * (1 - t)
     if cfg.schedule == "step":
         return cfg.gamma ** sum(epoch_float >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine_periodic":
+        # torch's CosineAnnealingLR(T_max=restart_period) run past T_max: a smooth cosine of period
+        # 2*T_max (PEMM's official schedule), rather than a jump back to the peak as in SGDR.
+        t_abs = epoch_float - cfg.warmup_epochs
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t_abs / cfg.restart_period))
     # cosine_restarts: a periodic cosine of the given period (SGDR without period growth)
     phase = ((epoch_float - cfg.warmup_epochs) % cfg.restart_period) / cfg.restart_period
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * phase))

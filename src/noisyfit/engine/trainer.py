@@ -396,6 +396,9 @@ class Trainer:
                 out[key] = np.asarray(v)
         if self.method.final_probs.numel():
             out["probs"] = self.method.final_probs.cpu().numpy().astype(np.float32)
+        for key, v in self.method.per_sample_extras().items():  # method-specific columns, e.g. BKD's groups
+            if v is not None and key not in out:
+                out[key] = np.asarray(v)
         return out
 
     def _results(self, wall_seconds: float) -> dict:
@@ -426,7 +429,9 @@ class Trainer:
             "seed": cfg.train.seed,
             "config": cfg.to_dict(),
             "method": {"name": cfg.method.name, "hyper": self.method.hyper_dict(),
-                       "flag_rule": self.method.flag_reason()},
+                       "flag_rule": self.method.flag_reason(),
+                       # the method's own estimate, also when no true labels exist (read by audits)
+                       "estimated_noise_rate": _maybe_float(self.method.estimated_noise_rate(tr.labels))},
             "data": {"source": self.data.source_name, "num_classes": tr.num_classes,
                      "class_names": list(tr.class_names), "num_train": len(tr),
                      "num_val": 0 if self.data.val is None else len(self.data.val),
@@ -445,6 +450,10 @@ class Trainer:
         ps = self.per_sample()
         atomic_write_bytes(self.out_dir / "per_sample.npz", lambda f: np.savez_compressed(f, **ps))
         atomic_write_json(self.out_dir / "results.json", results)
+
+
+def _maybe_float(v) -> float | None:
+    return None if v is None else float(v)
 
 
 def _check_writable(out_dir: Path) -> None:

@@ -123,6 +123,14 @@ class Method(nn.Module):
         if unknown:
             raise ValueError(f"method {cls.name!r}: unknown hyper-parameter(s) {unknown}; "
                              f"valid: {sorted(valid) or 'none'}")
+        # YAML reads "1e-3" as a string: give each value the type of the field's default.
+        from noisyfit.config import ConfigError, _coerce
+
+        defaults = cls.Hyper()
+        try:
+            hyper = {k: _coerce(defaults, k, v, f"method {cls.name!r}: method.args") for k, v in hyper.items()}
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         return cls.Hyper(**hyper)
 
     def hyper_dict(self) -> dict:
@@ -192,6 +200,10 @@ class Method(nn.Module):
     def flag_reason(self) -> str:
         """A short human-readable statement of the flagging rule, for audits."""
         return f"p(given label) < {self.flag_threshold}"
+
+    def per_sample_extras(self) -> dict[str, np.ndarray | None]:
+        """Extra per-training-sample arrays written to per_sample.npz (e.g. BKD's groups). Default: none."""
+        return {}
 
     # ---------------------------------------------------------------- checkpoints
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

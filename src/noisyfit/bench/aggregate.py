@@ -1,0 +1,128 @@
+"""Group result files into table cells without ever averaging across different protocols.
+
+A cell is (suite, method, label set, config variant): runs are averaged over seeds only when their
+resolved configs agree on everything but the seed and cosmetic switches. Runs of one method and
+label set with different configs (a preset edited between runs, a changed override) become
+separate variants, reported side by side with the keys that differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from noisyfit.bench.files import StoredRun
+from noisyfit.bench.suites import CLEANLAB, ORACLE, PLANNED_METHODS
+
+#: config keys that do not change what is measured (logging, paths) and the seed itself
+IGNORED_KEYS = {("train", "seed"), ("train", "progress"), ("train", "tensorboard"), ("train", "checkpoint"),
+                ("data", "data_dir"), ("data", "download")}
+#: the protocol every method of a suite shares: a method row whose core differs from CE's is marked
+CORE_KEYS = (("model", "backbone"), ("model", "args"), ("train", "epochs"), ("train", "batch_size"),
+             ("train", "precision"), ("data", "val_fraction"), ("data", "train_subset"))
+
+
+def _flat(config: dict) -> dict[tuple[str, str], object]:
+    return {(sec, k): v for sec, d in (config or {}).items() if isinstance(d, dict) for k, v in d.items()}
+
+
+def fingerprint(run: StoredRun) -> str:
+    """Everything that defines the measurement except the seed (and logging switches)."""
+    flat = {f"{s}.{k}": v for (s, k), v in _flat(run.data.get("config")).items()
+            if (s, k) not in IGNORED_KEYS}
+    return json.dumps({"schema": run.data.get("schema"), "config": flat}, sort_keys=True, default=str)
+
+
+def core_protocol(run: StoredRun) -> dict[str, object]:
+    flat = _flat(run.data.get("config"))
+    return {f"{s}.{k}": flat.get((s, k)) for s, k in CORE_KEYS}
+
+
+def config_diff(a: StoredRun, b: StoredRun) -> list[str]:
+    """``key=value`` of ``b`` wherever its config differs from ``a``'s (ignored keys excluded)."""
+    fa, fb = _flat(a.data.get("config")), _flat(b.data.get("config"))
+    keys = sorted((set(fa) | set(fb)) - IGNORED_KEYS)
+    return [f"{s}.{k}={json.dumps(fb.get((s, k)), default=str)}" for s, k in keys
+            if fa.get((s, k)) != fb.get((s, k))]
+
+
+@dataclass
+class Cell:
+    """Runs of one method on one label set with one config, over seeds."""
+
+    suite: str
+    method: str
+    label_set: str
+    variant: int = 0
+    runs: list[StoredRun] = field(default_factory=list)
+    #: for variants > 0: the keys in which this variant differs from variant 0
+    differs: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def label(self) -> str:
+        return self.method if self.variant == 0 else f"{self.method} [variant {self.variant + 1}]"
+
+    def values(self, *path: str) -> list[float]:
+        """The numbers at ``path`` (e.g. ``"selected", "test_acc"``) over seeds, missing ones skipped."""
+        out = []
+        for r in self.runs:
+            v = r.data
+            for p in path:
+                v = v.get(p) if isinstance(v, dict) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                out.append(float(v))
+        return out
+
+
+def method_order(name: str) -> tuple:
+    """CE, the oracle, planned methods in plan order, others alphabetically, cleanlab last."""
+    if name == "ce":
+        return (0, 0, name)
+    if name == ORACLE:
+        return (1, 0, name)
+    if name == CLEANLAB:
+        return (4, 0, name)
+    if name in PLANNED_METHODS:
+        return (2, PLANNED_METHODS.index(name), name)
+    return (3, 0, name)
+
+
+def build_cells(runs: list[StoredRun]) -> list[Cell]:
+    """Cells of one suite, ordered by method then label set then variant (largest group first)."""
+    groups: dict[tuple[str, str], dict[str, list[StoredRun]]] = {}
+    for r in runs:
+        groups.setdefault((r.method, r.label_set), {}).setdefault(fingerprint(r), []).append(r)
+    cells = []
+    for (method, ls), by_fp in groups.items():
+        variants = sorted(by_fp.values(), key=lambda rs: (-len(rs), min(r.seed for r in rs)))
+        for i, rs in enumerate(variants):
+            rs = sorted(rs, key=lambda r: r.seed)
+            diff = config_diff(variants[0][0], rs[0]) if i else []
+            cells.append(Cell(rs[0].suite, method, ls, i, rs, diff))
+    return sorted(cells, key=lambda c: (method_order(c.method), c.label_set, c.variant))
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None, int]:
+    """Mean, sample standard deviation (None for fewer than 2 values) and count."""
+    n = len(values)
+    if n == 0:
+        return None, None, 0
+    m = sum(values) / n
+    if n < 2:
+        return m, None, n
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)), n
+
+
+def recovery_ratio(acc: float | None, acc_ce: float | None, acc_oracle: float | None) -> float | None:
+    """R = (acc - acc_CE) / (acc_oracle - acc_CE): 0 = no better than CE, 1 = as good as clean labels.
+
+    None when a term is missing or the oracle is not above CE (the ratio would be meaningless).
+    """
+    if acc is None or acc_ce is None or acc_oracle is None or acc_oracle - acc_ce <= 1e-12:
+        return None
+    return (acc - acc_ce) / (acc_oracle - acc_ce)

@@ -1,0 +1,439 @@
+"""Run a suite: one run at a time, each in its own process, skipping done runs and resuming cut ones.
+
+Each run is ``python -m noisyfit.cli train ... --out <runs>/<suite>/<method>/<label set>/seed<S>`` in
+a fresh process, so its peak RSS is its own and a crash or a kill loses at most one epoch. A run is
+done when ``<results>/<suite>/<key>.json`` exists; a run folder with ``checkpoint.pt`` and no
+``results.json`` is resumed with ``--resume``; a finished run whose copy is missing is only copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from noisyfit.bench.cleanlab_row import unavailable_reason
+from noisyfit.bench.evidence import collect_run
+from noisyfit.bench.files import read_suite
+from noisyfit.bench.plan import RunSpec, StagePlan, expand_suite, runnable_methods
+from noisyfit.bench.suites import CLEANLAB, COST_GUESS, Suite
+from noisyfit.config import ConfigError
+from noisyfit.engine.checkpoint import atomic_write_json
+
+#: cost (relative to CE) assumed for a method that is neither measured nor in COST_GUESS
+DEFAULT_COST = 2.0
+LOG_TAIL_LINES = 25
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``12s``, ``4m05s``, ``3h12m``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+class Estimator:
+    """Time left, from the wall times of finished runs of the same suite.
+
+    A method with finished runs is estimated by their mean; one without, by the suite's measured
+    CE-equivalent time scaled by the method's guessed relative cost (``COST_GUESS``). Before any run
+    has finished, the suite's guessed CE time stands in for the measured one.
+    """
+
+    def __init__(self, ce_seconds_guess: float | None = None) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self.ce_seconds_guess = ce_seconds_guess
+
+    @classmethod
+    def from_results(cls, suite_dir: Path, ce_seconds_guess: float | None = None) -> "Estimator":
+        est = cls(ce_seconds_guess)
+        for r in read_suite(suite_dir):
+            wall = (r.data.get("bench") or {}).get("wall_seconds")
+            if wall:
+                est.add(r.method, float(wall))
+        return est
+
+    def add(self, method: str, seconds: float) -> None:
+        self.seconds.setdefault(method, []).append(seconds)
+
+    def estimate(self, method: str) -> float | None:
+        if method in self.seconds:
+            v = self.seconds[method]
+            return sum(v) / len(v)
+        if not self.seconds:
+            if self.ce_seconds_guess is None:
+                return None
+            return self.ce_seconds_guess * COST_GUESS.get(method, DEFAULT_COST)
+        ce_equiv = [sum(v) / len(v) / COST_GUESS.get(m, DEFAULT_COST) for m, v in self.seconds.items()]
+        return sum(ce_equiv) / len(ce_equiv) * COST_GUESS.get(method, DEFAULT_COST)
+
+    def total(self, methods: list[str], undecided: int = 0) -> float | None:
+        """Estimated seconds for runs of ``methods`` plus ``undecided`` runs of unknown methods."""
+        parts = [self.estimate(m) for m in methods] + [self.estimate("?")] * undecided
+        return None if any(p is None for p in parts) else sum(parts)
+
+
+@dataclass
+class BenchSummary:
+    ran: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    #: stopped by SIGTERM before the plan was through
+    terminated: bool = False
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the bench: stop the current run (its checkpoint stays) and exit."""
+
+
+@contextmanager
+def _sigterm_stops():
+    # `kill <bench pid>` should not leave a child training on its own (a later bench would then
+    # race it on the same run folder): turn SIGTERM into an exception that stops the child.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextmanager
+def suite_lock(runs_dir: Path):
+    """One bench process per suite folder at a time; a lock left by a dead process is taken over."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    lock = runs_dir / ".bench.lock"
+    if lock.exists():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise ConfigError(f"another `noisyfit bench` (pid {pid}) is running this suite in {runs_dir}; "
+                              f"wait for it, or delete {lock} if that process is not a bench")
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_child(cmd: list[str], log_path: Path) -> int:
+    """Run ``cmd`` with its output appended to ``log_path``; on interrupt stop it and re-raise."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {shlex.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        try:
+            return proc.wait()
+        except BaseException:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            raise
+
+
+def _log_tail(log_path: Path, n: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _sessions(run_dir: Path) -> list[dict]:
+    p = run_dir / "bench-sessions.jsonl"
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def _clear_stale(run_dir: Path) -> None:
+    """Remove what a run that died before its first checkpoint left (metrics.jsonl is appended to)."""
+    for child in run_dir.iterdir():
+        if child.name == "bench.log":
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _bench_block(spec: RunSpec, run_dir: Path, sessions: list[dict]) -> dict:
+    ls = spec.label_set
+    return {"suite": spec.suite, "method": spec.method, "trained_method": spec.trained_method,
+            "label_set": ls.name, "dataset": ls.dataset, "noise": ls.noise, "clean_labels": ls.clean,
+            "seed": spec.seed, "stage": spec.stage + 1, "config": spec.config,
+            "overrides": list(spec.overrides),
+            "run_dir": str(run_dir), "sessions": len(sessions),
+            "resumed": any(s.get("resume") for s in sessions),
+            # wall time of every session of this run, including start-up, data loading and evaluation
+            "wall_seconds": sum(s["wall_seconds"] for s in sessions) if sessions else None}
+
+
+def mismatch(spec: RunSpec, results: dict) -> str | None:
+    """Why a finished run folder does not hold ``spec``'s run (e.g. a folder copied in by hand), or None."""
+    cfg = results.get("config") or {}
+    data, method = cfg.get("data") or {}, cfg.get("method") or {}
+    want = {"seed": spec.seed, "data.dataset": spec.label_set.dataset.lower(),
+            "data.noise": spec.label_set.noise, "method.name": spec.trained_method}
+    have = {"seed": results.get("seed"), "data.dataset": str(data.get("dataset", "")).lower(),
+            "data.noise": data.get("noise"), "method.name": method.get("name")}
+    diff = [f"{k}={have[k]!r} (expected {want[k]!r})" for k in want if have[k] != want[k]]
+    return "; ".join(diff) if diff else None
+
+
+def run_status(spec: RunSpec, results_dir: Path, runs_root: Path) -> str:
+    """``done`` | ``collect`` (finished, not copied) | ``resume`` | ``todo``."""
+    if (results_dir / f"{spec.key}.json").is_file():
+        return "done"
+    run_dir = spec.run_dir(runs_root)
+    if (run_dir / "results.json").is_file():
+        return "collect"
+    if spec.method != CLEANLAB and (run_dir / "checkpoint.pt").is_file():
+        return "resume"
+    return "todo"
+
+
+def execute(spec: RunSpec, results_dir: Path, runs_root: Path, *,
+            python: str = sys.executable) -> tuple[str, dict]:
+    """Run (or resume, or only copy) one run; return ``(status, info)``.
+
+    status is ``ran``, ``collected``, ``failed``, ``unavailable`` or ``skipped`` (results already
+    there); info holds ``seconds``, ``results`` (when finished) and ``note`` (failed / unavailable).
+    """
+    dest = results_dir / f"{spec.key}.json"
+    run_dir = spec.run_dir(runs_root)
+    notes = {k: results_dir / f"{spec.key}.{k}.json" for k in ("failed", "unavailable")}
+    status = run_status(spec, results_dir, runs_root)
+    if status == "done":
+        return "skipped", {}
+    if spec.method == CLEANLAB and status == "todo":
+        reason = unavailable_reason()
+        if reason:
+            note = {"reason": reason, "checked": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            atomic_write_json(notes["unavailable"], note)
+            return "unavailable", {"note": note}
+    seconds = 0.0
+    if status in ("todo", "resume"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if status == "todo":
+            _clear_stale(run_dir)
+        cmd = spec.command(run_dir, resume=status == "resume", python=python)
+        t0 = time.time()
+        rc = None
+        try:
+            rc = run_child(cmd, run_dir / "bench.log")
+        finally:
+            # An interrupted session is recorded too (returncode null): its time is part of the run's cost.
+            seconds = time.time() - t0
+            with open(run_dir / "bench-sessions.jsonl", "a") as f:
+                f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
+                                    "wall_seconds": seconds, "returncode": rc, "resume": status == "resume",
+                                    "command": cmd}) + "\n")
+        if rc != 0 or not (run_dir / "results.json").is_file():
+            note = {"returncode": rc, "command": cmd, "run_dir": str(run_dir), "seconds": seconds,
+                    "failed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "log_tail": _log_tail(run_dir / "bench.log")}
+            atomic_write_json(notes["failed"], note)
+            return "failed", {"seconds": seconds, "note": note}
+    wrong = mismatch(spec, json.loads((run_dir / "results.json").read_text()))
+    if wrong:
+        note = {"returncode": None, "run_dir": str(run_dir), "failed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "log_tail": f"{run_dir} holds another run: {wrong}; move it away to run this one"}
+        atomic_write_json(notes["failed"], note)
+        return "failed", {"seconds": seconds, "note": note}
+    results = collect_run(run_dir, dest, _bench_block(spec, run_dir, _sessions(run_dir)))
+    for p in notes.values():
+        p.unlink(missing_ok=True)
+    return ("ran" if status in ("todo", "resume") else "collected"), {"seconds": seconds, "results": results}
+
+
+def _describe(spec: RunSpec) -> str:
+    return f"{spec.method} · {spec.label_set.name} · seed {spec.seed}"
+
+
+def _acc_text(results: dict) -> str:
+    acc = (results.get("selected") or {}).get("test_acc")
+    if acc is not None:
+        return f"selected test acc {100 * acc:.2f}%"
+    det = results.get("detection") or {}
+    return f"F1 {100 * det['f1']:.1f}%" if det.get("f1") is not None else "no accuracy"
+
+
+def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[str] | None = None,
+              seeds: tuple[int, ...] | None = None, dry_run: bool = False,
+              echo: Callable[[str], None] = print, python: str = sys.executable,
+              registered: list[str] | None = None) -> BenchSummary:
+    """Run every stage of ``suite`` in order (see :mod:`noisyfit.bench.suites`).
+
+    Parameters
+    ----------
+    suite : Suite
+    results_root, runs_root : Path
+        ``<results_root>/<suite>/`` gets the JSON files; ``<runs_root>/<suite>/`` the run folders.
+    only : set of str, optional
+        Run only these methods (``oracle`` and ``cleanlab`` included by name).
+    seeds : tuple of int, optional
+        Replace the seeds of every stage.
+    dry_run : bool
+        Print the plan (with each run's status and the time estimate) and run nothing.
+    echo : callable
+        Where progress lines go.
+    python : str
+        Interpreter for the run processes.
+    registered : list of str, optional
+        The methods that exist (default :func:`noisyfit.bench.plan.runnable_methods`).
+    """
+    if registered is None:
+        registered = runnable_methods()
+    results_dir = Path(results_root) / suite.name
+    runs_root = Path(runs_root)
+    est = Estimator.from_results(results_dir, suite.ce_seconds_guess)
+    summary = BenchSummary()
+    kw = dict(registered=registered, results_root=Path(results_root), only=only, seeds=seeds)
+    if dry_run:
+        _print_plan(suite, expand_suite(suite, **kw), results_dir, runs_root, est, echo)
+        return summary
+
+    echo(f"bench {suite.name}: {suite.description}")
+    try:
+        _run_stages(suite, kw, results_dir, runs_root, est, summary, echo, python)
+    except _Terminated:
+        summary.terminated = True
+        echo(f"bench {suite.name}: terminated; the run in progress keeps its last checkpoint. "
+             "Start the same command again to continue.")
+        return summary
+    echo(f"bench {suite.name}: {len(summary.ran)} ran, {len(summary.collected)} collected, "
+         f"{len(summary.skipped)} already done, {len(summary.failed)} failed, "
+         f"{len(summary.unavailable)} unavailable. Results: {results_dir}")
+    return summary
+
+
+def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est: Estimator,
+                summary: BenchSummary, echo: Callable[[str], None], python: str) -> None:
+    shown_notes: set[str] = set()
+
+    def show_notes(plans: list[StagePlan]) -> None:
+        for p in plans:
+            for n in p.notes:
+                if n not in shown_notes:
+                    shown_notes.add(n)
+                    echo(f"note: {n}")
+
+    visited: set[str] = set()
+    counter = 0
+    with suite_lock(runs_root / suite.name), _sigterm_stops():
+        for i in range(len(suite.stages)):
+            # Re-expanded at each stage: best:K ranks the results that have landed meanwhile.
+            plans = expand_suite(suite, start=i, **kw)
+            stage = plans[0]
+            if any(r.key not in visited for r in stage.runs) or stage.notes:
+                st = suite.stages[i]
+                echo(f"-- stage {i + 1}/{len(suite.stages)}: {st.note or ', '.join(st.methods)}")
+            show_notes(plans[:1])
+            for spec in stage.runs:
+                if spec.key in visited:
+                    continue
+                visited.add(spec.key)
+                counter += 1
+                pending = [r for p in plans for r in p.runs if r.key not in visited
+                           and run_status(r, results_dir, runs_root) != "done"]
+                total = counter + len({r.key for p in plans for r in p.runs} - visited) \
+                    + sum(p.undecided for p in plans)
+                tag = f"[{counter:>{len(str(total))}}/{total}] {_describe(spec)}"
+                status = run_status(spec, results_dir, runs_root)
+                if status == "done":
+                    summary.skipped.append(spec.key)
+                    echo(f"{tag}: have results, skip")
+                    continue
+                can_run = not (spec.method == CLEANLAB and status == "todo" and unavailable_reason())
+                if status in ("todo", "resume") and can_run:
+                    echo(f"{tag}: {'resuming' if status == 'resume' else 'running'} "
+                         f"(about {fmt_duration(est.estimate(spec.method))})")
+                outcome, info = execute(spec, results_dir, runs_root, python=python)
+                getattr(summary, outcome).append(spec.key)
+                if outcome == "ran":
+                    wall = info["results"]["bench"]["wall_seconds"]
+                    if wall:
+                        est.add(spec.method, float(wall))
+                left = est.total([r.method for r in pending], sum(p.undecided for p in plans))
+                eta = f" · about {fmt_duration(left)} left for {len(pending)} run(s)" if pending else ""
+                if outcome in ("ran", "collected"):
+                    echo(f"{tag}: {outcome} in {fmt_duration(info['seconds'])}, {_acc_text(info['results'])}"
+                         f"{eta}")
+                elif outcome == "failed":
+                    echo(f"{tag}: FAILED (exit {info['note']['returncode']}); log: "
+                         f"{spec.run_dir(runs_root) / 'bench.log'}; last lines:\n"
+                         + "\n".join("    " + s for s in info["note"]["log_tail"].splitlines()[-8:]) + eta)
+                else:
+                    echo(f"{tag}: unavailable: {info['note']['reason']}{eta}")
+
+
+def _print_plan(suite: Suite, plans: list[StagePlan], results_dir: Path, runs_root: Path, est: Estimator,
+                echo: Callable[[str], None]) -> None:
+    echo(f"bench {suite.name} (dry run): {suite.description}")
+    cleanlab_reason = unavailable_reason()
+    seen: set[str] = set()
+    todo: list[str] = []
+    undecided = 0
+    for p in plans:
+        stage = suite.stages[p.index]
+        echo(f"-- stage {p.index + 1}/{len(suite.stages)}: {stage.note or ', '.join(stage.methods)}")
+        for n in p.notes:
+            echo(f"   note: {n}")
+        for r in p.runs:
+            if r.key in seen:
+                continue
+            seen.add(r.key)
+            st = run_status(r, results_dir, runs_root)
+            if st == "todo" and r.method == CLEANLAB and cleanlab_reason:
+                echo(f"   {'unavail':<8} {_describe(r):<40} {cleanlab_reason}")
+                continue
+            if st != "done":
+                todo.append(r.method)
+            echo(f"   {st:<8} {_describe(r):<40} ~{fmt_duration(est.estimate(r.method)):>7}  "
+                 f"{shlex.join(r.command(r.run_dir(runs_root), resume=st == 'resume'))}")
+        if p.undecided:
+            echo(f"   (+{p.undecided} run(s) of methods chosen when earlier stages have results)")
+            undecided += p.undecided
+    total = est.total(todo, undecided)
+    basis = ("measured run times" if est.seconds else
+             "a guessed CE time x guessed method costs" if est.ce_seconds_guess else "")
+    echo(f"{len(todo) + undecided} run(s) to go; estimated {fmt_duration(total)}"
+         + (f" (from {basis})" if total is not None
+            else " (unknown until one run of this suite has finished)"))

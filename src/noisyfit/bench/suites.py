@@ -1,0 +1,191 @@
+"""The named benchmark grids, as data: which methods, label sets, seeds and protocol, in which order.
+
+A suite is a list of *stages* run in order, so that the runs that matter most land first and a
+partial result is already useful (CE and the oracle before the methods; one seed of every method
+before extra seeds; the worst label set before aggre). Method names in a stage are registry names,
+two pseudo-methods, or a selector:
+
+``oracle``
+    CE trained on the *clean* labels under the same protocol: the accuracy ceiling of recovery ratios.
+``cleanlab``
+    Out-of-fold CE predictions at the same budget fed to ``cleanlab.filter.find_label_issues``: the
+    detection baseline (needs ``noisyfit.detect.oof`` and the ``cleanlab`` package).
+``*``
+    Every planned method and every registered method (those not registered yet are skipped).
+``best:K``
+    The K methods (not CE, not pseudo-methods) with the highest mean noisy-validation-selected test
+    accuracy on the suite's ranking label set, among the results present when the stage starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from noisyfit.config import ConfigError
+
+#: every method planned for the toolkit; the bench lists them before their files land
+PLANNED_METHODS: tuple[str, ...] = (
+    "ce", "gce", "sce", "pemm", "car", "bkd", "coteaching", "j_coteaching", "jump_teaching", "dividemix",
+    "elr", "plremix", "ce_plr", "dividemix_plr",
+)
+
+ORACLE = "oracle"
+CLEANLAB = "cleanlab"
+PSEUDO_METHODS = (ORACLE, CLEANLAB)
+
+#: Rough cost of one run relative to a CE run (forward/backward passes per epoch), used only for time
+#: estimates before a method has a measured run; measured times replace them as runs finish.
+COST_GUESS: dict[str, float] = {
+    "ce": 1.0, "gce": 1.0, "sce": 1.0, "pemm": 1.1, "car": 1.1, "elr": 1.1, "jump_teaching": 1.3,
+    "coteaching": 2.0, "j_coteaching": 2.0, "bkd": 2.0, "ce_plr": 2.0, "elr_plus": 2.5, "dividemix": 3.5,
+    "plremix": 4.0, "dividemix_plr": 4.0, ORACLE: 1.0, CLEANLAB: 4.0,  # 5 folds x 4/5 of the data
+}
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Which training labels a run uses.
+
+    Parameters
+    ----------
+    name : str
+        Short name used in file names (no dots, no double underscores), e.g. ``worst``.
+    dataset : str
+        The ``--dataset`` value, e.g. ``cifar10n-worst``.
+    noise : str, optional
+        A synthetic noise spec (``--noise``), e.g. ``sym:0.4``.
+    clean : bool
+        True for the clean labels that the oracle trains on.
+    """
+
+    name: str
+    dataset: str
+    noise: str | None = None
+    clean: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block of runs: methods x label sets x seeds, expanded in that nesting order."""
+
+    methods: tuple[str, ...]
+    label_sets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named benchmark grid.
+
+    Parameters
+    ----------
+    name : str
+    description : str
+    preset : str
+        Preset pattern of a method's config, ``{method}`` replaced by the method name
+        (e.g. ``{method}/cpu-cifar10n``). The oracle and the cleanlab row use CE's preset.
+    label_sets : tuple of LabelSet
+        Noisy label sets, plus one ``clean=True`` set for the oracle.
+    stages : tuple of Stage
+    rank_label_set : str
+        Label set on which ``best:K`` ranks methods.
+    overrides : tuple of str
+        ``key=value`` overrides applied to every run (identical for all methods, so the protocol holds).
+    fallback_preset : str, optional
+        Config used for a method without its own preset (smoke only); the method's args then come
+        from its ``{method}/cpu-cifar10n`` preset when that exists.
+    """
+
+    name: str
+    description: str
+    preset: str
+    label_sets: tuple[LabelSet, ...]
+    stages: tuple[Stage, ...]
+    rank_label_set: str
+    overrides: tuple[str, ...] = ()
+    fallback_preset: str | None = None
+    published: bool = False  # show the published CIFAR-10N reference table in the report
+    #: guessed wall seconds of one CE run, for time estimates before anything is measured
+    ce_seconds_guess: float | None = None
+
+    def label_set(self, name: str) -> LabelSet:
+        for ls in self.label_sets:
+            if ls.name == name:
+                return ls
+        raise ConfigError(f"suite {self.name!r} has no label set {name!r}; it has "
+                          f"{[ls.name for ls in self.label_sets]}")
+
+    @property
+    def clean_label_set(self) -> LabelSet:
+        return next(ls for ls in self.label_sets if ls.clean)
+
+
+_CIFAR10N_LABEL_SETS = (
+    LabelSet("worst", "cifar10n-worst"),
+    LabelSet("aggre", "cifar10n-aggre"),
+    LabelSet("clean", "cifar10", clean=True),
+)
+
+
+def _cifar10n_stages() -> tuple[Stage, ...]:
+    # Order: the baseline and the ceiling first (every other number is read against them), then one
+    # seed of every method on worst, more seeds for the two best, the detection baseline, then aggre.
+    return (
+        Stage(("ce",), ("worst",), (0, 1, 2), "CE baseline, 3 seeds"),
+        Stage((ORACLE,), ("clean",), (0, 1, 2), "oracle: CE on the clean labels, 3 seeds"),
+        Stage(("*",), ("worst",), (0,), "every method, one seed"),
+        Stage(("best:2",), ("worst",), (1, 2), "the two best methods on worst: seeds 1 and 2"),
+        Stage((CLEANLAB,), ("worst",), (0,), "cleanlab: out-of-fold CE -> find_label_issues"),
+        Stage(("ce", "best:2"), ("aggre",), (0,), "aggre: CE and the two best, one seed"),
+        Stage(("ce", "best:2"), ("aggre",), (1, 2), "aggre: seeds 1 and 2"),
+        Stage((CLEANLAB,), ("aggre",), (0,), "cleanlab on aggre"),
+    )
+
+
+SUITES: dict[str, Suite] = {
+    "smoke": Suite(
+        name="smoke",
+        description="scikit-learn digits (64 features) with 40% symmetric noise, MLP, 15 epochs, CPU fp32: "
+                    "every registered method, one seed, a few minutes in all (runs in CI)",
+        preset="smoke/{method}",
+        fallback_preset="smoke/protocol",
+        label_sets=(LabelSet("sym40", "digits", noise="sym:0.4"), LabelSet("clean", "digits", clean=True)),
+        stages=(
+            Stage(("ce",), ("sym40",), (0,)),
+            Stage((ORACLE,), ("clean",), (0,)),
+            Stage(("*",), ("sym40",), (0,), "every registered method"),
+            Stage((CLEANLAB,), ("sym40",), (0,)),
+        ),
+        rank_label_set="sym40",
+        ce_seconds_guess=6.0,  # mostly process start-up: the training itself takes under a second
+    ),
+    "cpu-cifar10n": Suite(
+        name="cpu-cifar10n",
+        description="CIFAR-10N on 2 CPU cores: fastcnn 64/256/256, 12 epochs, batch 512, bf16 "
+                    "(protocols/cpu-cifar10n.yaml); selection on the noisy validation split",
+        preset="{method}/cpu-cifar10n",
+        label_sets=_CIFAR10N_LABEL_SETS,
+        stages=_cifar10n_stages(),
+        rank_label_set="worst",
+        published=True,
+        ce_seconds_guess=15 * 60.0,  # protocols/cpu-cifar10n.yaml: "about 13-15 minutes on 2 cores"
+    ),
+    "paper-cifar10n": Suite(
+        name="paper-cifar10n",
+        description="CIFAR-10N with the papers' backbones and schedules (PreAct ResNet-18, 300 epochs "
+                    "unless a method's paper says otherwise; protocols/paper-cifar10n.yaml): for a GPU",
+        preset="{method}/paper-cifar10n",
+        label_sets=_CIFAR10N_LABEL_SETS,
+        stages=_cifar10n_stages(),
+        rank_label_set="worst",
+        published=True,
+    ),
+}
+
+
+def get_suite(name: str) -> Suite:
+    """The suite called ``name``; the error lists the valid names."""
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
+    return SUITES[name]

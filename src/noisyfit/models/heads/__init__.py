@@ -1,0 +1,1 @@
+"""Method-specific heads on top of any backbone feature (one module per head)."""

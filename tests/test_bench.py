@@ -1,0 +1,262 @@
+"""The bench runner: suites as data, stage expansion, commands, resume / skip / failure, time estimates."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from noisyfit.bench import plan as plan_mod
+from noisyfit.bench import runner as runner_mod
+from noisyfit.bench.cleanlab_row import rows_of
+from noisyfit.bench.evidence import pr_points
+from noisyfit.bench.files import parse_name, run_key
+from noisyfit.bench.plan import RunSpec, expand_stage, expand_suite, rank_methods, resolve_config
+from noisyfit.bench.runner import Estimator, execute, fmt_duration, run_status, suite_lock
+from noisyfit.bench.suites import CLEANLAB, ORACLE, SUITES, LabelSet, get_suite
+from noisyfit.config import ConfigError, load_config
+
+CPU = SUITES["cpu-cifar10n"]
+
+
+@pytest.fixture
+def fake_presets(monkeypatch):
+    """Presets exist for ce, dividemix and newmethod only (independent of which files have landed)."""
+    have = {"ce/cpu-cifar10n", "dividemix/cpu-cifar10n", "newmethod/cpu-cifar10n"}
+    monkeypatch.setattr(plan_mod, "preset_exists", lambda name: name in have)
+    return ["ce", "gce", "dividemix", "newmethod"]  # gce registered but without a preset
+
+
+def _store(results_root, suite, method, ls, seed, acc):
+    d = results_root / suite
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{run_key(method, ls, seed)}.json").write_text(json.dumps({"selected": {"test_acc": acc}}))
+
+
+def test_cpu_suite_runs_ce_then_oracle_then_methods_on_worst_then_aggre(tmp_path, fake_presets):
+    plans = expand_suite(CPU, registered=fake_presets, results_root=tmp_path)
+    assert [r.key for r in plans[0].runs] == ["ce__worst__seed0", "ce__worst__seed1", "ce__worst__seed2"]
+    assert [r.key for r in plans[1].runs] == [f"oracle__clean__seed{s}" for s in (0, 1, 2)]
+    # the oracle is CE's preset on the clean CIFAR-10 labels
+    oracle_cmd = plans[1].runs[0].command(tmp_path / "r")
+    assert oracle_cmd[oracle_cmd.index("--config") + 1] == "ce/cpu-cifar10n"
+    assert oracle_cmd[oracle_cmd.index("--dataset") + 1] == "cifar10"
+    # every method once on worst: ce is not repeated, planned order first, then other registered ones
+    assert [r.key for r in plans[2].runs] == ["dividemix__worst__seed0", "newmethod__worst__seed0"]
+    notes = " ".join(plans[2].notes)
+    assert "skip gce: no preset gce/cpu-cifar10n" in notes
+    assert "skip pemm: not a registered method" in notes
+    worst_stages = [i for i, s in enumerate(CPU.stages) if "worst" in s.label_sets]
+    aggre_stages = [i for i, s in enumerate(CPU.stages) if "aggre" in s.label_sets]
+    assert max(worst_stages) < min(aggre_stages)
+    assert CPU.label_set("aggre").dataset == "cifar10n-aggre"
+
+
+def test_best_k_waits_for_results_then_picks_the_two_best_non_ce_methods(tmp_path, fake_presets):
+    stage = next(i for i, s in enumerate(CPU.stages) if s.methods == ("best:2",))
+    empty = expand_stage(CPU, stage, registered=fake_presets, results_root=tmp_path)
+    assert empty.runs == [] and empty.undecided == 2 * 1 * 2  # 2 methods x worst x seeds 1, 2
+    _store(tmp_path, "cpu-cifar10n", "ce", "worst", 0, 0.95)  # CE is the baseline, never "best"
+    _store(tmp_path, "cpu-cifar10n", "dividemix", "worst", 0, 0.80)
+    _store(tmp_path, "cpu-cifar10n", "newmethod", "worst", 0, 0.85)
+    _store(tmp_path, "cpu-cifar10n", "newmethod", "aggre", 0, 0.10)  # other label sets do not rank
+    assert [m for m, _, _ in rank_methods(CPU, tmp_path)] == ["newmethod", "dividemix"]
+    p = expand_stage(CPU, stage, registered=fake_presets, results_root=tmp_path)
+    assert [r.key for r in p.runs] == ["newmethod__worst__seed1", "newmethod__worst__seed2",
+                                       "dividemix__worst__seed1", "dividemix__worst__seed2"]
+    assert p.undecided == 0
+
+
+def test_only_and_seeds_filter_the_plan(tmp_path, fake_presets):
+    plans = expand_suite(CPU, registered=fake_presets, results_root=tmp_path, only={"ce", ORACLE}, seeds=(7,))
+    keys = [r.key for p in plans for r in p.runs]
+    assert keys == ["ce__worst__seed7", "oracle__clean__seed7", "ce__aggre__seed7"]
+
+
+def test_train_and_cleanlab_commands(tmp_path):
+    ls = LabelSet("sym40", "digits", noise="sym:0.4")
+    spec = RunSpec("smoke", "gce", ls, 3, "smoke/protocol", ("method.name=gce",))
+    run_dir = spec.run_dir(tmp_path)
+    assert run_dir == tmp_path / "smoke" / "gce" / "sym40" / "seed3"
+    cmd = spec.command(run_dir, resume=True, python="py")
+    assert cmd[:4] == ["py", "-m", "noisyfit.cli", "train"]
+    assert cmd[cmd.index("--noise") + 1] == "sym:0.4" and cmd[cmd.index("--seed") + 1] == "3"
+    assert cmd[cmd.index("--out") + 1] == str(run_dir) and "--resume" in cmd
+    assert cmd[-1] == "method.name=gce"  # overrides last: they win over the preset and flags
+    cl = RunSpec("smoke", CLEANLAB, ls, 0, "smoke/protocol").command(run_dir, resume=True, python="py")
+    assert cl[:3] == ["py", "-m", "noisyfit.bench.cleanlab_row"] and "--resume" not in cl
+
+
+def test_smoke_fallback_takes_method_args_from_the_cpu_preset(tmp_path, monkeypatch):
+    (tmp_path / "foo").mkdir()
+    (tmp_path / "foo" / "cpu-cifar10n.yaml").write_text(
+        "method:\n  name: foo\n  args: {warmup: 2, tau: 0.5, mode: hard, widths: [3, 4]}\n")
+    monkeypatch.setattr(plan_mod, "PRESET_DIR", tmp_path)
+    monkeypatch.setattr(plan_mod, "preset_exists", lambda name: (tmp_path / f"{name}.yaml").is_file())
+    config, overrides = resolve_config(SUITES["smoke"], "foo")
+    assert config == "smoke/protocol"
+    # the overrides, parsed the way `noisyfit train` parses them, give back the same args
+    cfg = load_config(None, list(overrides))
+    assert cfg.method.name == "foo"
+    assert cfg.method.args == {"warmup": 2, "tau": 0.5, "mode": "hard", "widths": [3, 4]}
+    with pytest.raises(plan_mod.NoPreset, match="no preset bar/cpu-cifar10n"):
+        resolve_config(CPU, "bar")
+
+
+def test_result_file_names_round_trip():
+    assert parse_name("j_coteaching__worst__seed12.json") == ("j_coteaching", "worst", 12, "")
+    assert parse_name("ce__sym40__seed0.pr.json") == ("ce", "sym40", 0, "pr")
+    assert parse_name("ce__cifar10.json") is None  # not a bench file (e.g. the lead's protocol results)
+    with pytest.raises(ValueError):
+        run_key("a.b", "worst", 0)
+    with pytest.raises(ConfigError, match="unknown suite 'nope'"):
+        get_suite("nope")
+
+
+def test_estimator_uses_measured_times_then_guessed_relative_costs():
+    assert Estimator().estimate("ce") is None
+    assert Estimator(ce_seconds_guess=6.0).estimate("dividemix") == pytest.approx(6.0 * 3.5)
+    est = Estimator(ce_seconds_guess=1000.0)
+    est.add("ce", 10.0)
+    est.add("ce", 20.0)
+    assert est.estimate("ce") == pytest.approx(15.0)  # measured beats the guess
+    assert est.estimate("dividemix") == pytest.approx(15.0 * 3.5)
+    est.add("coteaching", 40.0)  # CE-equivalent 40 / 2.0 = 20; the mean CE-equivalent is 17.5
+    assert est.estimate("dividemix") == pytest.approx(17.5 * 3.5)
+    assert est.total(["ce", "coteaching"], undecided=1) == pytest.approx(15.0 + 40.0 + 17.5 * 2.0)
+    assert [fmt_duration(s) for s in (5, 125, 7260, None)] == ["5s", "2m05s", "2h01m", "?"]
+
+
+def test_pr_points_by_hand():
+    # ranked by clean score: noisy, clean, noisy, clean
+    pr = pr_points(np.array([True, False, True, False]), np.array([0.1, 0.2, 0.3, 0.9]),
+                   flags=np.array([True, True, False, False]))
+    assert pr["recall"] == [1.0, 1.0, 0.5, 0.5]
+    assert pr["precision"] == pytest.approx([0.5, 0.66667, 0.5, 1.0], abs=1e-5)
+    assert pr["auprc"] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert pr["flag_point"] == {"precision": 0.5, "recall": 0.5}
+    assert pr["positives"] == 2 and pr["n"] == 4
+    rng = np.random.default_rng(0)
+    thin = pr_points(rng.random(1000) < 0.3, rng.random(1000), max_points=5)
+    assert len(thin["recall"]) == 5 and thin["recall"][0] == 1.0  # thinned, the full-recall end kept
+    assert pr_points(np.zeros(5, bool), np.ones(5)) is None  # no noisy sample: no curve
+
+
+def test_rows_of_maps_the_run_split_onto_out_of_fold_rows():
+    assert rows_of(np.array([1, 3, 4]), np.arange(6)).tolist() == [1, 3, 4]
+    assert rows_of(np.array([5, 9]), np.array([2, 5, 7, 9])).tolist() == [1, 3]  # train_subset case
+    with pytest.raises(ValueError):
+        rows_of(np.array([4]), np.array([2, 5, 7]))
+
+
+def test_lock_refuses_a_live_bench_and_takes_over_a_dead_one(tmp_path):
+    (tmp_path / ".bench.lock").write_text(str(os.getppid()))  # a live process that is not us
+    with pytest.raises(ConfigError, match="another `noisyfit bench`"):
+        with suite_lock(tmp_path):
+            pass
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".bench.lock").write_text(str(dead.pid))
+    with suite_lock(tmp_path):
+        assert (tmp_path / ".bench.lock").read_text() == str(os.getpid())
+    assert not (tmp_path / ".bench.lock").exists()
+
+
+def test_unavailable_cleanlab_row_leaves_a_note_and_no_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner_mod, "unavailable_reason", lambda: "cleanlab is not installed")
+    spec = RunSpec("smoke", CLEANLAB, LabelSet("sym40", "digits", noise="sym:0.4"), 0, "smoke/protocol")
+    status, info = execute(spec, tmp_path / "results" / "smoke", tmp_path / "runs")
+    assert status == "unavailable"
+    note_file = tmp_path / "results" / "smoke" / "cleanlab__sym40__seed0.unavailable.json"
+    note = json.loads(note_file.read_text())
+    assert note["reason"] == "cleanlab is not installed"
+    assert not (tmp_path / "results" / "smoke" / "cleanlab__sym40__seed0.json").exists()
+    assert not spec.run_dir(tmp_path / "runs").exists()
+
+
+SMOKE_CE = ("smoke/protocol", ("method.name=ce", "train.epochs=4"))
+
+
+def _smoke_spec(*extra: str) -> RunSpec:
+    return RunSpec("smoke", "ce", LabelSet("sym40", "digits", noise="sym:0.4"), 0, SMOKE_CE[0],
+                   SMOKE_CE[1] + extra)
+
+
+def test_a_cut_run_is_resumed_and_a_failed_one_leaves_its_log(tmp_path):
+    from noisyfit.engine.trainer import Trainer
+
+    spec = _smoke_spec()
+    runs, results = tmp_path / "runs", tmp_path / "results" / "smoke"
+    run_dir = spec.run_dir(runs)
+    # what `noisyfit train` builds from the spec's command, stopped after 2 of 4 epochs
+    flags = {"data": {"dataset": "digits", "noise": "sym:0.4"}, "train": {"seed": 0, "progress": False}}
+    cfg = load_config(SMOKE_CE[0], list(SMOKE_CE[1]), flags=flags)
+    assert Trainer(cfg, run_dir).fit(stop_after_epoch=2) is None
+    assert run_status(spec, results, runs) == "resume"
+    status, info = execute(spec, results, runs)
+    assert status == "ran", (run_dir / "bench.log").read_text()
+    stored = json.loads((results / "ce__sym40__seed0.json").read_text())
+    assert "--resume" in stored["command"] and stored["bench"]["resumed"] is True
+    assert [e["epoch"] for e in stored["epochs"]] == [0, 1, 2, 3]  # 2 from before the cut, 2 after
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 4
+    assert stored["bench"]["wall_seconds"] > 0 and stored["bench"]["sessions"] == 1
+    assert (results / "ce__sym40__seed0.pr.json").is_file()
+    assert run_status(spec, results, runs) == "done"
+    assert execute(spec, results, runs)[0] == "skipped"
+    # a run whose results were lost from the results folder is only copied again, not retrained
+    (results / "ce__sym40__seed0.json").unlink()
+    assert execute(spec, results, runs)[0] == "collected"
+
+    bad = _smoke_spec("train.epochs=notanumber")
+    bad_results = tmp_path / "results-bad" / "smoke"
+    status, info = execute(bad, bad_results, tmp_path / "runs-bad")
+    assert status == "failed" and info["note"]["returncode"] == 2
+    assert not (bad_results / "ce__sym40__seed0.json").exists()
+    note = json.loads((bad_results / "ce__sym40__seed0.failed.json").read_text())
+    assert "train.epochs" in note["log_tail"]  # the child's own error message is kept
+
+
+def test_cleanlab_row_scores_the_rows_the_methods_are_scored_on(monkeypatch):
+    pytest.importorskip("cleanlab")
+    oof = pytest.importorskip("noisyfit.detect.oof")
+    from noisyfit.bench.cleanlab_row import run_cleanlab_row
+    from noisyfit.data.tabular import load_digits_splits
+    from noisyfit.engine.run_data import prepare_run_data
+
+    splits = load_digits_splits()
+    cfg = load_config("smoke/protocol", flags={"data": {"noise": "sym:0.4", "val_fraction": 0.2}})
+    asked = {}
+
+    def oracle_probs(c, s, *, folds, epochs, seed):
+        # out-of-fold probabilities that know the true labels: every wrong label is findable
+        asked.update(val_fraction=c.data.val_fraction, folds=folds, epochs=epochs)
+        full = prepare_run_data(c.data, seed, s).train
+        probs = np.full((len(full), full.num_classes), 0.1 / (full.num_classes - 1))
+        probs[np.arange(len(full)), full.true_labels] = 0.9
+        return probs
+
+    monkeypatch.setattr(oof, "out_of_fold_pred_probs", oracle_probs)
+    r = run_cleanlab_row(cfg, None, splits=splits)
+    assert asked == {"val_fraction": 0.0, "folds": 5, "epochs": 15}  # every row predicted, CE's budget
+    assert r["data"]["num_train"] == len(prepare_run_data(cfg.data, 0, splits).train)  # val rows excluded
+    det = r["detection"]
+    # misaligned rows would score about 0.5; aligned ones separate perfectly
+    assert det["auroc"] == 1.0
+    assert det["precision"] > 0.99 and det["recall"] > 0.99
+    assert det["true_noise_rate"] == pytest.approx(0.4, abs=0.03)
+
+
+def test_a_finished_run_folder_holding_another_run_is_not_collected(tmp_path):
+    spec = _smoke_spec()
+    run_dir = spec.run_dir(tmp_path / "runs")
+    run_dir.mkdir(parents=True)
+    cfg = {"data": {"dataset": "digits", "noise": "sym:0.4"}, "method": {"name": "ce"}}
+    other = {"seed": 1, "config": cfg}
+    (run_dir / "results.json").write_text(json.dumps(other))
+    results = tmp_path / "results" / "smoke"
+    assert run_status(spec, results, tmp_path / "runs") == "collect"
+    status, info = execute(spec, results, tmp_path / "runs")
+    assert status == "failed" and "seed=1 (expected 0)" in info["note"]["log_tail"]
+    assert not (results / "ce__sym40__seed0.json").exists()

@@ -1,0 +1,152 @@
+"""`noisyfit bench report` on hand-made result files: every number checked against a hand computation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from noisyfit.bench.aggregate import mean_std, recovery_ratio
+from noisyfit.bench.evidence import pr_points
+from noisyfit.bench.files import run_key
+from noisyfit.bench.report import fmt_stat, write_report
+from noisyfit.cli import main
+
+MACHINE = {"cpu": "Test CPU", "cpu_count": 2, "torch_threads": 2, "torch": "2.13.0+cpu"}
+
+
+def fake_result(seed, acc_sel, acc_last, *, spe=1.0, rss=400.0, wall=100.0, epochs=3, backbone="mlp",
+                f1=0.5, noisy=True, machine=MACHINE):
+    cfg = {"data": {"dataset": "digits", "noise": "sym:0.4" if noisy else None, "val_fraction": 0.1,
+                    "train_subset": None, "data_dir": None},
+           "model": {"backbone": backbone, "args": {}},
+           "optim": {"name": "sgd", "lr": 0.05, "schedule": "cosine"},
+           "train": {"epochs": epochs, "batch_size": 64, "precision": "fp32", "seed": seed,
+                     "progress": False},
+           "method": {"name": "x", "args": {}}}
+    curve = [{"epoch": e, "train_seconds": spe, "eval_seconds": 0.1, "val_acc": 0.5,
+              "test_acc": acc_last - 0.01 * (epochs - 1 - e)} for e in range(epochs)]
+    det = ({"precision": f1, "recall": f1, "f1": f1, "auroc": 0.9, "auprc": 0.8, "estimated_noise_rate": 0.3,
+            "true_noise_rate": 0.4, "noise_rate_error": -0.1} if noisy else None)
+    return {"schema": "noisyfit.results/1", "noisyfit_version": "0.1.0", "commit": "abc123",
+            "machine": machine, "created": "2026-01-02T03:04:05+0000", "seed": seed, "config": cfg,
+            "epochs": curve, "final": {"epoch": epochs - 1, "test_acc": acc_last},
+            "selected": {"epoch": 1, "test_acc": acc_sel},
+            "detection": det, "method": {"flag_rule": "p(given label) < 0.5"},
+            "compute": {"device": "cpu", "seconds_per_epoch": spe, "peak_rss_mb": rss},
+            "bench": {"wall_seconds": wall}}
+
+
+def put(root, suite, method, ls, seed, data):
+    d = root / suite
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{run_key(method, ls, seed)}.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    for s, (sel, last) in enumerate([(0.60, 0.50), (0.62, 0.52), (0.64, 0.54)]):
+        put(root, "smoke", "ce", "sym40", s, fake_result(s, sel, last, f1=0.4 + 0.1 * s))
+    put(root, "smoke", "oracle", "clean", 0, fake_result(0, 0.90, 0.92, noisy=False))
+    put(root, "smoke", "gce", "sym40", 0, fake_result(0, 0.75, 0.61, spe=2.5, rss=600.0, wall=250.0))
+    put(root, "smoke", "gce", "sym40", 1, fake_result(1, 0.77, 0.63, spe=2.5, rss=600.0, wall=250.0))
+    # a gce run with a different config (20 epochs): a variant, never averaged with the two above
+    put(root, "smoke", "gce", "sym40", 2, fake_result(2, 0.80, 0.80, epochs=20))
+    put(root, "smoke", "pemm", "sym40", 0, fake_result(0, 0.70, 0.70, backbone="fastcnn"))
+    failed = {"returncode": 1, "failed": "2026-01-02T05:00"}
+    (root / "smoke" / "car__sym40__seed0.failed.json").write_text(json.dumps(failed))
+    # a second suite with its own CE: the suites are never pooled
+    put(root, "cpu-cifar10n", "ce", "worst", 0, fake_result(0, 0.11, 0.11))
+    # a foreign results folder (the lead's protocol files) is ignored
+    (root / "protocol").mkdir()
+    (root / "protocol" / "ce__cifar10.json").write_text("{}")
+    return root
+
+
+def _row(md, label, after):
+    """The first table row of ``label`` after the heading ``after``."""
+    section = md[md.index(after):]
+    return next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+
+
+def test_helpers_by_hand():
+    assert mean_std([0.60, 0.62, 0.64]) == (pytest.approx(0.62), pytest.approx(0.02), 3)
+    assert mean_std([0.5]) == (0.5, None, 1)
+    assert fmt_stat([0.60, 0.62, 0.64], scale=100, with_n=True) == "62.00 ± 2.00 (n=3)"
+    assert fmt_stat([0.9], scale=100, with_n=True) == "90.00 (n=1)†"
+    assert fmt_stat([], scale=100) == "–"
+    assert recovery_ratio(0.76, 0.62, 0.90) == pytest.approx(0.5)
+    assert recovery_ratio(0.76, 0.62, 0.60) is None  # oracle below CE: no ratio
+
+
+def test_report_tables(results, tmp_path):
+    out = tmp_path / "bench" / "RESULTS.md"
+    path, n = write_report(results, out, now="2026-01-02 10:00 UTC")
+    md = path.read_text()
+    assert n == 9
+    assert md.startswith("# noisyfit benchmark results")
+    assert "Generated file: do not edit by hand" in md.splitlines()[2] and "9 result file(s)" in md
+    smoke, cpu = md.index("## Suite `smoke`"), md.index("## Suite `cpu-cifar10n`")
+    assert smoke < cpu
+    # evidence header
+    assert "Test CPU (2 CPUs, torch threads: 2), torch 2.13.0+cpu" in md and "abc123" in md
+
+    acc = "#### Test accuracy"
+    assert _row(md, "ce", acc) == "| ce | 52.00 ± 2.00 (n=3) | 62.00 ± 2.00 (n=3) | – | – |"
+    assert _row(md, "oracle", acc) == "| oracle | – | – | 92.00 (n=1)† | 90.00 (n=1)† |"
+    assert _row(md, "gce", acc) == "| gce | 62.00 ± 1.41 (n=2) | 76.00 ± 1.41 (n=2) | – | – |"
+    # another epoch budget: its own row, marked, with what differs said
+    assert _row(md, "gce [variant 2] ‡", acc) == \
+        "| gce [variant 2] ‡ | 80.00 (n=1)† | 80.00 (n=1)† | – | – |"
+    assert "**gce [variant 2]** on sym40: train.epochs=20" in md
+    assert _row(md, "pemm ‡", acc).startswith("| pemm ‡ |")  # another backbone than CE's is marked
+    assert "model.backbone='fastcnn' (CE: 'mlp')" in md
+
+    rec = "#### Recovery ratio"
+    # selected: (76 - 62) / (90 - 62) = 0.50; last: (62 - 52) / (92 - 52) = 0.25; the oracle has one seed
+    assert _row(md, "gce", rec) == "| gce | 0.50 (n=2)† | 0.25 (n=2)† |"
+
+    det = "#### Detection"
+    assert _row(md, "ce", det) == ("| ce | sym40 | 3 | 50.0 ± 10.0 | 50.0 ± 10.0 | 50.0 ± 10.0 "
+                                   "| 90.0 ± 0.0 | 80.0 ± 0.0 | 30.0 ± 0.0 | 40.0 ± 0.0 |")
+    assert "| oracle |" not in md[md.index(det):md.index("#### Cost")]  # clean labels: nothing to detect
+
+    cost = "#### Cost"
+    # CE: 1.0 s/epoch, 400 MB, 100 s per run; gce: 2.5 s, 600 MB, 250 s
+    assert _row(md, "gce", cost) == "| gce | sym40 | 2 | 2.50 | 2.50× | 600 | 1.50× | 250.0 | 2.50× |"
+    assert _row(md, "ce", cost) == "| ce | sym40 | 3 | 1.00 | 1.00× | 400 | 1.00× | 100.0 | 1.00× |"
+
+    assert "car · sym40 · seed 0: **failed**" in md
+    # the other suite keeps its own single CE run: nothing from smoke leaks into it
+    assert _row(md, "ce", "## Suite `cpu-cifar10n`") == "| ce | 11.00 (n=1)† | 11.00 (n=1)† |"
+    assert "62.00" not in md[cpu:md.index("## Published")]
+    # published numbers only after our tables, in their own labelled section
+    pub = md.index("## Published reference numbers (not ours)")
+    assert pub > cpu and "87.77 ± 0.38" in md[pub:] and "87.77" not in md[:pub]
+
+
+def test_report_plots_are_written_linked_and_pruned(results, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "bench" / "RESULTS.md"
+    stale = tmp_path / "bench" / "plots" / "smoke" / "acc_vs_time__gone.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    pr = pr_points(np.array([True, False, True, False]), np.array([0.1, 0.2, 0.3, 0.9]))
+    (results / "smoke" / "ce__sym40__seed0.pr.json").write_text(json.dumps(pr))
+    md = write_report(results, out)[0].read_text()
+    for name in ("acc_vs_time__sym40.png", "test_acc_per_epoch__sym40.png", "pr__sym40.png"):
+        png = tmp_path / "bench" / "plots" / "smoke" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(plots/smoke/{name})" in md
+    assert not stale.exists()  # a figure no table backs any more is removed
+    # the other suite has no PR sidecar: no detection figure is drawn for it
+    assert not (tmp_path / "bench" / "plots" / "cpu-cifar10n" / "pr__worst.png").exists()
+    assert (tmp_path / "bench" / "plots" / "cpu-cifar10n" / "acc_vs_time__worst.png").is_file()
+
+
+def test_cli_report_and_empty_results(tmp_path, capsys):
+    out = tmp_path / "R.md"
+    assert main(["bench", "report", "--results", str(tmp_path / "none"), "--out", str(out)]) == 0
+    assert "No result files yet" in out.read_text()
+    assert main(["bench"]) == 2  # no suite: a user error, not a traceback
+    assert "give --suite NAME" in capsys.readouterr().err
