@@ -65,6 +65,9 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
         assert torch.equal(wa[k], wb[k]), k
     pa, pb = np.load(tmp_path / "a" / "per_sample.npz"), np.load(tmp_path / "b" / "per_sample.npz")
     assert np.array_equal(pa["clean_score"], pb["clean_score"])
+    # the resumed run's compute record covers both sessions
+    assert len(resumed["compute"]["sessions"]) == 2 and "sessions" not in full["compute"]
+    assert resumed["compute"]["wall_seconds_total"] >= resumed["compute"]["train_seconds_total"] > 0
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path, blob_splits):

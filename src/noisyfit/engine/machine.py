@@ -28,12 +28,20 @@ def git_commit(cwd: str | None = None) -> str | None:
         sha = out.stdout.strip()
         if not sha:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # Untracked files count too when they are code (a new method file changes what ran).
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "pyproject.toml"],
                                capture_output=True, text=True, timeout=5,
-                               cwd=cwd or Path(__file__).resolve().parent).stdout.strip()
+                               cwd=_repo_root(cwd)).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _repo_root(cwd: str | None) -> str:
+    start = cwd or str(Path(__file__).resolve().parent)
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5,
+                         cwd=start)
+    return out.stdout.strip() or start
 
 
 def machine_info(device: torch.device | None = None) -> dict:

@@ -115,6 +115,7 @@ class Trainer:
                  resume: bool = False, command: list[str] | None = None):
         self.cfg = cfg
         self.command = command if command is not None else sys.argv
+        self._session_start = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.resume = resume
         tc = cfg.train
         if tc.threads:
@@ -143,6 +144,8 @@ class Trainer:
         self.best = {"epoch": None, "val_acc": -1.0, "test_acc": None}
         self.start_epoch = 0
         self.train_seconds_total = 0.0
+        self.wall_seconds_total = 0.0  # training + evaluation, summed over sessions
+        self.sessions: list[dict] = []  # earlier sessions of a resumed run: command, wall time, peak RSS
         if resume:
             self._load_resume()
         # Augmentation streams differ per rank; the init above is identical on every rank.
@@ -299,6 +302,7 @@ class Trainer:
             train_seconds = time.time() - t0
             self.train_seconds_total += train_seconds
             row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
+            self.wall_seconds_total += time.time() - t0
             self.history.append(row)
             self.logger.log_epoch(row)
             if self.out_dir is not None and tc.checkpoint and self.is_main:
@@ -357,6 +361,8 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "train_seconds_total": self.train_seconds_total,
+            "wall_seconds_total": self.wall_seconds_total,
+            "sessions": self.sessions + [self._this_session()],
             "config": self.cfg.to_dict(),
             "version": __version__,
         }
@@ -377,6 +383,8 @@ class Trainer:
         self.history = ck["history"]
         self.best = ck["best"]
         self.train_seconds_total = ck["train_seconds_total"]
+        self.wall_seconds_total = ck.get("wall_seconds_total", 0.0)
+        self.sessions = ck.get("sessions", [])
         self.start_epoch = ck["epoch"] + 1
         self.logger.rewrite_history(self.history)
         self.logger.info(f"resumed from {self.out_dir / 'checkpoint.pt'} after epoch {self.start_epoch}")
@@ -419,6 +427,12 @@ class Trainer:
                    "images_per_second": float(np.median([h["images_per_second"] for h in self.history]))
                    if self.history else None}
         compute.update(peak_memory_mb(self.device))
+        compute["wall_seconds_total"] = self.wall_seconds_total
+        if self.sessions:  # a resumed run: the peak over all its sessions
+            for key in ("peak_rss_mb", "cuda_max_allocated_mb"):
+                if key in compute:
+                    compute[key] = max([compute[key], *(s.get(key, 0.0) for s in self.sessions)])
+            compute["sessions"] = self.sessions + [self._this_session()]
         return {
             "schema": RESULTS_SCHEMA,
             "noisyfit_version": __version__,
@@ -445,6 +459,10 @@ class Trainer:
             "files": {"per_sample": "per_sample.npz", "metrics": "metrics.jsonl", "config": "config.yaml",
                       "best_model": "best_model.pt", "checkpoint": "checkpoint.pt"},
         }
+
+    def _this_session(self) -> dict:
+        return {"command": list(self.command), "started": self._session_start,
+                **peak_memory_mb(self.device)}
 
     def _write_outputs(self, results: dict) -> None:
         ps = self.per_sample()
