@@ -1,0 +1,290 @@
+"""`noisyfit audit`: find the wrong labels in a data set, explain them, and write a report.
+
+Sources of evidence (one at a time):
+
+* ``--pred-probs FILE``  your model's out-of-sample probabilities (``.npy``, memory-mapped; rows = the
+  training examples of DATA in order);
+* ``--method M``         train noisyfit method M (flags as for ``noisyfit train``) and use its own
+  per-sample signal (all examples audited: no validation split unless you set ``data.val_fraction``);
+* ``--run RUN_DIR``      an existing ``noisyfit train --out`` folder;
+* ``--annotators A,B``   several label columns (e.g. CIFAR-10N ``random1,random2,random3``): the given
+  labels are audited against their consensus;
+* none of these:         out-of-fold probabilities from K-fold training at a cheap budget (``--folds``,
+  ``--epochs``, CE by default), saved as OUT/pred_probs.npy.
+
+Writes OUT/issues.csv, OUT/summary.json and OUT/report.html.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def register(sub) -> None:
+    p = sub.add_parser("audit", help="find likely label errors: issues.csv, summary.json, report.html",
+                       description=__doc__.split("\n\n")[0] + " Sources: --pred-probs, --method, --run, "
+                       "--annotators, or (none) out-of-fold training.")
+    p.add_argument("items", nargs="*", metavar="DATA [key=value ...]",
+                   help="DATA: cifar10n-worst, cifar10, digits, folder:PATH, csv:PATH, npz:PATH (optional with --run: "
+                        "taken from the run's config); then key=value config overrides (train.epochs=5 ...)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--pred-probs", metavar="FILE", help="[N, C] probabilities (.npy/.npz), rows = DATA's training "
+                                                          "examples in order")
+    src.add_argument("--method", help="train this noisyfit method and audit with its own signal")
+    src.add_argument("--run", metavar="RUN_DIR", help="audit a finished `noisyfit train --out RUN_DIR`")
+    src.add_argument("--annotators", metavar="COLS", help="comma-separated label columns (extra labels of DATA), "
+                                                          "e.g. random1,random2,random3")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--data-dir", help="data folder (default: $NOISYFIT_DATA_DIR or ../shared/data)")
+    p.add_argument("--label-column", default=None, help="label column of a csv: source")
+    p.add_argument("--noise", help="plant synthetic noise first, e.g. sym:0.2 (then true labels are known)")
+    p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as the given labels")
+    g = p.add_argument_group("detector (--pred-probs and out-of-fold)")
+    g.add_argument("--detector", choices=("noisyfit", "cleanlab"), default="noisyfit",
+                   help="built-in confident learning, or cleanlab used as it is (pip install 'noisyfit[cleanlab]')")
+    g.add_argument("--filter-by", default="prune_by_noise_rate",
+                   choices=("prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                            "predicted_neq_given", "low_normalized_margin", "low_self_confidence"))
+    g.add_argument("--rank-by", default="self_confidence",
+                   choices=("self_confidence", "normalized_margin", "confidence_weighted_entropy"))
+    g.add_argument("--argmax-over", choices=("confident", "all"), default="confident",
+                   help="confident-joint guess among several confident classes: the paper's rule or cleanlab's")
+    g.add_argument("--frac-noise", type=float, default=1.0)
+    g.add_argument("--min-examples-per-class", type=int, default=1)
+    g.add_argument("--chunk-size", type=int, help="rows of pred_probs per streamed chunk")
+    t = p.add_argument_group("training (--method and out-of-fold)")
+    t.add_argument("--config", help="YAML config or preset, as for `noisyfit train`")
+    t.add_argument("--folds", type=int, default=5, help="out-of-fold: number of folds")
+    t.add_argument("--oof-method", default=None, help="out-of-fold: the method trained per fold (default ce)")
+    t.add_argument("--backbone")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("--precision")
+    a = p.add_argument_group("annotators")
+    a.add_argument("--consensus", choices=("dawid_skene", "majority_vote"), default="dawid_skene")
+    a.add_argument("--crowd-backend", choices=("auto", "builtin", "crowdkit"), default="auto")
+    p.add_argument("--top", type=int, default=24, help="suspects shown in the report")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_audit)
+    # argparse binds a positional list only once, so `audit DATA --out X train.epochs=5` would reject the
+    # trailing override; collect key=value items that come after options into `items` too.
+    parse = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        ns, rest = parse(args, namespace)
+        ns.items = list(getattr(ns, "items", None) or []) + [r for r in rest if _OVERRIDE.match(r)]
+        return ns, [r for r in rest if not _OVERRIDE.match(r)]
+
+    p.parse_known_args = parse_known_args
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
+def _split_items(args) -> None:
+    """``items`` -> ``args.data`` (the one item that is not a dotted key=value) and ``args.overrides``."""
+    from noisyfit.data.labeled import DataError
+
+    data = [i for i in args.items if not _OVERRIDE.match(i)]
+    if len(data) > 1:
+        raise DataError(f"audit takes one DATA, got {data}; config overrides look like train.epochs=5")
+    args.data = data[0] if data else None
+    args.overrides = [i for i in args.items if _OVERRIDE.match(i)]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _config(args, method: str):
+    from noisyfit.config import load_config
+
+    flags: dict = {"data": {"dataset": args.data, "val_fraction": 0.0}, "method": {"name": method}}
+
+    def put(section, key, value):
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+
+    put("data", "data_dir", args.data_dir)
+    put("data", "noise", args.noise)
+    put("data", "noisy_labels_file", args.noisy_labels)
+    put("data", "label_column", args.label_column)
+    put("model", "backbone", args.backbone)
+    put("train", "epochs", args.epochs)
+    put("train", "batch_size", args.batch_size)
+    put("optim", "lr", args.lr)
+    put("train", "seed", args.seed)
+    put("train", "device", args.device)
+    put("train", "precision", args.precision)
+    if args.no_progress:
+        put("train", "progress", False)
+    return load_config(args.config, args.overrides, flags=flags)
+
+
+def _load_train(args, name: str | None, data_dir: str | None):
+    """The source training set with the given labels the audit is about (after --noise / --noisy-labels)."""
+    from noisyfit.data.labeled import DataError
+    from noisyfit.data.sources import load_dataset
+
+    if not name:
+        raise DataError("audit needs DATA (e.g. `noisyfit audit digits --out audit/`), or --run RUN_DIR.")
+    train = load_dataset(name, data_dir, label_column=args.label_column or "label").train
+    if args.noise and args.noisy_labels:
+        raise DataError("--noise and --noisy-labels are both set; keep one of them")
+    if args.noise:
+        from noisyfit.data.noise import apply_noise
+
+        train, _ = apply_noise(train, args.noise, seed=args.seed if args.seed is not None else 0)
+    elif args.noisy_labels:
+        from noisyfit.data.noise import attach_noisy_labels, load_noisy_labels
+
+        loaded = load_noisy_labels(args.noisy_labels, num_examples=len(train), num_classes=train.num_classes)
+        train = attach_noisy_labels(train, loaded)
+    return train
+
+
+def _feature_names(name: str | None, label_column: str | None) -> list[str] | None:
+    """Column names of a csv: source (every column but label / true_label / id / split)."""
+    if not name or not name.lower().startswith("csv:"):
+        return None
+    try:
+        with open(Path(name[4:]).expanduser(), newline="", encoding="utf-8-sig") as f:
+            header = [h.strip() for h in next(csv.reader(f))]
+    except (OSError, StopIteration):
+        return None
+    special = {label_column or "label", "true_label", "id", "split"}
+    return [h for h in header if h not in special]
+
+
+def _summary_table(issues, seconds: float, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    det = issues.detection_metrics() or {}
+    table = Table(title=f"audit: {issues.detector}")
+    for col in ("examples", "flagged", "est. noise", "true noise", "P", "R", "F1", "AUROC", "seconds"):
+        table.add_column(col, justify="right")
+
+    def f(v, pct=False):
+        return "–" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}")
+
+    table.add_row(str(len(issues)), str(issues.num_issues), f(issues.estimated_noise_rate, True),
+                  f(det.get("true_noise_rate"), True), f(det.get("precision")), f(det.get("recall")),
+                  f(det.get("f1")), f(det.get("auroc")), f"{seconds:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"written: {out / 'issues.csv'}, {out / 'summary.json'}, {out / 'report.html'}")
+
+
+# ---------------------------------------------------------------------------------------------- command
+def cmd_audit(args) -> int:
+    from noisyfit import __version__
+    from noisyfit.data.labeled import DataError
+    from noisyfit.detect import audit_label_issues, consensus_issues, issues_from_run, load_pred_probs
+    from noisyfit.detect.cleanlab_backend import BackendUnavailableError
+    from noisyfit.report import write_report
+
+    t0 = time.time()
+    _split_items(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+    data_name, data_dir = args.data, args.data_dir
+    train = None  # the source training set, for thumbnails / rows
+    extra: dict = {}
+    if args.run or args.method:
+        if args.method:
+            from noisyfit.engine.trainer import Trainer
+
+            cfg = _config(args, args.method)
+            run_dir = out / "run"
+            Trainer(cfg, run_dir, command=["noisyfit", *sys.argv[1:]]).fit()
+            mode = f"method {args.method} (trained in {run_dir})"
+        else:
+            run_dir = Path(args.run)
+            mode = f"run {run_dir}"
+        issues = issues_from_run(run_dir)
+        run_cfg = (json.loads((run_dir / "results.json").read_text()).get("config") or {}).get("data", {})
+        data_name = data_name or run_cfg.get("dataset")
+        data_dir = data_dir or run_cfg.get("data_dir")
+        try:
+            from noisyfit.data.sources import load_dataset
+
+            train = load_dataset(data_name, data_dir, label_column=run_cfg.get("label_column", "label")).train
+            if train.ids is not None:
+                issues.ids = [train.ids[int(i)] for i in issues.index]
+        except (DataError, OSError) as err:  # the audit stands without thumbnails
+            print(f"noisyfit audit: note: inputs of {data_name!r} not loaded ({err}); report without them",
+                  file=sys.stderr)
+    elif args.annotators:
+        train = _load_train(args, data_name, data_dir)
+        cols = [c.strip() for c in args.annotators.split(",") if c.strip()]
+        missing = [c for c in cols if c not in train.extra_labels]
+        if missing:
+            raise DataError(f"{train.name}: no label column(s) {missing}; available: {sorted(train.extra_labels)} "
+                            "(CIFAR-10N has random1, random2, random3, aggre, worst).")
+        issues = consensus_issues({c: train.extra_labels[c] for c in cols}, given=train.labels,
+                                  method=args.consensus, class_names=train.class_names,
+                                  true_labels=train.true_labels, ids=train.ids, backend=args.crowd_backend,
+                                  seed=args.seed or 0)
+        mode = f"{args.consensus} consensus of {', '.join(cols)}"
+    else:
+        if args.pred_probs:
+            train = _load_train(args, data_name, data_dir)
+            probs = load_pred_probs(args.pred_probs)
+            labels, true, index, ids = train.labels, train.true_labels, None, train.ids
+            mode = f"pred_probs {args.pred_probs}"
+        else:
+            from noisyfit.data.sources import load_dataset
+            from noisyfit.detect.oof import out_of_fold
+
+            if not data_name:
+                raise DataError("audit needs DATA (e.g. `noisyfit audit digits --out audit/`), or --run RUN_DIR.")
+            cfg = _config(args, args.oof_method or "ce")
+            splits = load_dataset(data_name, data_dir, label_column=cfg.data.label_column)
+            oof = out_of_fold(cfg, splits, folds=args.folds, epochs=args.epochs, seed=args.seed or 0,
+                              progress=progress)
+            np.save(out / "pred_probs.npy", oof.pred_probs)
+            train = splits.train  # inputs; the labels audited are the folds' (after any injected noise)
+            probs, labels, true, index, ids = oof.pred_probs, oof.labels, oof.true_labels, oof.index, oof.ids
+            extra["out_of_fold"] = {**oof.info, "seconds": oof.seconds, "pred_probs": "pred_probs.npy"}
+            mode = f"out-of-fold {cfg.method.name}, {oof.info['folds']} folds x {oof.info['epochs']} epochs"
+        names = train.class_names
+        try:
+            if args.detector == "cleanlab":
+                from noisyfit.detect.cleanlab_backend import audit_with_cleanlab
+
+                issues = audit_with_cleanlab(labels, probs, filter_by=args.filter_by, rank_by=args.rank_by,
+                                             class_names=names, ids=ids, true_labels=true, index=index,
+                                             frac_noise=args.frac_noise,
+                                             min_examples_per_class=args.min_examples_per_class)
+            else:
+                issues = audit_label_issues(labels, probs, filter_by=args.filter_by, rank_by=args.rank_by,
+                                            frac_noise=args.frac_noise,
+                                            min_examples_per_class=args.min_examples_per_class,
+                                            argmax_over=args.argmax_over, class_names=names, ids=ids,
+                                            true_labels=true, index=index, chunk_size=args.chunk_size,
+                                            verbose=progress)
+        except BackendUnavailableError as err:
+            print(f"noisyfit audit: error: {err}", file=sys.stderr)
+            return 2
+
+    seconds = time.time() - t0
+    issues.write_csv(out / "issues.csv")
+    summary = {"schema": "noisyfit.audit/1", "noisyfit_version": __version__, "command": ["noisyfit", *sys.argv[1:]],
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": data_name, "mode": mode,
+               **issues.summary(), **extra, "seconds": seconds,
+               "files": {"issues": "issues.csv", "report": "report.html"}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    inputs = train.x if train is not None else None
+    write_report(out / "report.html", issues, inputs=inputs, feature_names=_feature_names(data_name, args.label_column),
+                 title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top)
+    _summary_table(issues, seconds, out)
+    return 0

@@ -1,0 +1,157 @@
+"""Out-of-fold predicted probabilities for users who bring no model: K-fold training at a cheap budget.
+
+Confident learning needs *out-of-sample* probabilities: a model that trained on an example has
+memorised its (possibly wrong) label. K-fold cross-validation gives every example a prediction from a
+model that never saw it, at K times the cost of one training run, the cost cleanlab users complain
+about (anchors §2.1 B). Two levers keep it cheap: few epochs (``epochs``, the budget) and noisyfit's
+Trainer, which holds the data on the device and augments in batch.
+
+Each fold trains ``cfg.method`` (CE by default) with ``cfg``'s model, optimiser and schedule on the
+other folds' examples, with the *given* labels (after any noise ``cfg.data`` injects), no validation
+split and no checkpoints; the held-out fold is passed as the test split and predicted once at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from noisyfit.config import Config
+from noisyfit.data.labeled import DataError, DatasetSplits
+from noisyfit.detect.progress import progress_bar
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold predictions and what they are aligned with.
+
+    Attributes
+    ----------
+    pred_probs : ndarray (N, C) float32
+        Row i: softmax of the fold model that did not train on example i.
+    labels : ndarray (N,)
+        The given labels the folds trained on (after injected noise, if any).
+    true_labels : ndarray (N,) or None
+    index : ndarray (N,)
+        Position of each row in the source training set (``cfg.data.train_subset`` keeps a subset).
+    fold : ndarray (N,)
+        Which fold held each example out.
+    class_names, ids
+    seconds : float
+        Wall time of the whole K-fold run.
+    info : dict
+        Per-fold seconds and agreement of the fold model with the given labels on its held-out fold.
+    """
+
+    pred_probs: np.ndarray
+    labels: np.ndarray
+    true_labels: np.ndarray | None
+    index: np.ndarray
+    fold: np.ndarray
+    class_names: list[str]
+    ids: list[str] | None
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+def _fold_config(cfg: Config, epochs: int) -> Config:
+    c = copy.deepcopy(cfg)
+    # The folds get the noisy labels already applied; they must not add noise or hold out data again.
+    c.data.noise = None
+    c.data.noisy_labels_file = None
+    c.data.val_fraction = 0.0
+    c.data.train_subset = None
+    c.train.epochs = epochs
+    c.train.eval_every = epochs  # held-out accuracy only once, at the end
+    c.train.checkpoint = False
+    c.train.tensorboard = False
+    c.train.progress = False
+    return c
+
+
+def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int = 5, epochs: int | None = None,
+                seed: int = 0, progress: bool = True) -> OutOfFold:
+    """K-fold out-of-fold probabilities for the training set of ``cfg.data`` (or ``splits``).
+
+    Parameters
+    ----------
+    cfg : Config
+        Data (``dataset``, ``noise``, ``train_subset``), model, optimiser and method of every fold.
+    splits : DatasetSplits, optional
+        Data given directly instead of by ``cfg.data.dataset``.
+    folds : int
+        K >= 2; folds are stratified by the given label.
+    epochs : int, optional
+        Epochs per fold (default ``cfg.train.epochs``).
+    seed : int
+        Seed of the fold assignment (training uses ``cfg.train.seed``).
+    progress : bool
+        Show a progress bar over folds x epochs.
+
+    Returns
+    -------
+    OutOfFold
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from noisyfit.engine.run_data import prepare_run_data
+    from noisyfit.engine.trainer import Trainer
+
+    if folds < 2:
+        raise DataError(f"folds={folds}: out-of-fold predictions need at least 2 folds.")
+    epochs = int(epochs or cfg.train.epochs)
+    data_cfg = copy.deepcopy(cfg.data)
+    data_cfg.val_fraction = 0.0  # every training example gets a prediction
+    run = prepare_run_data(data_cfg, cfg.train.seed, splits)
+    full = run.train
+    counts = np.bincount(full.labels, minlength=full.num_classes)
+    if counts.min() < folds:
+        k = int(counts.argmin())
+        raise DataError(f"class {full.class_names[k]!r} has {int(counts[k])} examples, fewer than folds={folds}; "
+                        "use fewer folds (--folds) or drop the class.")
+    fold_cfg = _fold_config(cfg, epochs)
+    n, c = len(full), full.num_classes
+    out = np.zeros((n, c), dtype=np.float32)
+    fold_of = np.full(n, -1, dtype=np.int64)
+    per_fold = []
+    t0 = time.time()
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with progress_bar(folds * epochs, f"out-of-fold {folds} folds x {epochs} epochs", progress) as bar:
+        for k, (train_idx, held_idx) in enumerate(skf.split(np.zeros(n), full.labels)):
+            tk = time.time()
+            fold_splits = DatasetSplits(train=full.subset(train_idx, name=f"{full.name}/fold{k}-train"),
+                                        test=full.subset(held_idx, name=f"{full.name}/fold{k}-heldout"))
+            trainer = Trainer(fold_cfg, None, splits=fold_splits, command=["noisyfit", "out-of-fold"])
+            trainer.logger.console.quiet = True
+            log_epoch = trainer.logger.log_epoch
+
+            def tick(row, _log=log_epoch, _k=k):  # advance the bar once per finished epoch
+                _log(row)
+                bar.advance(1, info=f"fold {_k + 1}/{folds}")
+
+            trainer.logger.log_epoch = tick
+            trainer.fit()
+            logits = trainer.predict_over(trainer.test_x, trainer.method.predict_logits)
+            probs = np.asarray(logits.float().softmax(dim=1).cpu().numpy(), dtype=np.float32)
+            out[held_idx] = probs
+            fold_of[held_idx] = k
+            per_fold.append({"fold": k, "train": len(train_idx), "held_out": len(held_idx),
+                             "seconds": time.time() - tk,
+                             "held_out_agreement_with_given": float(np.mean(probs.argmax(1) == full.labels[held_idx]))})
+    return OutOfFold(pred_probs=out, labels=full.labels.copy(), true_labels=full.true_labels, index=run.train_index,
+                     fold=fold_of, class_names=list(full.class_names), ids=full.ids, seconds=time.time() - t0,
+                     info={"folds": folds, "epochs": epochs, "seed": seed, "method": cfg.method.name,
+                           "backbone": cfg.model.backbone, "per_fold": per_fold, "noise": run.noise_info})
+
+
+def out_of_fold_pred_probs(cfg: Config, splits: DatasetSplits | None = None, *, folds: int = 5,
+                           epochs: int | None = None, seed: int = 0) -> np.ndarray:
+    """``[N, C]`` out-of-fold probabilities for the training set (see :func:`out_of_fold`).
+
+    The rows follow the training set of ``cfg.data`` in order (all of it, or ``train_subset``); the
+    given labels they go with are ``out_of_fold(...).labels``.
+    """
+    return out_of_fold(cfg, splits, folds=folds, epochs=epochs, seed=seed).pred_probs

@@ -1,0 +1,107 @@
+"""Several annotators: majority vote, Dawid–Skene, annotator quality, auditing against the consensus."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from noisyfit.detect import annotator_quality, consensus_issues, dawid_skene, majority_vote
+
+HAS_CROWDKIT = importlib.util.find_spec("crowdkit") is not None
+
+
+def crowd(n=3000, c=4, seed=0):
+    """Four annotators: three honest ones (72% right, errors uniform) and a bad one who is right 25% of
+    the time and otherwise answers ``true + 1`` (a systematic confusion)."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, c, n)
+    cols = []
+    for _ in range(3):
+        wrong = rng.random(n) > 0.72
+        cols.append(np.where(wrong, (true + rng.integers(1, c, n)) % c, true))
+    cols.append(np.where(rng.random(n) < 0.25, true, (true + 1) % c))
+    ann = np.stack(cols, axis=1)
+    ann[rng.random(ann.shape) < 0.1] = -1  # some annotations missing
+    ann[(ann < 0).all(axis=1), 0] = true[(ann < 0).all(axis=1)]
+    return ann, true
+
+
+def test_majority_vote_by_hand():
+    ann = np.array([[0, 0, 1], [2, -1, 2], [1, 2, -1], [0, 1, 2]])
+    mv = majority_vote(ann, num_classes=3, tie_break="lowest")
+    np.testing.assert_array_equal(mv, [0, 2, 1, 0])
+    # random tie-breaking picks among the tied classes only, reproducibly
+    draws = np.array([majority_vote(ann, num_classes=3, seed=s) for s in range(40)])
+    assert set(draws[:, 2]) == {1, 2} and set(draws[:, 3]) == {0, 1, 2}
+    np.testing.assert_array_equal(draws[:, :2], np.tile([0, 2], (40, 1)))
+    np.testing.assert_array_equal(majority_vote(ann, num_classes=3, seed=3), majority_vote(ann, num_classes=3, seed=3))
+
+
+def test_dawid_skene_beats_majority_vote_with_one_bad_annotator():
+    ann, true = crowd()
+    mv_acc = np.mean(majority_vote(ann, num_classes=4) == true)
+    ds = dawid_skene(ann, num_classes=4, backend="builtin")
+    ds_acc = np.mean(ds.labels == true)
+    assert ds.converged
+    assert ds_acc >= mv_acc + 0.05, (ds_acc, mv_acc)
+    # it learned who is bad, and how: the bad annotator's confusion puts its mass on true + 1
+    est = ds.annotator_accuracy
+    assert int(np.argmin(est)) == 3
+    assert est[3] == pytest.approx(0.25, abs=0.05) and np.all(np.abs(est[:3] - 0.72) < 0.05)
+    for j in range(4):
+        assert ds.confusions[3, j, (j + 1) % 4] > 0.6
+    np.testing.assert_allclose(ds.posteriors.sum(axis=1), 1.0)
+
+
+@pytest.mark.skipif(not HAS_CROWDKIT, reason="crowd-kit not installed (pip install 'noisyfit[crowd]')")
+def test_crowdkit_backend_agrees_with_the_builtin_em():
+    ann, _ = crowd(seed=1)
+    ours = dawid_skene(ann, num_classes=4, backend="builtin")
+    theirs = dawid_skene(ann, num_classes=4, backend="crowdkit")
+    assert theirs.backend == "crowdkit"
+    assert np.mean(ours.labels == theirs.labels) > 0.99
+    np.testing.assert_allclose(ours.annotator_accuracy, theirs.annotator_accuracy, atol=0.02)
+
+
+def test_annotator_quality_table():
+    ann, true = crowd(seed=2)
+    ds = dawid_skene(ann, num_classes=4, backend="builtin")
+    rows = annotator_quality({f"a{k}": ann[:, k] for k in range(4)}, ds.labels, num_classes=4, ds=ds,
+                             true_labels=true)
+    assert [r["annotator"] for r in rows] == ["a0", "a1", "a2", "a3"]
+    assert rows[3]["true_accuracy"] == pytest.approx(0.25, abs=0.04)
+    assert rows[3]["agreement_with_consensus"] < 0.4 < min(r["agreement_with_consensus"] for r in rows[:3])
+    assert all(r["num_labelled"] == int((ann[:, k] >= 0).sum()) for k, r in enumerate(rows))
+
+
+def test_consensus_audit_flags_given_labels_that_disagree():
+    ann, true = crowd(seed=3)
+    given = ann[:, 3].copy()  # audit the bad annotator's column
+    given[given < 0] = true[given < 0]
+    issues = consensus_issues({f"a{k}": ann[:, k] for k in range(4)}, given=given, class_names=list("wxyz"),
+                              true_labels=true, backend="builtin")
+    wrong = given != true
+    det = issues.detection_metrics()
+    assert det["f1"] > 0.9
+    assert issues.estimated_noise_rate == pytest.approx(wrong.mean(), abs=0.05)
+    acc = issues.info["consensus_accuracy"]
+    assert acc["dawid_skene"] > acc["majority_vote"]
+    r = issues.records()[0]
+    assert r["reason"].startswith("dawid_skene: consensus ") and "votes: a0=" in r["reason"]
+
+
+CIFAR_N = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-n" / "CIFAR-10_human.pt"
+
+
+@pytest.mark.skipif(not CIFAR_N.is_file(), reason=f"CIFAR-10N label file not at {CIFAR_N}")
+def test_cifar10n_three_annotators():
+    # Labels only (no images): random1..3 as three annotators, scored against the clean labels.
+    from noisyfit.data.cifarn import load_cifar_n_labels
+
+    a = load_cifar_n_labels("cifar10n", CIFAR_N.parents[1])
+    ann = {f"random{k}": a[f"random_label{k}"] for k in (1, 2, 3)}
+    clean = a["clean_label"]
+    mv = np.mean(majority_vote(ann, num_classes=10) == clean)
+    ds = np.mean(dawid_skene(ann, num_classes=10, backend="builtin").labels == clean)
+    assert 0.90 < mv < ds < 0.93
