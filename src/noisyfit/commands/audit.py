@@ -104,27 +104,14 @@ def _split_items(args) -> None:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _config(args, method: str):
+    from noisyfit.commands.train import training_flags
     from noisyfit.config import load_config
 
-    flags: dict = {"data": {"dataset": args.data, "val_fraction": 0.0}, "method": {"name": method}}
-
-    def put(section, key, value):
-        if value is not None:
-            flags.setdefault(section, {})[key] = value
-
-    put("data", "data_dir", args.data_dir)
-    put("data", "noise", args.noise)
-    put("data", "noisy_labels_file", args.noisy_labels)
-    put("data", "label_column", args.label_column)
-    put("model", "backbone", args.backbone)
-    put("train", "epochs", args.epochs)
-    put("train", "batch_size", args.batch_size)
-    put("optim", "lr", args.lr)
-    put("train", "seed", args.seed)
-    put("train", "device", args.device)
-    put("train", "precision", args.precision)
-    if args.no_progress:
-        put("train", "progress", False)
+    flags = training_flags(args)
+    # the audited data set and method come from audit's own arguments; the whole set is audited
+    flags.pop("method", None)
+    flags.setdefault("data", {}).update(dataset=args.data, val_fraction=0.0)
+    flags["method"] = {"name": method}
     return load_config(args.config, args.overrides, flags=flags)
 
 

@@ -34,27 +34,28 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _flags(args) -> dict:
+def training_flags(args) -> dict:
+    """Config values given as command-line options (absent options and None are skipped).
+
+    Shared by every command that trains (`train`, `audit --method`, out-of-fold audits).
+    """
     flags: dict = {}
 
-    def put(section, key, value):
+    def put(section, key, attr):
+        value = getattr(args, attr, None)
         if value is not None:
             flags.setdefault(section, {})[key] = value
 
-    put("data", "dataset", args.dataset)
-    put("data", "data_dir", args.data_dir)
-    put("data", "noise", args.noise)
-    put("data", "noisy_labels_file", args.noisy_labels)
-    put("method", "name", args.method)
-    put("model", "backbone", args.backbone)
-    put("train", "epochs", args.epochs)
-    put("train", "batch_size", args.batch_size)
-    put("optim", "lr", args.lr)
-    put("train", "seed", args.seed)
-    put("train", "device", args.device)
-    put("train", "precision", args.precision)
-    if args.no_progress:
-        put("train", "progress", False)
+    for section, key, attr in (("data", "dataset", "dataset"), ("data", "data_dir", "data_dir"),
+                               ("data", "noise", "noise"), ("data", "noisy_labels_file", "noisy_labels"),
+                               ("data", "label_column", "label_column"), ("method", "name", "method"),
+                               ("model", "backbone", "backbone"), ("train", "epochs", "epochs"),
+                               ("train", "batch_size", "batch_size"), ("optim", "lr", "lr"),
+                               ("train", "seed", "seed"), ("train", "device", "device"),
+                               ("train", "precision", "precision")):
+        put(section, key, attr)
+    if getattr(args, "no_progress", False):
+        flags.setdefault("train", {})["progress"] = False
     return flags
 
 
@@ -70,7 +71,7 @@ def cmd_train(args) -> int:
 
             raise ConfigError(f"--resume: {args.out} holds no run to resume (config.yaml and checkpoint.pt "
                               "are written after the first epoch); run without --resume to start it")
-    cfg = load_config(config_path, args.overrides, flags=_flags(args))
+    cfg = load_config(config_path, args.overrides, flags=training_flags(args))
     trainer = Trainer(cfg, args.out, resume=args.resume, command=["noisyfit", *sys.argv[1:]])
     results = trainer.fit(stop_after_epoch=args.stop_after)
     if results is not None and trainer.is_main:
