@@ -61,7 +61,10 @@ def _pair_tensors(q1: torch.Tensor, q2: torch.Tensor, negatives: torch.Tensor):
     if negatives.shape != (b, b):
         raise ValueError(f"negative mask must be [{b}, {b}], got {tuple(negatives.shape)}")
     z = torch.cat([q1, q2]).float()
-    sim = z @ z.T
+    # autocast would run this matmul in bf16/fp16 even on float32 inputs; keep it (and all that
+    # follows from it) in float32, as the module docstring promises
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        sim = z @ z.T
     pos = (torch.arange(2 * b, device=z.device) + b) % (2 * b)
     neg = negatives.bool().repeat(2, 2)
     # a sample is never its own negative, in either view (also guards a caller's mask)
