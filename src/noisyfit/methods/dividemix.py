@@ -37,9 +37,14 @@ Departures from the official code
   the partner frozen at the start of the epoch. [design: one trainer loop]
 * An epoch is one pass over all training indices in trainer batches: a step trains network k on the
   batch's members in k's labelled set (from the partner's split) and on an equal number of unlabelled
-  samples drawn from a shuffled, cycled copy of the partner's noisy set. Every labelled sample is seen
-  once per epoch per network, as officially, but the labelled batch size varies around
-  batch_size * clean fraction instead of being fixed at 64.
+  samples drawn from a shuffled, cycled copy of the partner's noisy set. The labelled batch size varies
+  around batch_size * clean fraction instead of being fixed at 64, so at high noise an epoch has more,
+  smaller labelled batches than the official one (e.g. sym-80: ~371 steps of ~36+36 vs ~208 of 64+64).
+  The trainer drops the last N mod batch_size samples of each epoch's shuffle (a different subset each
+  epoch; 396 samples on the CPU protocol), where the official labelled loader keeps them.
+* Training steps and the per-epoch selection passes run under the trainer's precision (bf16 autocast
+  on the CPU protocol; the official code is fp32): the per-sample losses fed to the GMM come from bf16
+  logits.
 * The ramp's progress is epoch + (samples seen this epoch) / (training-set size), not batch_idx / num_iter
   with num_iter from |X|.
 * GMM k-means initialisation is seeded (train seed, epoch, network) and fitted on rank 0's copy (broadcast),

@@ -42,6 +42,9 @@ Departures from the official code
   MixUp lam and permutation. The EMA copies average parameters only; their batch-norm statistics come from
   their own train-mode forward passes on the target batches, as in the code.
 * MixUp's lambda comes from torch's generator, not numpy's.
+* ELR+: the EMA networks start as copies of the trained networks (official: independently initialised
+  networks); after the first step the initial EMA weights carry ~0.7% weight.
+* Steps run under the trainer's precision (bf16 autocast on the CPU protocol; the official code is fp32).
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ lambda_c            1.0 (weight of the PLR loss)
 plr_temperature     1.0 (the ``PLRLoss`` constructor default in the code; 0.1 is the option the paper may state)
 plr_form            "flat" (FlatNCE form, ``--crl flat_plr``); "supcon" = the standard form (``--crl plr``)
 kappa               3, lowered by one at each of kappa_milestones = (40, 70) epochs (CIFAR)
-warmup_temperature  0.1 (the warm-up InfoNCE; flat iff plr_form is "flat", as in the code)
+warmup_temperature  0.1 (the warm-up InfoNCE: the flat form iff plr_form is "flat", the standard
+                    cross-entropy InfoNCE otherwise. Departure: with ``--crl plr`` the official CIFAR
+                    warm-up still applies the flat stop-gradient trick; ours is the standard form there,
+                    as in the official Clothing1M/WebVision scripts.)
 proj_dim            128 (projection size; hidden width = backbone feature size, 512 in the paper)
 
 Methods registered here

@@ -102,6 +102,8 @@ def contrastive_loss(q1: torch.Tensor, q2: torch.Tensor, negatives: torch.Tensor
     if form == "flat":
         has_neg = neg.any(dim=1)
         if not bool(has_neg.any()):
+            # Departure: the official loss averages an empty tensor here (NaN); we return a zero that
+            # stays connected to the graph.
             return sim.sum() * 0.0
         logits = (sim - s_pos[:, None]) / temperature
         v = torch.logsumexp(logits.masked_fill(~neg, float("-inf")), dim=1)[has_neg]
