@@ -22,6 +22,14 @@ def test_fastcnn_widths_are_parameters():
     assert net.feature_dim == 24 and net.head.in_features == 24
 
 
+def test_preact_resnet18_is_the_dividemix_layout():
+    net = create_backbone("preact_resnet18", num_classes=10, input_shape=(3, 32, 32))
+    # stem conv-BN-ReLU, pre-activation blocks, no BN after the last block (DivideMix's PreActResNet18)
+    assert isinstance(net.bn1, torch.nn.BatchNorm2d) and not hasattr(net, "bn_out")
+    names = [n for n, _ in net.named_modules()]
+    assert "layers.0.bn1" in names and "layers.7.conv2" in names and len(net.layers) == 8
+
+
 def test_resnet_sizes():
     count = lambda n: sum(p.numel() for p in create_backbone(n, num_classes=10, input_shape=(3, 32, 32)).parameters())  # noqa: E731
     assert 11.0e6 < count("preact_resnet18") < 11.3e6  # the DivideMix/ELR+ PreAct ResNet-18 (11.17 M)

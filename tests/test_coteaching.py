@@ -166,6 +166,15 @@ def test_learns_blobs_with_30pct_noise_and_detects_it(method, blob_splits):
     assert [e["keep_rate"] for e in r["epochs"][:4]] == pytest.approx([1.0, 0.9, 0.8, 0.7])
 
 
+def test_flag_reason_states_the_keep_rate_of_the_last_epoch_when_the_ramp_is_unfinished(blob_splits):
+    # 2 epochs of a 10-epoch ramp to eps = 0.4: the last epoch kept 1 - 0.4 * 1/10 = 96%, not 60%
+    t = Trainer(tiny_cfg("method.name=coteaching", "train.epochs=2", *ADAM[:4], "method.args.forget_rate=0.4",
+                         "method.args.num_gradual=10"), None, splits=blob_splits)
+    r = t.fit()
+    assert r["epochs"][-1]["keep_rate"] == pytest.approx(0.96)
+    assert "among the 96% smallest-loss" in r["method"]["flag_rule"]
+
+
 def test_resume_restores_picks_and_the_adam_plan(tmp_path, blob_splits):
     over = ("method.name=j_coteaching", "train.epochs=4", *ADAM[:4], "method.args.forget_rate=0.3",
             "method.args.num_gradual=1", "method.args.epoch_decay_start=2")

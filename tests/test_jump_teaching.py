@@ -242,11 +242,11 @@ def test_jump_teaching_learns_blobs_with_30pct_noise_and_detects_it(blob_splits)
     assert det["estimated_noise_rate"] == pytest.approx(det["true_noise_rate"], abs=0.08)
     labels = t.data.train.labels
     assert np.array_equal(t.method.noisy_flags(labels), ~t.method.jump.flags.numpy())
-    # scores: the rule as a ranking -> score >= -tau exactly when the final pass calls the sample clean
+    # scores: the rule as a ranking -> score > -tau exactly when the final pass calls the sample clean
     s = t.method.clean_scores(labels)
     var = t.method.final_variance.numpy()
     agrees = t.method.final_probs.argmax(1).numpy() == labels
-    assert np.array_equal(s >= -1e-3, (var < 1e-3) | agrees)
+    assert np.array_equal(s > -1e-3, (var < 1e-3) | agrees)
     assert "Hadamard" in r["method"]["flag_rule"]
 
 

@@ -8,7 +8,7 @@ jump-manner update to Co-teaching; no official code, built here as ``JumpSelecti
 selector (``noisyfit.ops.jump``), not as a second copy of the method.
 
 Mechanism [CODE]
-* Two networks see the same weak batch. Each ranks the batch by its own CE and keeps the
+* Two networks see the same batch. Each ranks the batch by its own CE and keeps the
   ``floor(R(t) * B)`` smallest; each network is updated on the samples its *peer* kept (the exchange).
 * Keep rate R(t) = 1 - min(t / T_k * eps, eps) (c = 1), t the 0-based epoch.
 * Adam, lr 0.001, beta1 0.9; from ``epoch_decay_start`` to the end the lr decays linearly,
@@ -43,6 +43,10 @@ Departures from the paper / official code
   its epoch 1; we use the paper's R(t) with our 0-based epochs (eps reached at epoch T_k, not T_k - 1).
   The exponent c is fixed to 1 (the paper and the code disagree on where c enters).
 * Under DDP each rank ranks its own shard of the global batch (the official code is single-process).
+* Inputs: the official CIFAR pipeline has no augmentation and no normalisation (``ToTensor`` only);
+  here both networks see the trainer's weak view (reflect-pad crop + flip, normalised).
+* Model selection: the official script only logs both networks' test accuracy every epoch; here the
+  trainer selects the best noisy-validation epoch of network 1.
 * J-Co-teaching [RECON]: the stale picks are used as stored, not re-trimmed to R(t), so the jump version
   lags the forget-rate ramp by one epoch; never-visited samples count as kept (epoch 0 keeps all anyway).
 """
@@ -187,7 +191,9 @@ class CoTeaching(Method):
         return ~self.selection.flags.any(dim=1).cpu().numpy()
 
     def flag_reason(self) -> str:
-        keep = 1 - self.hp.forget_rate
+        # The keep rate of the last epoch (the flags' epoch): 1 - eps only once the T_k ramp is over.
+        ctx = getattr(self, "ctx", None)
+        keep = self.keep_rate(ctx.num_epochs - 1) if ctx is not None else 1 - self.hp.forget_rate
         return (f"at its last training visit, neither network ranked it among the {keep:.0%} "
                 f"smallest-loss samples of its batch (Co-teaching, forget rate {self.hp.forget_rate:g})")
 

@@ -37,7 +37,7 @@ Outputs
 * ``noisy_flags``: not selected at the sample's last visit (the flags the next epoch would train on).
 * ``clean_scores``: from an eval-mode pass over the unaugmented training set after the last epoch,
   ``-Var_k(l_ik)`` plus a bonus of ``max_bit_variance`` when the classifier's argmax equals the given
-  label: the selection rule turned into a ranking (rule first, then variance), so ``score >= -tau``
+  label: the selection rule turned into a ranking (rule first, then variance), so ``score > -tau``
   exactly when the rule calls the sample clean on that pass.
 
 Departures from the paper / official code
@@ -47,8 +47,12 @@ Departures from the paper / official code
 * Strong view: the shared augmenter's kornia AutoAugment (CIFAR-10 policy) + crop + flip, not the
   official RandAugment-without-geometric-ops + Cutout.
 * When no sample of a batch is selected, the official code skips the optimiser step; our trainer always
-  steps, so the loss is a zero that keeps the graph (zero gradients; SGD's weight decay still applies).
-  With batch 128+ and a warm-started model this practically never happens.
+  steps, so the loss is a zero that keeps the graph (zero gradients; weight decay, and momentum where the
+  optimiser has it, still move the weights). With batch 128+ and a warm-started model this practically
+  never happens.
+* Model selection: the official CIFAR script trains on all training images and stores the mean
+  code-decoding accuracy of the last 9 epochs; the trainer holds out a noisy-validation split and
+  selects its best epoch by the classifier head (``final`` in results.json is the last epoch).
 * The cosine schedule is evaluated per iteration by the trainer (official: stepped per epoch).
 * The official model also computes an unused low-dimensional projection; we omit it.
 * |S|/B * mean_S(.) is computed as sum_S(.) / B, which is the same number and makes the DDP gradient

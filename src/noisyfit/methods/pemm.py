@@ -55,6 +55,8 @@ Departures from the official code
   ``configs/pemm/paper-cifar10n.yaml``).
 * Model selection is the trainer's (best noisy-validation epoch); the official script reports the best
   test-accuracy epoch.
+* The trainer's weak view pads the random crop by reflection (official: zero padding) and drops the
+  last partial batch (official: kept).
 * The official ``adjust_weight_decay`` group (weight decay 0.01 for "module.fc1") is dead code and is
   not reproduced; ``centre_weight_decay`` is the explicit switch instead.
 """

@@ -132,7 +132,7 @@ def _fastcnn(num_classes, input_shape, widths=(64, 256, 256), stem_width=32):
 
 
 # ---------------------------------------------------------------------------------------------------
-# PreAct ResNet-18 (He et al. 2016, identity mappings) as used by DivideMix / ELR+ on CIFAR.
+# PreAct ResNet-18 (He et al. 2016, identity mappings) in the layout of the DivideMix code.
 class _PreActBlock(nn.Module):
     expansion = 1
 
@@ -172,41 +172,38 @@ class _BasicBlock(nn.Module):
 
 
 class CifarResNet(Backbone):
-    """ResNet with the CIFAR stem (3x3 conv, stride 1, no max-pool) and 4x4 average pooling."""
+    """ResNet with the CIFAR stem (3x3 conv + BN + ReLU, stride 1, no max-pool) and 4x4 average pooling.
 
-    def __init__(self, block, num_blocks, num_classes, in_channels, preact: bool):
+    With pre-activation blocks this is the PreActResNet18 of the DivideMix code, which BKD and
+    Jump-teaching reuse: a conv-BN-ReLU stem and no BN-ReLU after the last block. With basic blocks it
+    is the CIFAR ResNet-34 of ELR / the CIFAR-N baselines.
+    """
+
+    def __init__(self, block, num_blocks, num_classes, in_channels):
         super().__init__(512, num_classes)
-        self.preact = preact
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = None if preact else nn.BatchNorm2d(64)
+        self.bn1 = nn.BatchNorm2d(64)
         layers, c_in = [], 64
         for c_out, n, stride in zip((64, 128, 256, 512), num_blocks, (1, 2, 2, 2)):
             for s in [stride] + [1] * (n - 1):
                 layers.append(block(c_in, c_out, s))
                 c_in = c_out
         self.layers = nn.Sequential(*layers)
-        self.bn_out = nn.BatchNorm2d(512) if preact else None
 
     def forward_features(self, x):
-        out = self.conv1(x)
-        if self.bn1 is not None:
-            out = F.relu(self.bn1(out))
+        out = F.relu(self.bn1(self.conv1(x)))
         out = self.layers(out)
-        if self.bn_out is not None:
-            out = F.relu(self.bn_out(out))
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
 
 
 @register_backbone("preact_resnet18")
 def _preact_resnet18(num_classes, input_shape):
-    return CifarResNet(_PreActBlock, (2, 2, 2, 2), num_classes,
-                       _require_image("preact_resnet18", input_shape), preact=True)
+    return CifarResNet(_PreActBlock, (2, 2, 2, 2), num_classes, _require_image("preact_resnet18", input_shape))
 
 
 @register_backbone("resnet34")
 def _resnet34(num_classes, input_shape):
-    return CifarResNet(_BasicBlock, (3, 4, 6, 3), num_classes, _require_image("resnet34", input_shape),
-                       preact=False)
+    return CifarResNet(_BasicBlock, (3, 4, 6, 3), num_classes, _require_image("resnet34", input_shape))
 
 
 # ---------------------------------------------------------------------------------------------------
