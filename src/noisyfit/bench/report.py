@@ -210,7 +210,8 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
 def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) -> list[str]:
     first = {(c.method, c.label_set): c for c in cells if c.variant == 0}
     cuda = any(c.values("compute", "cuda_max_allocated_mb") for c in cells)
-    header = ["method", "label set", "n", "s / epoch", "× CE", "peak RSS MB", "× CE", "wall / run", "× CE"]
+    header = ["method", "label set", "n", "s / epoch (median)", "× CE", "peak RSS MB", "× CE", "wall / run",
+              "× CE"]
     header += ["CUDA max alloc MB", "× CE"] if cuda else []
     rows, other_machine = [], False
     for c in cells:
@@ -225,7 +226,10 @@ def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) ->
         same = ce is not None and {_machine_text(r) for r in c.runs} == {_machine_text(r) for r in ce.runs}
         other_machine |= not same
         row = [_mark(c.label, marks) + ("" if same else " (≠ CE's machine)"), c.label_set, _n_text(c)]
-        row += col("compute", "seconds_per_epoch") + col("compute", "peak_rss_mb", digits=0)
+        # the median epoch: one epoch slowed by another process on a shared machine does not move it
+        per_epoch = "seconds_per_epoch_median" if c.values("compute", "seconds_per_epoch_median") else \
+            "seconds_per_epoch"
+        row += col("compute", per_epoch) + col("compute", "peak_rss_mb", digits=0)
         row += col("bench", "wall_seconds", digits=1)
         if cuda:
             row += col("compute", "cuda_max_allocated_mb", digits=0)
