@@ -89,6 +89,10 @@ def sigmoid_rampup(current: float, length: float) -> float:
 class _ScoreMixin:
     """Clean scores of ELR / ELR+: p(given label) of the final model, or the target's mass on it."""
 
+    def _check_clean_score(self) -> None:
+        if self.hp.clean_score not in CLEAN_SCORES:
+            raise ValueError(f"method.args.clean_score must be one of {CLEAN_SCORES}, got {self.hp.clean_score!r}")
+
     def clean_scores(self, labels):
         if self.hp.clean_score == "prob":
             return super().clean_scores(labels)
@@ -118,8 +122,7 @@ class ELR(_ScoreMixin, Method):
 
     def __init__(self, hyper, num_classes, num_samples, make_backbone):
         super().__init__(hyper, num_classes, num_samples, make_backbone)
-        if self.hp.clean_score not in CLEAN_SCORES:
-            raise ValueError(f"method.args.clean_score must be one of {CLEAN_SCORES}, got {self.hp.clean_score!r}")
+        self._check_clean_score()
         self.net = make_backbone()
         self.register_buffer("target", torch.zeros(num_samples, num_classes))
 
@@ -156,8 +159,7 @@ class ELRPlus(_ScoreMixin, Method):
 
     def __init__(self, hyper, num_classes, num_samples, make_backbone):
         super().__init__(hyper, num_classes, num_samples, make_backbone)
-        if self.hp.clean_score not in CLEAN_SCORES:
-            raise ValueError(f"method.args.clean_score must be one of {CLEAN_SCORES}, got {self.hp.clean_score!r}")
+        self._check_clean_score()
         self.nets = nn.ModuleList([make_backbone() for _ in range(2)])
         self.emas = nn.ModuleList([copy.deepcopy(n) for n in self.nets])
         for p in self.emas.parameters():
