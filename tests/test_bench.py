@@ -105,6 +105,31 @@ def test_smoke_fallback_takes_method_args_from_the_cpu_preset(tmp_path, monkeypa
         resolve_config(CPU, "bar")
 
 
+def test_a_variant_row_runs_its_base_method_under_its_own_preset_and_never_the_plain_one(tmp_path,
+                                                                                          monkeypatch):
+    have = {"bkd/cpu-cifar10n", "bkd/cpu-cifar10n-detach"}
+    monkeypatch.setattr(plan_mod, "preset_exists", lambda name: name in have)
+    every = next(i for i, s in enumerate(CPU.stages) if s.methods == ("*",))
+    p = expand_stage(CPU, every, registered=["bkd"], results_root=tmp_path)
+    assert [r.key for r in p.runs] == ["bkd__worst__seed0", "bkd-detach__worst__seed0"]
+    variant = p.runs[1]
+    assert variant.trained_method == "bkd" and variant.config == "bkd/cpu-cifar10n-detach"
+    assert variant.run_dir(tmp_path).parts[-3] == "bkd-detach"  # its own checkpoints, not the base run's
+    # a variant whose preset is missing is skipped with a note, not run as the base method
+    have.discard("bkd/cpu-cifar10n-detach")
+    with pytest.raises(plan_mod.NoPreset, match="no preset bkd/cpu-cifar10n-detach"):
+        resolve_config(CPU, "bkd-detach")
+    with pytest.raises(ValueError, match="<method>-<variant>"):
+        plan_mod.split_variant("bkd-")
+    # the packaged variant preset differs from the base preset in exactly the detached target
+    base = load_config(plan_mod.PRESET_DIR / "bkd/cpu-cifar10n.yaml")
+    det = load_config(plan_mod.PRESET_DIR / "bkd/cpu-cifar10n-detach.yaml")
+    assert det.method.args == {**base.method.args, "detach_student_target": True}
+    est = Estimator()
+    est.add("bkd", 100.0)
+    assert est.estimate("bkd-detach") == pytest.approx(100.0)
+
+
 def test_result_file_names_round_trip():
     assert parse_name("j_coteaching__worst__seed12.json") == ("j_coteaching", "worst", 12, "")
     assert parse_name("ce__sym40__seed0.pr.json") == ("ce", "sym40", 0, "pr")

@@ -53,6 +53,10 @@ def results(tmp_path):
     # a gce run with a different config (20 epochs): a variant, never averaged with the two above
     put(root, "smoke", "gce", "sym40", 2, fake_result(2, 0.80, 0.80, epochs=20))
     put(root, "smoke", "pemm", "sym40", 0, fake_result(0, 0.70, 0.70, backbone="fastcnn"))
+    jump = fake_result(0, 0.66, 0.65)  # a method with a second predictor (code decoding)
+    for e, row in enumerate(jump["epochs"]):
+        row["test_acc_code"] = 0.40 + 0.1 * e  # epochs 0, 1, 2 -> 40, 50, 60; selected epoch is 1
+    put(root, "smoke", "jump_teaching", "sym40", 0, jump)
     failed = {"returncode": 1, "failed": "2026-01-02T05:00"}
     (root / "smoke" / "car__sym40__seed0.failed.json").write_text(json.dumps(failed))
     # a second suite with its own CE: the suites are never pooled
@@ -83,9 +87,9 @@ def test_report_tables(results, tmp_path):
     out = tmp_path / "bench" / "RESULTS.md"
     path, n = write_report(results, out, now="2026-01-02 10:00 UTC")
     md = path.read_text()
-    assert n == 9
+    assert n == 10
     assert md.startswith("# noisyfit benchmark results")
-    assert "Generated file: do not edit by hand" in md.splitlines()[2] and "9 result file(s)" in md
+    assert "Generated file: do not edit by hand" in md.splitlines()[2] and "10 result file(s)" in md
     smoke, cpu = md.index("## Suite `smoke`"), md.index("## Suite `cpu-cifar10n`")
     assert smoke < cpu
     # evidence header
@@ -101,6 +105,12 @@ def test_report_tables(results, tmp_path):
     assert "**gce [variant 2]** on sym40: train.epochs=20" in md
     assert _row(md, "pemm ‡", acc).startswith("| pemm ‡ |")  # another backbone than CE's is marked
     assert "model.backbone='fastcnn' (CE: 'mlp')" in md
+
+    heads = "#### Other predictors"
+    section = md[md.index(heads):md.index("#### Recovery ratio")]
+    assert "| jump_teaching | sym40 | main (`test_acc`) | 65.00 (n=1)† | 66.00 (n=1)† |" in section
+    assert "| jump_teaching | sym40 | code | 60.00 (n=1)† | 50.00 (n=1)† |" in section
+    assert "| ce |" not in section  # one predictor: nothing to add
 
     rec = "#### Recovery ratio"
     # selected: (76 - 62) / (90 - 62) = 0.50; last: (62 - 52) / (92 - 52) = 0.25; the oracle has one seed

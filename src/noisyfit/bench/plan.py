@@ -38,8 +38,8 @@ class RunSpec:
 
     @property
     def trained_method(self) -> str:
-        """The registry method that trains (CE for the oracle and the cleanlab row)."""
-        return "ce" if self.method in PSEUDO_METHODS else self.method
+        """The registry method that trains (CE for the oracle and the cleanlab row; the base of a variant)."""
+        return "ce" if self.method in PSEUDO_METHODS else split_variant(self.method)[0]
 
     def run_dir(self, runs_root: Path) -> Path:
         return Path(runs_root) / self.suite / self.method / self.label_set.name / f"seed{self.seed}"
@@ -59,6 +59,14 @@ class RunSpec:
             if resume:
                 cmd.append("--resume")
         return cmd + list(self.overrides)
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``("bkd", "detach")`` for ``"bkd-detach"``; ``(name, None)`` for a plain method name."""
+    base, sep, variant = name.partition("-")
+    if sep and not (base and variant):
+        raise ValueError(f"bench method {name!r}: a variant is written '<method>-<variant>'")
+    return base, (variant or None)
 
 
 def runnable_methods() -> list[str]:
@@ -88,8 +96,13 @@ def resolve_config(suite: Suite, method: str) -> tuple[str, tuple[str, ...]]:
     NoPreset
         Neither exists; the message names the preset that is missing.
     """
-    name = "ce" if method in PSEUDO_METHODS else method
+    name, variant = ("ce", None) if method in PSEUDO_METHODS else split_variant(method)
     preset = suite.preset.format(method=name)
+    if variant is not None:
+        # a variant never falls back: running the base preset under the variant's name would mislabel a row
+        preset = f"{preset}-{variant}"
+        if not preset_exists(preset):
+            raise NoPreset(f"{method}: no preset {preset} (src/noisyfit/configs/{preset}.yaml)")
     if preset_exists(preset):
         return preset, suite.overrides
     if suite.fallback_preset is None:
@@ -152,6 +165,7 @@ def expand_stage(suite: Suite, index: int, *, registered: list[str], results_roo
     for token in stage.methods:
         if token == "*":
             methods += list(PLANNED_METHODS) + sorted(set(registered) - set(PLANNED_METHODS))
+            methods += list(suite.variants)
         elif token.startswith("best:"):
             k = int(token.split(":", 1)[1])
             ranked = [m for m, _, _ in rank_methods(suite, results_root)][:k]
@@ -170,7 +184,7 @@ def expand_stage(suite: Suite, index: int, *, registered: list[str], results_roo
         if m in seen or (only is not None and m not in only):
             continue
         seen.add(m)
-        if m not in PSEUDO_METHODS and m not in registered:
+        if m not in PSEUDO_METHODS and split_variant(m)[0] not in registered:
             plan.notes.append(f"skip {m}: not a registered method yet (no noisyfit/methods file)")
             continue
         try:

@@ -144,6 +144,45 @@ def _accuracy_section(cells: list[Cell], label_sets: list[str], marks: dict[str,
     return ["#### Test accuracy (%)", ""] + _table(header, rows)
 
 
+def _head_accuracies(run: StoredRun) -> dict[str, tuple[float | None, float | None]]:
+    """``{head: (last-epoch test acc, test acc at the selected epoch)}`` of a run's extra predictors.
+
+    Methods with more than one predictor (Jump-teaching's code decoding, a co-trained peer) log
+    ``test_acc_<head>`` in every evaluated epoch; the main tables use ``test_acc`` (``predict_logits``).
+    """
+    epochs = run.data.get("epochs") or []
+    if not epochs:
+        return {}
+    sel = (run.data.get("selected") or {}).get("epoch")
+    at_sel = next((e for e in epochs if e.get("epoch") == sel), {})
+    heads = sorted(k[len("test_acc_"):] for k in epochs[-1] if k.startswith("test_acc_"))
+    return {h: (epochs[-1].get(f"test_acc_{h}"), at_sel.get(f"test_acc_{h}")) for h in heads}
+
+
+def _other_heads_section(cells: list[Cell]) -> list[str]:
+    rows = []
+    for c in cells:
+        per_head: dict[str, tuple[list[float], list[float]]] = {}
+        for r in c.runs:
+            for head, (last, sel) in _head_accuracies(r).items():
+                lasts, sels = per_head.setdefault(head, ([], []))
+                lasts += [last] if isinstance(last, (int, float)) else []
+                sels += [sel] if isinstance(sel, (int, float)) else []
+        for head, (lasts, sels) in sorted(per_head.items()):
+            rows.append([c.label, c.label_set, "main (`test_acc`)",
+                         fmt_stat(c.values("final", "test_acc"), scale=100, with_n=True),
+                         fmt_stat(c.values("selected", "test_acc"), scale=100, with_n=True)])
+            rows.append([c.label, c.label_set, head, fmt_stat(lasts, scale=100, with_n=True),
+                         fmt_stat(sels, scale=100, with_n=True)])
+    if not rows:
+        return []
+    return (["#### Other predictors of the same runs (%)", "",
+             "Methods with a second predictor log its test accuracy too. The tables above use the main "
+             "predictor; *selected* here is the second predictor's test accuracy at the epoch the main "
+             "predictor's noisy-validation accuracy selected.", ""]
+            + _table(["method", "label set", "predictor", "last", "selected"], rows))
+
+
 def _mark(label: str, marks: dict[str, str]) -> str:
     return label + (f" {OTHER_PROTOCOL}" if label in marks else "")
 
@@ -276,6 +315,8 @@ def _suite_section(suite: str, suite_dir: Path, runs: list[StoredRun], plots: li
                 "averaged with it): "
                 + "; ".join(f"**{c.label}** on {c.label_set}: {', '.join(c.differs) or 'result schema'}"
                             for c in variants) + ".", ""]
+    heads = _other_heads_section(cells)
+    out += heads + ([""] if heads else [])
     out += _recovery_section(cells, label_sets, clean, marks) + [""]
     det = _detection_section(cells, clean, marks)
     out += det + ([""] if det else [])

@@ -75,6 +75,8 @@ class Estimator:
         if method in self.seconds:
             v = self.seconds[method]
             return sum(v) / len(v)
+        if "-" in method:  # a variant costs what its base method costs
+            return self.estimate(method.partition("-")[0])
         if not self.seconds:
             if self.ce_seconds_guess is None:
                 return None
