@@ -204,3 +204,16 @@ def test_resume_reproduces_the_per_sample_targets(tmp_path):
     assert np.array_equal(pa["corrected_target"], a["targets"].numpy())
     assert np.array_equal(pa["tau"], pa["clean_score"])
     assert np.array_equal(pa["suggested"], pa["corrected_target"].argmax(1))
+
+
+def test_target_clean_score_is_the_normalised_target_mass_of_the_given_label_and_flags_stay_on_tau():
+    m, labels = _car(num_samples=3, clean_score="target", flag_rule="tau", flag_tau=0.5)
+    m.targets.copy_(torch.tensor([[0.6, 0.2, 0.2], [0.1, 0.1, 0.3], [0.25, 0.25, 0.5]]))
+    given = np.array([0, 2, 1])
+    np.testing.assert_allclose(m.clean_scores(given), [0.6, 0.3 / 0.5, 0.25], rtol=1e-6)
+    m.final_tau = torch.tensor([0.9, 0.2, 0.7])
+    # flags and their reason still come from tau (the score option only changes the ranking)
+    np.testing.assert_array_equal(m.noisy_flags(given), [False, True, False])
+    assert "tau < 0.5" in m.flag_reason()
+    with pytest.raises(ValueError, match="clean_score must be one of"):
+        _car(clean_score="margin")
