@@ -130,6 +130,23 @@ def test_a_variant_row_runs_its_base_method_under_its_own_preset_and_never_the_p
     assert est.estimate("bkd-detach") == pytest.approx(100.0)
 
 
+def test_label_set_overrides_give_coteaching_the_noise_rate_of_aggre_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan_mod, "preset_exists", lambda name: name in {"coteaching/cpu-cifar10n",
+                                                                         "ce/cpu-cifar10n"})
+    stage = next(i for i, s in enumerate(CPU.stages) if s.methods == ("ce", "best:2") and s.seeds == (0,))
+    _store(tmp_path, "cpu-cifar10n", "coteaching", "worst", 0, 0.8)
+    p = expand_stage(CPU, stage, registered=["ce", "coteaching"], results_root=tmp_path)
+    by_key = {r.key: r for r in p.runs}
+    assert by_key["coteaching__aggre__seed0"].overrides == ("method.args.forget_rate=0.09",)
+    assert by_key["ce__aggre__seed0"].overrides == ()
+    assert CPU.label_set("worst").overrides_for("coteaching") == ()  # the preset's 0.4 is worst's rate
+    assert CPU.label_set("aggre").overrides_for("j_coteaching-x") == ("method.args.forget_rate=0.09",)
+    assert [r.key for r in expand_stage(CPU, stage, registered=["ce", "coteaching"], results_root=tmp_path,
+                                        label_sets={"worst"}).runs] == []
+    with pytest.raises(ConfigError, match="no label set"):
+        expand_stage(CPU, stage, registered=["ce"], results_root=tmp_path, label_sets={"nope"})
+
+
 def test_result_file_names_round_trip():
     assert parse_name("j_coteaching__worst__seed12.json") == ("j_coteaching", "worst", 12, "")
     assert parse_name("ce__sym40__seed0.pr.json") == ("ce", "sym40", 0, "pr")

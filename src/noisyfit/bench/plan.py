@@ -13,7 +13,7 @@ from pathlib import Path
 
 from noisyfit.bench.files import read_suite, run_key
 from noisyfit.bench.suites import CLEANLAB, PLANNED_METHODS, PSEUDO_METHODS, LabelSet, Suite
-from noisyfit.config import PRESET_DIR, load_config
+from noisyfit.config import PRESET_DIR, ConfigError, load_config
 
 
 class NoPreset(LookupError):
@@ -145,7 +145,8 @@ class StagePlan:
 
 
 def expand_stage(suite: Suite, index: int, *, registered: list[str], results_root: Path,
-                 only: set[str] | None = None, seeds: tuple[int, ...] | None = None) -> StagePlan:
+                 only: set[str] | None = None, seeds: tuple[int, ...] | None = None,
+                 label_sets: set[str] | None = None) -> StagePlan:
     """The concrete runs of ``suite.stages[index]`` given the registry and the results so far.
 
     Parameters
@@ -158,7 +159,14 @@ def expand_stage(suite: Suite, index: int, *, registered: list[str], results_roo
         Keep only these methods (pseudo-methods included by name).
     seeds : tuple of int, optional
         Replace every stage's seeds.
+    label_sets : set of str, optional
+        Keep only runs on these label sets (e.g. ``{"worst"}``).
     """
+    if label_sets is not None:
+        unknown = sorted(set(label_sets) - {ls.name for ls in suite.label_sets})
+        if unknown:
+            raise ConfigError(f"suite {suite.name!r} has no label set(s) {unknown}; it has "
+                              f"{[ls.name for ls in suite.label_sets]}")
     stage = suite.stages[index]
     plan = StagePlan(index)
     methods: list[str] = []
@@ -193,18 +201,23 @@ def expand_stage(suite: Suite, index: int, *, registered: list[str], results_roo
             plan.notes.append(f"skip {e}")
             continue
         for ls_name in stage.label_sets:
+            if label_sets is not None and ls_name not in label_sets:
+                continue
             ls = suite.label_set(ls_name)
             for s in stage_seeds:
-                plan.runs.append(RunSpec(suite.name, m, ls, s, config, tuple(overrides), index))
+                plan.runs.append(RunSpec(suite.name, m, ls, s, config,
+                                         (*overrides, *ls.overrides_for(m)), index))
     return plan
 
 
 def expand_suite(suite: Suite, *, registered: list[str], results_root: Path, only: set[str] | None = None,
-                 seeds: tuple[int, ...] | None = None, start: int = 0) -> list[StagePlan]:
+                 seeds: tuple[int, ...] | None = None, label_sets: set[str] | None = None,
+                 start: int = 0) -> list[StagePlan]:
     """Expand stages ``start..`` with the results present now; a run listed twice is kept once."""
     plans, seen = [], set()
     for i in range(start, len(suite.stages)):
-        p = expand_stage(suite, i, registered=registered, results_root=results_root, only=only, seeds=seeds)
+        p = expand_stage(suite, i, registered=registered, results_root=results_root, only=only, seeds=seeds,
+                         label_sets=label_sets)
         p.runs = [r for r in p.runs if not (r.key in seen or seen.add(r.key))]
         plans.append(p)
     return plans

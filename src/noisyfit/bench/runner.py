@@ -298,7 +298,7 @@ def _acc_text(results: dict) -> str:
 
 
 def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[str] | None = None,
-              seeds: tuple[int, ...] | None = None, dry_run: bool = False,
+              seeds: tuple[int, ...] | None = None, label_sets: set[str] | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print, python: str = sys.executable,
               registered: list[str] | None = None) -> BenchSummary:
     """Run every stage of ``suite`` in order (see :mod:`noisyfit.bench.suites`).
@@ -312,6 +312,8 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
         Run only these methods (``oracle`` and ``cleanlab`` included by name).
     seeds : tuple of int, optional
         Replace the seeds of every stage.
+    label_sets : set of str, optional
+        Run only on these label sets (e.g. ``{"worst"}``).
     dry_run : bool
         Print the plan (with each run's status and the time estimate) and run nothing.
     echo : callable
@@ -327,7 +329,8 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
     runs_root = Path(runs_root)
     est = Estimator.from_results(results_dir, suite.ce_seconds_guess)
     summary = BenchSummary()
-    kw = dict(registered=registered, results_root=Path(results_root), only=only, seeds=seeds)
+    kw = dict(registered=registered, results_root=Path(results_root), only=only, seeds=seeds,
+              label_sets=label_sets)
     if dry_run:
         _print_plan(suite, expand_suite(suite, **kw), results_dir, runs_root, est, echo)
         return summary

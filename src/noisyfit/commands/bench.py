@@ -23,6 +23,7 @@ def register(sub) -> None:
                    help=f"run folders (checkpoints etc.; default {DEFAULT_RUNS})")
     p.add_argument("--only", help="comma-separated methods to run (oracle and cleanlab included by name)")
     p.add_argument("--seeds", help="comma-separated seeds replacing every stage's seeds")
+    p.add_argument("--label-sets", help="comma-separated label sets to run (e.g. worst); default: the suite's")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan, each run's status and the estimate")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="report: where the result files are")
@@ -60,8 +61,10 @@ def cmd_bench(args) -> int:
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     only = set(_csv(args.only)) if args.only else None
+    label_sets = set(_csv(args.label_sets)) if args.label_sets else None
     summary = run_suite(get_suite(args.suite), results_root=Path(args.out or DEFAULT_RESULTS),
-                        runs_root=Path(args.runs), only=only, seeds=seeds, dry_run=args.dry_run)
+                        runs_root=Path(args.runs), only=only, seeds=seeds, label_sets=label_sets,
+                        dry_run=args.dry_run)
     if summary.terminated:
         return 143  # 128 + SIGTERM, as a shell reports it
     return 1 if summary.failed else 0
