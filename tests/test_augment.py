@@ -65,3 +65,69 @@ def test_batches_cover_each_sample_once_and_shard_across_ranks():
         assert torch.equal(torch.cat([a, b]), g)
     assert not torch.equal(epoch_permutation(100, 3, 1), epoch_permutation(100, 3, 2))
     assert torch.equal(epoch_permutation(100, 3, 1), epoch_permutation(100, 3, 1))
+
+
+class _AddPolicy(torch.nn.Module):
+    """Stand-in for one kornia (sub-)policy: adds its own constant, so the output says who ran."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return x + self.k
+
+
+class _FakeAutoPolicy(torch.nn.Module):
+    """Like kornia's AutoAugment/RandAugment: children are the policies; a call applies ``n`` draws to
+    the whole batch."""
+
+    def __init__(self, n_policies, n=1):
+        super().__init__()
+        self.policies = torch.nn.ModuleList(_AddPolicy(k / 100.0) for k in range(n_policies))
+        self.n = n
+
+    def children(self):
+        return iter(self.policies)
+
+    def forward(self, x):
+        for k in torch.randint(len(self.policies), (self.n,)).tolist():
+            x = self.policies[k](x)
+        return x
+
+
+@pytest.mark.parametrize("policy, n", [("autoaugment", 1), ("randaugment", 2)])
+def test_strong_views_draw_a_policy_per_image_unless_asked_per_batch(policy, n):
+    x = torch.zeros(400, 3, 8, 8, dtype=torch.uint8)
+    aug = Augmenter(torch.zeros(3), torch.ones(3), is_image=True, pad=0, flip=False, strong_policy=policy,
+                    channels_last=False)
+    aug._strong = _FakeAutoPolicy(25 if policy == "autoaugment" else 15, n=n)
+    out = aug.strong(x)
+    offsets = out[:, 0, 0, 0]
+    assert torch.allclose(out, offsets[:, None, None, None].expand(-1, 3, 8, 8))  # one draw per image
+    # every image got exactly n policies (a sum of n offsets k/100), and images differ in which
+    hundredths = offsets * 100
+    assert torch.allclose(hundredths, hundredths.round(), atol=1e-3)
+    assert hundredths.max() <= 24 * n + 1e-3
+    assert len(hundredths.round().unique()) > 10
+    torch.manual_seed(3)
+    a = aug.strong(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, aug.strong(x))  # the draws come from torch's (checkpointed) generator
+    batch = Augmenter(torch.zeros(3), torch.ones(3), is_image=True, pad=0, flip=False, strong_policy=policy,
+                      channels_last=False, strong_draw="batch")
+    batch._strong = aug._strong
+    assert len(batch.strong(x)[:, 0, 0, 0].unique()) == 1  # kornia's behaviour: one draw for the batch
+    with pytest.raises(ValueError, match="strong_draw must be one of"):
+        Augmenter(torch.zeros(3), torch.ones(3), is_image=True, strong_draw="pixel")
+
+
+def test_real_kornia_autoaugment_per_image_keeps_shape_range_and_varies():
+    torch.manual_seed(0)
+    x = (torch.rand(64, 3, 32, 32) * 255).to(torch.uint8)
+    x = x[:1].expand(64, -1, -1, -1).contiguous()  # one image, 64 times
+    aug = Augmenter(torch.zeros(3), torch.ones(3), is_image=True, pad=0, flip=False, channels_last=False)
+    out = aug.strong(x)
+    assert out.shape == (64, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
+    distinct = {tuple(o.flatten()[:64].tolist()) for o in out}
+    assert len(distinct) > 5  # copies of one image come out differently augmented

@@ -302,3 +302,20 @@ def test_a_finished_run_folder_holding_another_run_is_not_collected(tmp_path):
     status, info = execute(spec, results, tmp_path / "runs")
     assert status == "failed" and "seed=1 (expected 0)" in info["note"]["log_tail"]
     assert not (results / "ce__sym40__seed0.json").exists()
+
+
+def test_strong_view_settings_split_cells_only_for_methods_that_draw_strong_views(tmp_path):
+    from noisyfit.bench.aggregate import config_diff, fingerprint
+    from noisyfit.bench.files import StoredRun
+
+    def run(method, seed, **train):
+        cfg = {"method": {"name": method, "args": {}}, "train": {"seed": seed, "epochs": 12, **train}}
+        return StoredRun("s", method, "worst", seed, tmp_path / "x.json", {"config": cfg})
+
+    # a run stored before train.strong_draw existed vs one with the new default
+    old_ce, new_ce = run("ce", 0), run("ce", 1, strong_draw="image", strong_policy="randaugment")
+    assert fingerprint(old_ce) == fingerprint(new_ce)  # CE never draws strong views: same measurement
+    old_jump, new_jump = run("jump_teaching", 0), run("jump_teaching", 1, strong_draw="image")
+    assert fingerprint(old_jump) != fingerprint(new_jump)  # the older run drew one policy per batch
+    assert config_diff(old_jump, new_jump) == ['train.strong_draw="image"']
+    assert fingerprint(old_jump) == fingerprint(run("jump_teaching", 2, strong_draw="batch"))

@@ -70,6 +70,9 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     strong_policy: str = "autoaugment"  # autoaugment | randaugment
+    #: "image": every image draws its own (sub-)policy, as the official torchvision pipelines do;
+    #: "batch": kornia's one draw per call (faster; what noisyfit did before this key existed)
+    strong_draw: str = "image"
     #: evaluate test / validation accuracy every N epochs (and always at the last)
     eval_every: int = 1
     checkpoint: bool = True

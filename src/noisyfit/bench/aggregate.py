@@ -27,10 +27,37 @@ def _flat(config: dict) -> dict[tuple[str, str], object]:
     return {(sec, k): v for sec, d in (config or {}).items() if isinstance(d, dict) for k, v in d.items()}
 
 
+#: how strong views are made: measured only by methods that draw them (``Method.uses_strong_views``)
+STRONG_VIEW_KEYS = {("train", "strong_policy"), ("train", "strong_draw")}
+#: keys added after runs were stored, with the behaviour those older runs had (their config lacks the key)
+LEGACY_DEFAULTS = {("train", "strong_draw"): "batch"}
+
+
+def _uses_strong_views(run: StoredRun) -> bool:
+    """Whether the run's method draws strong views; unknown methods count as drawing them."""
+    from noisyfit.methods import get_method_class
+
+    name = ((run.data.get("config") or {}).get("method") or {}).get("name")
+    try:
+        return bool(get_method_class(name).uses_strong_views)
+    except Exception:  # a method of another noisyfit version: keep every key (never pool by mistake)
+        return True
+
+
+def _measured_config(run: StoredRun) -> dict[tuple[str, str], object]:
+    """The run's config keys that define the measurement: ignored keys dropped, legacy keys filled."""
+    flat = {key: v for key, v in _flat(run.data.get("config")).items() if key not in IGNORED_KEYS}
+    if _uses_strong_views(run):
+        for key, old in LEGACY_DEFAULTS.items():
+            flat.setdefault(key, old)
+    else:
+        flat = {key: v for key, v in flat.items() if key not in STRONG_VIEW_KEYS}
+    return flat
+
+
 def fingerprint(run: StoredRun) -> str:
     """Everything that defines the measurement except the seed (and logging switches)."""
-    flat = {f"{s}.{k}": v for (s, k), v in _flat(run.data.get("config")).items()
-            if (s, k) not in IGNORED_KEYS}
+    flat = {f"{s}.{k}": v for (s, k), v in _measured_config(run).items()}
     return json.dumps({"schema": run.data.get("schema"), "config": flat}, sort_keys=True, default=str)
 
 
@@ -41,8 +68,8 @@ def core_protocol(run: StoredRun) -> dict[str, object]:
 
 def config_diff(a: StoredRun, b: StoredRun) -> list[str]:
     """``key=value`` of ``b`` wherever its config differs from ``a``'s (ignored keys excluded)."""
-    fa, fb = _flat(a.data.get("config")), _flat(b.data.get("config"))
-    keys = sorted((set(fa) | set(fb)) - IGNORED_KEYS)
+    fa, fb = _measured_config(a), _measured_config(b)
+    keys = sorted(set(fa) | set(fb))
     return [f"{s}.{k}={json.dumps(fb.get((s, k)), default=str)}" for s, k in keys
             if fa.get((s, k)) != fb.get((s, k))]
 

@@ -5,7 +5,11 @@ augmented as a whole, converted to float and normalised. No data-loader workers 
 
 * weak: random crop with 4-pixel reflect padding + horizontal flip (the CIFAR standard), done by one
   gather so it costs a few ms per 512 images on a CPU;
-* strong: kornia AutoAugment (CIFAR-10 policy) or RandAugment, then the weak crop + flip.
+* strong: kornia AutoAugment (CIFAR-10 policy) or RandAugment, then the weak crop + flip. The policy
+  is drawn per image, as in the torchvision pipelines of the official codes: kornia draws one
+  sub-policy per call (the whole batch would share it), so images are grouped by their draw and each
+  group goes through its sub-policy (AutoAugment: 25 groups at most; RandAugment: n rounds over its
+  15 ops). ``strong_draw="batch"`` restores kornia's one draw per batch (faster, less varied).
 Feature rows (tabular data) are passed through unchanged for every view.
 All randomness comes from torch's global generator, which the trainer checkpoints, so a resumed run
 draws the same augmentations as an uninterrupted one.
@@ -17,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 STRONG_POLICIES = ("autoaugment", "randaugment")
+STRONG_DRAWS = ("image", "batch")
 
 
 class Augmenter:
@@ -34,12 +39,19 @@ class Augmenter:
         ``"autoaugment"`` (kornia, CIFAR-10 policy) or ``"randaugment"``.
     channels_last : bool
         Return NHWC-strided tensors (faster convolutions on CPU and recent GPUs).
+    strong_draw : str
+        ``"image"``: each image draws its own (sub-)policy (the official pipelines); ``"batch"``: one
+        draw per batch, kornia's behaviour.
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, *, is_image: bool, pad: int = 4,
-                 flip: bool = True, strong_policy: str = "autoaugment", channels_last: bool = True):
+                 flip: bool = True, strong_policy: str = "autoaugment", channels_last: bool = True,
+                 strong_draw: str = "image"):
         if strong_policy not in STRONG_POLICIES:
             raise ValueError(f"strong_policy must be one of {STRONG_POLICIES}, got {strong_policy!r}")
+        if strong_draw not in STRONG_DRAWS:
+            raise ValueError(f"strong_draw must be one of {STRONG_DRAWS}, got {strong_draw!r}")
+        self.strong_draw = strong_draw
         self.mean = mean
         self.std = std
         self.is_image = is_image
@@ -96,7 +108,23 @@ class Augmenter:
         if not self.is_image:
             return x.float()
         x01 = self.crop_flip(x).div_(255.0)
-        return self._finish(self._strong_op()(x01).clamp_(0.0, 1.0))
+        op = self._strong_op()
+        out = op(x01) if self.strong_draw == "batch" else self._per_image(op, x01)
+        return self._finish(out.clamp_(0.0, 1.0))
+
+    def _per_image(self, op, x01: torch.Tensor) -> torch.Tensor:
+        """Apply ``op`` with one draw per image: group the images by their draw, one call per group."""
+        policies = list(op.children())  # AutoAugment: the sub-policies; RandAugment: the single ops
+        rounds = 1 if self.strong_policy == "autoaugment" else int(op.n)
+        out = x01
+        for _ in range(rounds):
+            pick = torch.randint(len(policies), (len(out),)).to(out.device)
+            nxt = out.clone()
+            for k in pick.unique().tolist():
+                rows = (pick == k).nonzero().squeeze(1)
+                nxt[rows] = policies[k](out[rows])
+            out = nxt
+        return out
 
     def view(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         if kind == "none":

@@ -170,7 +170,8 @@ class Trainer:
             prep = lambda ld: ((to_device_tensor(ld, self.device) - fmean.to(self.device))  # noqa: E731
                                / fstd.to(self.device))
         self.augmenter = Augmenter(mean, std, is_image=self.is_image, strong_policy=self.cfg.train.strong_policy,
-                                   channels_last=self.cfg.train.channels_last and self.is_image).to(self.device)
+                                   channels_last=self.cfg.train.channels_last and self.is_image,
+                                   strong_draw=self.cfg.train.strong_draw).to(self.device)
         self.train_x = prep(tr)
         self.train_y = torch.from_numpy(tr.labels).to(self.device)
         self.val_x = prep(d.val) if d.val is not None else None

@@ -100,6 +100,9 @@ class Method(nn.Module):
 
     #: names of buffers indexed by training sample (dimension 0), gathered across ranks each epoch
     per_sample_state: ClassVar[tuple[str, ...]] = ()
+    #: True when training draws strong views (``batch.strong()``): then ``train.strong_policy`` and
+    #: ``train.strong_draw`` change what is measured, and the bench never averages across them
+    uses_strong_views: ClassVar[bool] = False
     #: default threshold on clean_scores below which a sample is flagged noisy
     flag_threshold: ClassVar[float] = 0.5
 

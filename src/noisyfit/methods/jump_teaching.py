@@ -45,7 +45,8 @@ Departures from the paper / official code
   We read r as the per-batch probability of training on stale rather than fresh flags; r = 1 (default)
   is the released code.
 * Strong view: the shared augmenter's kornia AutoAugment (CIFAR-10 policy) + crop + flip, not the
-  official RandAugment-without-geometric-ops + Cutout.
+  official RandAugment-without-geometric-ops + Cutout. The policy is drawn per image
+  (``train.strong_draw="image"``); runs stored before that key existed drew one sub-policy per batch.
 * When no sample of a batch is selected, the official code skips the optimiser step; our trainer always
   steps, so the loss is a zero that keeps the graph (zero gradients; weight decay, and momentum where the
   optimiser has it, still move the weights). With batch 128+ and a warm-started model this practically
@@ -132,6 +133,7 @@ class JumpTeaching(Method):
                 raise ValueError(f"jump_teaching: temperature must be > 0, got {self.temperature}")
 
     per_sample_state = ("jump.flags",)
+    uses_strong_views = True
 
     def __init__(self, hyper, num_classes, num_samples, make_backbone):
         super().__init__(hyper, num_classes, num_samples, make_backbone)

@@ -134,6 +134,8 @@ class PLRTerm(nn.Module):
 
 @register_method("ce_plr")
 class CEPLR(Method):
+    uses_strong_views = True
+
     """Cross-entropy plus the PLR contrastive term (see the module docstring)."""
 
     @dataclasses.dataclass
@@ -168,6 +170,8 @@ class CEPLR(Method):
 
 @register_method("dividemix_plr")
 class DivideMixPLR(DivideMix):
+    uses_strong_views = True
+
     """DivideMix with the PLR term on every MixMatch step and InfoNCE in warm-up."""
 
     @dataclasses.dataclass
