@@ -271,15 +271,16 @@ def test_cleanlab_row_scores_the_rows_the_methods_are_scored_on(monkeypatch):
     cfg = load_config("smoke/protocol", flags={"data": {"noise": "sym:0.4", "val_fraction": 0.2}})
     asked = {}
 
-    def oracle_probs(c, s, *, folds, epochs, seed):
+    def oracle_oof(c, s, *, folds, epochs, seed, **_):
         # out-of-fold probabilities that know the true labels: every wrong label is findable
         asked.update(val_fraction=c.data.val_fraction, folds=folds, epochs=epochs)
         full = prepare_run_data(c.data, seed, s).train
         probs = np.full((len(full), full.num_classes), 0.1 / (full.num_classes - 1))
         probs[np.arange(len(full)), full.true_labels] = 0.9
-        return probs
+        return oof.OutOfFold(probs, full.labels, full.true_labels, np.arange(len(full)), np.zeros(len(full)),
+                             list(full.class_names), None, 1.0, {"per_fold": [{"seconds": 1.0}]})
 
-    monkeypatch.setattr(oof, "out_of_fold_pred_probs", oracle_probs)
+    monkeypatch.setattr(oof, "out_of_fold", oracle_oof)
     r = run_cleanlab_row(cfg, None, splits=splits)
     assert asked == {"val_fraction": 0.0, "folds": 5, "epochs": 15}  # every row predicted, CE's budget
     assert r["data"]["num_train"] == len(prepare_run_data(cfg.data, 0, splits).train)  # val rows excluded

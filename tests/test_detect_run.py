@@ -125,6 +125,33 @@ def test_out_of_fold_predictions_find_planted_noise():
     assert len(oof.info["per_fold"]) == 3 and oof.info["epochs"] == 6
 
 
+def test_out_of_fold_resumes_from_finished_folds_and_ignores_another_setup(tmp_path, monkeypatch):
+    import noisyfit.engine.trainer as trainer_mod
+
+    x, true = blobs(n=300, d=8, c=3, seed=6)
+    splits = DatasetSplits(LabeledData(x, true, ["a", "b", "c"], name="blobs"))
+    cfg = tiny_cfg("data.noise=null", "train.epochs=2")
+    lines = []
+    first = out_of_fold(cfg, splits, folds=3, progress=False, cache_dir=tmp_path, log=lines.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fold0.npz", "fold1.npz", "fold2.npz"]
+    assert sum("done in" in line for line in lines) == 3
+    # a "killed" run lost its last fold: only that fold trains again; the others come from the cache
+    (tmp_path / "fold2.npz").unlink()
+    fits = []
+    real_fit = trainer_mod.Trainer.fit
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    lines.clear()
+    again = out_of_fold(cfg, splits, folds=3, progress=False, cache_dir=tmp_path, log=lines.append)
+    assert len(fits) == 1 and sum("loaded from" in line for line in lines) == 2
+    held0 = again.fold == 0
+    np.testing.assert_array_equal(again.pred_probs[held0], first.pred_probs[held0])
+    assert [f.get("cached", False) for f in again.info["per_fold"]] == [True, True, False]
+    # another budget is another setup: nothing is reused
+    fits.clear()
+    out_of_fold(tiny_cfg("data.noise=null", "train.epochs=1"), splits, folds=3, progress=False, cache_dir=tmp_path)
+    assert len(fits) == 3
+
+
 def test_out_of_fold_applies_the_configured_noise_once():
     x, true = blobs(n=300, d=8, c=3, seed=5)
     cfg = tiny_cfg("data.noise=sym:0.3", "train.epochs=1")

@@ -33,8 +33,8 @@ def unavailable_reason() -> str | None:
         mod = importlib.import_module("noisyfit.detect.oof")
     except Exception as e:  # a missing module or a broken one: either way the row cannot run
         return f"noisyfit.detect.oof is not available ({type(e).__name__}: {e})"
-    if not callable(getattr(mod, "out_of_fold_pred_probs", None)):
-        return "noisyfit.detect.oof has no out_of_fold_pred_probs"
+    if not callable(getattr(mod, "out_of_fold", None)):
+        return "noisyfit.detect.oof has no out_of_fold"
     return None
 
 
@@ -85,7 +85,6 @@ def run_cleanlab_row(cfg, out_dir: Path | None, *, folds: int = FOLDS, command: 
     import torch
 
     from noisyfit import __version__
-    from noisyfit.detect.oof import out_of_fold_pred_probs
     from noisyfit.engine.checkpoint import atomic_write_bytes, atomic_write_json
     from noisyfit.engine.machine import git_commit, machine_info, peak_memory_mb
     from noisyfit.engine.run_data import prepare_run_data
@@ -105,8 +104,15 @@ def run_cleanlab_row(cfg, out_dir: Path | None, *, folds: int = FOLDS, command: 
     # Folds over the whole noisy training set: no row is held out for model selection here.
     oof_cfg = copy.deepcopy(cfg)
     oof_cfg.data.val_fraction = 0.0
-    probs = np.asarray(out_of_fold_pred_probs(oof_cfg, splits, folds=folds, epochs=cfg.train.epochs,
-                                              seed=seed), dtype=np.float64)
+    # Finished folds are kept in the run folder: a killed row resumes at the fold in progress.
+    cache = None if out_dir is None else Path(out_dir) / "folds"
+    from noisyfit.detect.oof import out_of_fold
+
+    oof = out_of_fold(oof_cfg, splits, folds=folds, epochs=cfg.train.epochs, seed=seed, progress=False,
+                      cache_dir=cache, log=lambda line: print(line, flush=True))
+    probs = np.asarray(oof.pred_probs, dtype=np.float64)
+    # folds trained in an earlier session count with the time they took then
+    earlier = sum(f["seconds"] for f in oof.info["per_fold"] if f.get("cached"))
     full = prepare_run_data(oof_cfg.data, seed, splits)  # every row the folds predicted, source order
     if probs.ndim != 2 or len(probs) not in (len(full.train), len(run.train)):
         raise ValueError(f"out_of_fold_pred_probs returned shape {probs.shape}; expected "
@@ -126,8 +132,9 @@ def run_cleanlab_row(cfg, out_dir: Path | None, *, folds: int = FOLDS, command: 
     seconds = time.time() - t0
     device = resolve_device(cfg.train.device)
     compute = {"device": str(device), "precision": cfg.train.precision, "world_size": 1, "folds": folds,
-               "seconds_per_epoch": None, "train_seconds_total": seconds,
-               "wall_seconds_this_session": seconds}
+               "seconds_per_epoch": None, "train_seconds_total": seconds + earlier,
+               "wall_seconds_this_session": seconds,
+               "fold_seconds": [round(f["seconds"], 1) for f in oof.info["per_fold"]]}
     compute.update(peak_memory_mb(device))
     results = {
         "schema": RESULTS_SCHEMA,

@@ -14,8 +14,10 @@ split and no checkpoints; the held-out fold is passed as the test split and pred
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -72,8 +74,30 @@ def _fold_config(cfg: Config, epochs: int) -> Config:
     return c
 
 
+def _load_fold(path: Path, held_idx: np.ndarray, fingerprint: str) -> tuple[np.ndarray, dict] | None:
+    """A finished fold's held-out probabilities, if ``path`` holds that very fold of that very setup."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) != fingerprint or not np.array_equal(z["held_idx"], held_idx):
+                return None
+            return z["probs"].astype(np.float32), json.loads(str(z["info"]))
+    except (OSError, ValueError, KeyError):
+        return None  # a torn or foreign file: train the fold again
+
+
+def _save_fold(path: Path, held_idx: np.ndarray, fingerprint: str, probs: np.ndarray, info: dict) -> None:
+    from noisyfit.engine.checkpoint import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, lambda f: np.savez(f, held_idx=held_idx, probs=probs, fingerprint=fingerprint,
+                                                info=json.dumps(info)))
+
+
 def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int = 5, epochs: int | None = None,
-                seed: int = 0, progress: bool = True) -> OutOfFold:
+                seed: int = 0, progress: bool = True, cache_dir: str | Path | None = None,
+                log=None) -> OutOfFold:
     """K-fold out-of-fold probabilities for the training set of ``cfg.data`` (or ``splits``).
 
     Parameters
@@ -90,6 +114,12 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
         Seed of the fold assignment (training uses ``cfg.train.seed``).
     progress : bool
         Show a progress bar over folds x epochs.
+    cache_dir : path, optional
+        Each finished fold's held-out probabilities are saved here (``fold<k>.npz``); a later call with
+        the same config, data and fold assignment loads them instead of training again, so a killed
+        K-fold run loses at most the fold in progress.
+    log : callable, optional
+        Gets one line per fold (start, cached, done), e.g. ``print`` when no progress bar is shown.
 
     Returns
     -------
@@ -119,8 +149,21 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
     per_fold = []
     t0 = time.time()
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    say = log or (lambda _line: None)
+    fingerprint = json.dumps({"config": fold_cfg.to_dict(), "n": n, "folds": folds, "seed": seed,
+                              "labels_sum": int(full.labels.sum())}, sort_keys=True, default=str)
     with progress_bar(folds * epochs, f"out-of-fold {folds} folds x {epochs} epochs", progress) as bar:
         for k, (train_idx, held_idx) in enumerate(skf.split(np.zeros(n), full.labels)):
+            cache = None if cache_dir is None else Path(cache_dir) / f"fold{k}.npz"
+            cached = None if cache is None else _load_fold(cache, held_idx, fingerprint)
+            if cached is not None:
+                out[held_idx], info = cached
+                fold_of[held_idx] = k
+                per_fold.append({**info, "cached": True})
+                bar.advance(epochs, info=f"fold {k + 1}/{folds} (cached)")
+                say(f"out-of-fold: fold {k + 1}/{folds} loaded from {cache} ({info['seconds']:.0f} s when trained)")
+                continue
+            say(f"out-of-fold: fold {k + 1}/{folds}: training on {len(train_idx)} examples for {epochs} epochs")
             tk = time.time()
             fold_splits = DatasetSplits(train=full.subset(train_idx, name=f"{full.name}/fold{k}-train"),
                                         test=full.subset(held_idx, name=f"{full.name}/fold{k}-heldout"))
@@ -138,9 +181,13 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
             probs = np.asarray(logits.float().softmax(dim=1).cpu().numpy(), dtype=np.float32)
             out[held_idx] = probs
             fold_of[held_idx] = k
-            per_fold.append({"fold": k, "train": len(train_idx), "held_out": len(held_idx),
-                             "seconds": time.time() - tk,
-                             "held_out_agreement_with_given": float(np.mean(probs.argmax(1) == full.labels[held_idx]))})
+            info = {"fold": k, "train": len(train_idx), "held_out": len(held_idx), "seconds": time.time() - tk,
+                    "held_out_agreement_with_given": float(np.mean(probs.argmax(1) == full.labels[held_idx]))}
+            per_fold.append(info)
+            if cache is not None:
+                _save_fold(cache, held_idx, fingerprint, probs, info)
+            say(f"out-of-fold: fold {k + 1}/{folds} done in {info['seconds']:.0f} s (held-out agreement with "
+                f"the given labels {info['held_out_agreement_with_given']:.3f})")
     return OutOfFold(pred_probs=out, labels=full.labels.copy(), true_labels=full.true_labels, index=run.train_index,
                      fold=fold_of, class_names=list(full.class_names), ids=full.ids, seconds=time.time() - t0,
                      info={"folds": folds, "epochs": epochs, "seed": seed, "method": cfg.method.name,
@@ -148,10 +195,10 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
 
 
 def out_of_fold_pred_probs(cfg: Config, splits: DatasetSplits | None = None, *, folds: int = 5,
-                           epochs: int | None = None, seed: int = 0) -> np.ndarray:
+                           epochs: int | None = None, seed: int = 0, **kwargs) -> np.ndarray:
     """``[N, C]`` out-of-fold probabilities for the training set (see :func:`out_of_fold`).
 
     The rows follow the training set of ``cfg.data`` in order (all of it, or ``train_subset``); the
     given labels they go with are ``out_of_fold(...).labels``.
     """
-    return out_of_fold(cfg, splits, folds=folds, epochs=epochs, seed=seed).pred_probs
+    return out_of_fold(cfg, splits, folds=folds, epochs=epochs, seed=seed, **kwargs).pred_probs
