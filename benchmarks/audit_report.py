@@ -97,7 +97,14 @@ def main(argv=None) -> int:
             continue
         key = r.path.stem
         if r.method == "cleanlab":
-            det = r.data.get("detection") or {}
+            det = dict(r.data.get("detection") or {})
+            ps = ROOT / r.data["bench"]["run_dir"] / "per_sample.npz"
+            if ps.exists():  # suggested label = argmax of the out-of-fold probabilities, as cleanlab's
+                import numpy as np
+
+                with np.load(ps) as z:
+                    flag, true, sugg = z["flag"], z["true"], z["probs"].argmax(axis=1)
+                det["suggestion_accuracy"] = float((sugg[flag] == true[flag]).mean()) if flag.any() else None
             train_s = (r.data.get("compute") or {}).get("train_seconds_total")
             lines.append(row("cleanlab", det, "cleanlab `find_label_issues` on 5-fold out-of-fold CE",
                              "prune_by_noise_rate (cleanlab default)", train_s, None))
