@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisyfit.bench.files import read_suite, run_key
-from noisyfit.bench.suites import CLEANLAB, PLANNED_METHODS, PSEUDO_METHODS, LabelSet, Suite
+from noisyfit.bench.suites import CLEANLAB, PLANNED_METHODS, PSEUDO_METHODS, LabelSet, Suite, split_variant
 from noisyfit.config import PRESET_DIR, ConfigError, load_config
 
 
@@ -59,14 +59,6 @@ class RunSpec:
             if resume:
                 cmd.append("--resume")
         return cmd + list(self.overrides)
-
-
-def split_variant(name: str) -> tuple[str, str | None]:
-    """``("bkd", "detach")`` for ``"bkd-detach"``; ``(name, None)`` for a plain method name."""
-    base, sep, variant = name.partition("-")
-    if sep and not (base and variant):
-        raise ValueError(f"bench method {name!r}: a variant is written '<method>-<variant>'")
-    return base, (variant or None)
 
 
 def runnable_methods() -> list[str]:

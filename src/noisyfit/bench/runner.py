@@ -26,7 +26,7 @@ from noisyfit.bench.cleanlab_row import unavailable_reason
 from noisyfit.bench.evidence import collect_run
 from noisyfit.bench.files import read_suite
 from noisyfit.bench.plan import RunSpec, StagePlan, expand_suite, runnable_methods
-from noisyfit.bench.suites import CLEANLAB, COST_GUESS, Suite
+from noisyfit.bench.suites import CLEANLAB, COST_GUESS, Suite, split_variant
 from noisyfit.config import ConfigError
 from noisyfit.engine.checkpoint import atomic_write_json
 
@@ -75,8 +75,9 @@ class Estimator:
         if method in self.seconds:
             v = self.seconds[method]
             return sum(v) / len(v)
-        if "-" in method:  # a variant costs what its base method costs
-            return self.estimate(method.partition("-")[0])
+        base, variant = split_variant(method)
+        if variant is not None:  # a variant costs what its base method costs
+            return self.estimate(base)
         if not self.seconds:
             if self.ce_seconds_guess is None:
                 return None

@@ -46,6 +46,15 @@ COST_GUESS: dict[str, float] = {
 }
 
 
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``("bkd", "detach")`` for ``"bkd-detach"``; ``(name, None)`` for a plain method name."""
+    base, sep, variant = name.partition("-")
+    if sep and not (base and variant):
+        raise ValueError(f"bench method {name!r}: a variant is written '<method>-<variant>'")
+    return base, (variant or None)
+
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """Which training labels a run uses.
@@ -73,7 +82,7 @@ class LabelSet:
 
     def overrides_for(self, method: str) -> tuple[str, ...]:
         """This label set's overrides for ``method`` (a variant inherits its base method's)."""
-        base = method.partition("-")[0]
+        base = split_variant(method)[0]
         return tuple(o for m, os in self.method_overrides if m in (method, base) for o in os)
 
 
