@@ -127,6 +127,10 @@ def test_real_kornia_autoaugment_per_image_keeps_shape_range_and_varies():
     x = (torch.rand(64, 3, 32, 32) * 255).to(torch.uint8)
     x = x[:1].expand(64, -1, -1, -1).contiguous()  # one image, 64 times
     aug = Augmenter(torch.zeros(3), torch.ones(3), is_image=True, pad=0, flip=False, channels_last=False)
+    # what the per-image path relies on: kornia's children are the policies it draws from, n draws a call
+    assert len(list(aug._strong_op().children())) == 25  # the CIFAR-10 AutoAugment sub-policies
+    ra = Augmenter(torch.zeros(3), torch.ones(3), is_image=True, strong_policy="randaugment")._strong_op()
+    assert len(list(ra.children())) == 15 and ra.n == 2
     out = aug.strong(x)
     assert out.shape == (64, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
     distinct = {tuple(o.flatten()[:64].tolist()) for o in out}
