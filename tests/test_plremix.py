@@ -179,7 +179,7 @@ def test_bad_plr_options_are_refused():
     assert math.isclose(PLReMix({}, 3, 4, mlp_factory(3)).hp.plr_temperature, 1.0)
 
 
-MY_PRESETS = ["dividemix", "plremix", "ce_plr", "dividemix_plr", "elr", "elr/plus"]
+MY_PRESETS = ["dividemix", "plremix", "ce_plr", "dividemix_plr", "elr", "elr_plus"]
 
 
 @pytest.mark.parametrize("family", MY_PRESETS)
@@ -187,9 +187,7 @@ def test_presets_load_and_keep_the_shared_cpu_protocol(family):
     from noisyfit.config import load_config
     from noisyfit.methods.base import get_method_class
 
-    base = family if "/" in family else f"{family}/"
-    sep = "-" if "/" in family else ""
-    cpu, paper = load_config(f"{base}{sep}cpu-cifar10n"), load_config(f"{base}{sep}paper-cifar10n")
+    cpu, paper = load_config(f"{family}/cpu-cifar10n"), load_config(f"{family}/paper-cifar10n")
     for cfg in (cpu, paper):
         get_method_class(cfg.method.name).resolve_hyper(cfg.method.args)  # every arg is a known hyper-parameter
     assert (cpu.model.backbone, cpu.train.epochs, cpu.train.batch_size, cpu.optim.lr) == ("fastcnn", 12, 512, 0.2)
