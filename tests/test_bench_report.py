@@ -48,8 +48,12 @@ def results(tmp_path):
     for s, (sel, last) in enumerate([(0.60, 0.50), (0.62, 0.52), (0.64, 0.54)]):
         put(root, "smoke", "ce", "sym40", s, fake_result(s, sel, last, f1=0.4 + 0.1 * s))
     put(root, "smoke", "oracle", "clean", 0, fake_result(0, 0.90, 0.92, noisy=False))
-    put(root, "smoke", "gce", "sym40", 0, fake_result(0, 0.75, 0.61, spe=2.5, rss=600.0, wall=250.0))
-    put(root, "smoke", "gce", "sym40", 1, fake_result(1, 0.77, 0.63, spe=2.5, rss=600.0, wall=250.0))
+    gce0, gce1 = (fake_result(s, 0.75 + 0.02 * s, 0.61 + 0.02 * s, spe=2.5, rss=600.0, wall=250.0)
+                  for s in (0, 1))
+    gce0["compute"]["others_cpu_share_median"] = 0.02  # seed 1 shared the machine more: the cell shows it
+    gce1["compute"]["others_cpu_share_median"] = 0.31
+    put(root, "smoke", "gce", "sym40", 0, gce0)
+    put(root, "smoke", "gce", "sym40", 1, gce1)
     # a gce run with a different config (20 epochs): a variant, never averaged with the two above
     put(root, "smoke", "gce", "sym40", 2, fake_result(2, 0.80, 0.80, epochs=20))
     put(root, "smoke", "pemm", "sym40", 0, fake_result(0, 0.70, 0.70, backbone="fastcnn"))
@@ -123,8 +127,9 @@ def test_report_tables(results, tmp_path):
 
     cost = "#### Cost"
     # CE: 1.0 s/epoch, 400 MB, 100 s per run; gce: 2.5 s, 600 MB, 250 s
-    assert _row(md, "gce", cost) == "| gce | sym40 | 2 | 2.50 | 2.50× | 600 | 1.50× | 250.0 | 2.50× |"
-    assert _row(md, "ce", cost) == "| ce | sym40 | 3 | 1.00 | 1.00× | 400 | 1.00× | 100.0 | 1.00× |"
+    # others' CPU: the largest seed's median-epoch share; CE's runs predate the measurement
+    assert _row(md, "gce", cost) == "| gce | sym40 | 2 | 2.50 | 2.50× | 31% | 600 | 1.50× | 250.0 | 2.50× |"
+    assert _row(md, "ce", cost) == "| ce | sym40 | 3 | 1.00 | 1.00× | – | 400 | 1.00× | 100.0 | 1.00× |"
 
     assert "car · sym40 · seed 0: **failed**" in md
     # the other suite keeps its own single CE run: nothing from smoke leaks into it

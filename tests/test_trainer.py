@@ -40,6 +40,14 @@ def test_outputs_written_and_schema(tmp_path, blob_splits):
                 "compute", "data", "method"):
         assert key in r
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    # how much of the machine others took while each epoch ran (Linux; an epoch shorter than the
+    # kernel's 10 ms clock tick has no reading)
+    shares = [e["others_cpu_share"] for e in r["epochs"] if "others_cpu_share" in e]
+    assert all(0.0 <= v <= 1.0 for v in shares)
+    if shares:
+        assert r["compute"]["others_cpu_share_median"] == pytest.approx(float(np.median(shares)))
+    else:
+        assert "others_cpu_share_median" not in r["compute"]
     ps = np.load(out / "per_sample.npz")
     n = r["data"]["num_train"]
     assert ps["clean_score"].shape == (n,) and ps["flag"].dtype == bool and ps["probs"].shape == (n, 3)

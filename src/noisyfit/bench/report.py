@@ -246,11 +246,16 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
     return out
 
 
+def _others_cpu_text(c: Cell) -> str:
+    shares = c.values("compute", "others_cpu_share_median")
+    return DASH if not shares else f"{100 * max(shares):.0f}%"
+
+
 def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) -> list[str]:
     first = {(c.method, c.label_set): c for c in cells if c.variant == 0}
     cuda = any(c.values("compute", "cuda_max_allocated_mb") for c in cells)
-    header = ["method", "label set", "n", "s / epoch (median)", "× CE", "peak RSS MB", "× CE", "wall / run",
-              "× CE"]
+    header = ["method", "label set", "n", "s / epoch (median)", "× CE", "others' CPU", "peak RSS MB", "× CE",
+              "wall / run", "× CE"]
     header += ["CUDA max alloc MB", "× CE"] if cuda else []
     rows, other_machine = [], False
     for c in cells:
@@ -268,14 +273,17 @@ def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) ->
         # the median epoch: one epoch slowed by another process on a shared machine does not move it
         per_epoch = "seconds_per_epoch_median" if c.values("compute", "seconds_per_epoch_median") else \
             "seconds_per_epoch"
-        row += col("compute", per_epoch) + col("compute", "peak_rss_mb", digits=0)
+        row += col("compute", per_epoch) + [_others_cpu_text(c)] + col("compute", "peak_rss_mb", digits=0)
         row += col("bench", "wall_seconds", digits=1)
         if cuda:
             row += col("compute", "cuda_max_allocated_mb", digits=0)
         rows.append(row)
     notes = ("Ratios divide means by CE's on the same label set of this suite (the rank label set for the "
              "oracle); wall / run is seconds from process start to exit, summed over resumed sessions; "
-             "peak RSS is the run process's own (one process per run).")
+             "peak RSS is the run process's own (one process per run). *others' CPU* is the share of the "
+             "machine's CPU time that other processes used during the run's timed training epochs (median "
+             "epoch; the largest seed's in a cell): above a few % the run shared the machine and its "
+             "s / epoch is inflated; – means not recorded (runs from before it was measured).")
     if other_machine:
         notes += " Rows marked ≠ CE's machine ran elsewhere: their ratios compare machines, not methods."
     return ["#### Cost", "", notes, ""] + _table(header, rows)

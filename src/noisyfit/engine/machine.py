@@ -74,3 +74,57 @@ def peak_memory_mb(device: torch.device) -> dict:
     if device.type == "cuda":
         out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
+
+
+def _busy_and_total_cpu_seconds() -> tuple[float, float] | None:
+    """Machine-wide CPU seconds (busy, all) since boot, from the first line of ``/proc/stat`` (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is already counted
+    # in user / nice, so it is left out of both sums
+    fields = fields[:8]
+    idle = sum(fields[3:5])
+    total = sum(fields)
+    return (total - idle) / hz, total / hz
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class OthersCpuMeter:
+    """The share of the machine's CPU time that *other* processes used over an interval.
+
+    A seconds-per-epoch figure means something only if the run had the machine to itself; this is
+    recorded with every epoch so that a report can say when it did not. Linux only (``/proc/stat``):
+    :meth:`share` returns None elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        self._machine = _busy_and_total_cpu_seconds()
+        self._own = _own_cpu_seconds()
+
+    def share(self) -> float | None:
+        now = _busy_and_total_cpu_seconds()
+        if now is None or self._machine is None:
+            return None
+        return others_share(self._machine, now, self._own, _own_cpu_seconds())
+
+
+def others_share(machine_before: tuple[float, float], machine_after: tuple[float, float],
+                 own_before: float, own_after: float) -> float | None:
+    """Busy CPU seconds of other processes over all CPU seconds of the interval, clipped to [0, 1]."""
+    busy = machine_after[0] - machine_before[0]
+    total = machine_after[1] - machine_before[1]
+    if total <= 0:
+        return None
+    others = busy - (own_after - own_before)
+    return min(max(others / total, 0.0), 1.0)

@@ -27,7 +27,7 @@ from noisyfit.engine import distributed as D
 from noisyfit.engine.checkpoint import (atomic_write_bytes, atomic_write_json, load_checkpoint, rng_state,
                                         save_checkpoint, set_rng_state)
 from noisyfit.engine.logging import RunLogger
-from noisyfit.engine.machine import git_commit, machine_info, peak_memory_mb
+from noisyfit.engine.machine import OthersCpuMeter, git_commit, machine_info, peak_memory_mb
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
 from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
 from noisyfit.methods.base import get_method_class
@@ -260,6 +260,7 @@ class Trainer:
             self.ctx.epoch = epoch
             self.method.train()
             t0 = time.time()
+            cpu_meter = OthersCpuMeter()
             self.method.on_epoch_start(epoch, self.ctx)
             sums: dict[str, float] = {}
             visited = []
@@ -302,7 +303,10 @@ class Trainer:
             self.method.on_epoch_end(epoch, self.ctx)
             train_seconds = time.time() - t0
             self.train_seconds_total += train_seconds
+            others = cpu_meter.share()  # read before evaluation: it describes the timed training
             row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
+            if others is not None:
+                row["others_cpu_share"] = others
             self.wall_seconds_total += time.time() - t0
             self.history.append(row)
             self.logger.log_epoch(row)
@@ -427,6 +431,10 @@ class Trainer:
                    "wall_seconds_this_session": wall_seconds,
                    "images_per_second": float(np.median([h["images_per_second"] for h in self.history]))
                    if self.history else None}
+        shares = [h["others_cpu_share"] for h in self.history if h.get("others_cpu_share") is not None]
+        if shares:  # how much of the machine other processes took while this run was timed
+            compute["others_cpu_share_median"] = float(np.median(shares))
+            compute["others_cpu_share_max"] = float(np.max(shares))
         compute.update(peak_memory_mb(self.device))
         compute["wall_seconds_total"] = self.wall_seconds_total
         if self.sessions:  # a resumed run: the peak over all its sessions
