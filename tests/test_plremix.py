@@ -13,7 +13,7 @@ from noisyfit.methods.dividemix import seed_for
 from noisyfit.methods.plr_plugin import PLRHyper, PLRTerm
 from noisyfit.methods.plremix import PLReMix, adaptive_selection, fixed_threshold_labels
 from noisyfit.models.backbones import Backbone
-from noisyfit.ops.contrastive import contrastive_loss, plr_negative_mask
+from noisyfit.ops.contrastive import contrastive_loss, flat_logsumexp, plr_negative_mask
 from noisyfit.ops.gmm import gmm_split_2d
 
 PLR_FAST = ("method.args.kappa=1", "method.args.warmup_epochs=2", "method.args.rampup_epochs=1",
@@ -43,6 +43,10 @@ def test_plr_term_uses_source_cache_kappa_schedule_temperature_and_form():
         assert neg.any()
         ref = contrastive_loss(term.heads[0](v1), term.heads[0](v2), neg, temperature=0.1, form="supcon")
         assert got.item() == pytest.approx(ref.item(), abs=1e-6)
+        # logged: the share of off-diagonal pairs that are negatives, and the flat form's log-sum-exp
+        assert term.last_stats["plr_negatives"] == pytest.approx(neg.float().sum().item() / (4 * 3))
+        lse = flat_logsumexp(term.heads[0](v1), term.heads[0](v2), neg, temperature=0.1)
+        assert term.last_stats["plr_lse"] == pytest.approx(lse.item(), abs=1e-5)
     other = term.plr_loss(0, net, idx, labels, v1, v2, 0, source=0)  # the other cache gives another mask
     assert not torch.equal(plr_negative_mask(cache[idx, 0], labels, 2), plr_negative_mask(cache[idx, 1], labels, 2))
     assert other.item() != pytest.approx(term.plr_loss(0, net, idx, labels, v1, v2, 0, source=1).item())
@@ -159,6 +163,10 @@ def test_ce_plr_learns_blobs_with_warmup_infonce_then_plr(blob_splits):
     r = tr.fit()
     assert r["final"]["test_acc"] > 0.9 and r["detection"]["auroc"] > 0.9
     assert all(e["contrastive"] == 1.0 for e in r["epochs"])
+    # PLR epochs also log what the flat value hides: the log-sum-exp and the negatives' share
+    plr_epochs = [e for e in r["epochs"] if "plr_lse" in e]
+    assert len(plr_epochs) == 3  # 5 epochs, 2 of warm-up
+    assert all(0.0 < e["plr_negatives"] < 1.0 and math.isfinite(e["plr_lse"]) for e in plr_epochs)
     # after warm-up the cache holds the network's own eval logits of the last epoch start
     assert tr.method.plr.cached_logits.abs().sum() > 0
     assert set(tr.method.per_sample_state) == {"plr.cached_logits"}

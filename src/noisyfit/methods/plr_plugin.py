@@ -55,7 +55,7 @@ from torch import nn
 from noisyfit.methods.base import Method, register_method
 from noisyfit.methods.dividemix import DivideMix
 from noisyfit.models.heads.projection import ProjectionHead
-from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, info_nce, plr_negative_mask
+from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, flat_logsumexp, info_nce, plr_negative_mask
 
 
 @dataclasses.dataclass
@@ -124,6 +124,14 @@ class PLRTerm(nn.Module):
         """
         neg = plr_negative_mask(self.cached_logits[index, source], labels, self.kappa(epoch))
         q1, q2 = self._two_views(k, net, v1, v2)
+        with torch.no_grad():
+            # For the logs: the flat form's value is 1 by construction, so log the log-sum-exp it
+            # differentiates, and how many pairs the partner's top-kappa sets leave as negatives.
+            n = len(labels)
+            self.last_stats = {
+                "plr_negatives": float(neg.float().sum() - neg.diagonal().float().sum()) / max(n * (n - 1), 1),
+                "plr_lse": float(flat_logsumexp(q1.float(), q2.float(), neg, temperature=self.hp.plr_temperature))
+                if bool(neg.any()) else 0.0}
         return contrastive_loss(q1, q2, neg, temperature=self.hp.plr_temperature, form=self.hp.plr_form)
 
     def warmup_loss(self, k: int, net: nn.Module, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
@@ -162,6 +170,7 @@ class CEPLR(Method):
         else:
             con = self.plr.plr_loss(0, self.net, batch.index, batch.y, s1, s2, epoch, source=0)
             loss = ce + self.hp.lambda_c * con
+            return {"loss": loss, "ce": ce.detach(), "contrastive": con.detach(), **self.plr.last_stats}
         return {"loss": loss, "ce": ce.detach(), "contrastive": con.detach()}
 
     def predict_logits(self, x):
@@ -200,4 +209,4 @@ class DivideMixPLR(DivideMix):
         index = torch.cat([xb.index, ub.index])
         labels = torch.cat([xb.y, ub.y])
         con = self.plr.plr_loss(k, self.nets[k], index, labels, v1, v2, epoch, source=1 - k)
-        return self.hp.lambda_c * con, {"contrastive": con.detach()}
+        return self.hp.lambda_c * con, {"contrastive": con.detach(), **self.plr.last_stats}
