@@ -159,14 +159,14 @@ def test_result_file_names_round_trip():
 
 def test_estimator_uses_measured_times_then_guessed_relative_costs():
     assert Estimator().estimate("ce") is None
-    assert Estimator(ce_seconds_guess=6.0).estimate("dividemix") == pytest.approx(6.0 * 3.5)
+    assert Estimator(ce_seconds_guess=6.0).estimate("dividemix") == pytest.approx(6.0 * 8.5)
     est = Estimator(ce_seconds_guess=1000.0)
     est.add("ce", 10.0)
     est.add("ce", 20.0)
     assert est.estimate("ce") == pytest.approx(15.0)  # measured beats the guess
-    assert est.estimate("dividemix") == pytest.approx(15.0 * 3.5)
+    assert est.estimate("dividemix") == pytest.approx(15.0 * 8.5)
     est.add("coteaching", 40.0)  # CE-equivalent 40 / 2.0 = 20; the mean CE-equivalent is 17.5
-    assert est.estimate("dividemix") == pytest.approx(17.5 * 3.5)
+    assert est.estimate("dividemix") == pytest.approx(17.5 * 8.5)
     assert est.total(["ce", "coteaching"], undecided=1) == pytest.approx(15.0 + 40.0 + 17.5 * 2.0)
     assert [fmt_duration(s) for s in (5, 125, 7260, None)] == ["5s", "2m05s", "2h01m", "?"]
 
