@@ -9,13 +9,10 @@ NF=.venv/bin/noisyfit
 # wait for a bench started by an earlier copy of this script (the bench holds a lock)
 while pgrep -f "noisyfit bench --suite" >/dev/null; do sleep 20; done
 W="--seeds 0 --label-sets worst"
-for m in elr ce_plr dividemix; do                                      # issue 5 (16, 29, ~60 min)
-  $NF bench --suite cpu-cifar10n --only $m $W
-done
 $NF bench --suite cpu-cifar10n --only ce --label-sets worst                # issue 7: seeds 1, 2 (15 min each)
 $NF bench --suite cpu-cifar10n --only oracle --label-sets clean            # issue 7: seeds 1, 2 (13 min each)
-for m in plremix dividemix_plr; do                                         # issue 5 (~60 min each)
-  $NF bench --suite cpu-cifar10n --only $m $W
+for m in elr ce_plr dividemix plremix dividemix_plr; do                    # issue 5 (DivideMix ~2 h; the
+  $NF bench --suite cpu-cifar10n --only $m $W                               # PLR ones more); resumes
 done
 $NF bench --suite cpu-cifar10n --only bkd-detach $W                    # issue 3 variant (resumes)
 $NF bench --suite cpu-cifar10n --only jump_teaching --seeds 1 --label-sets worst  # per-image strong views
