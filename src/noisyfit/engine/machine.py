@@ -77,19 +77,27 @@ def peak_memory_mb(device: torch.device) -> dict:
 
 
 def _busy_and_total_cpu_seconds() -> tuple[float, float] | None:
-    """Machine-wide CPU seconds (busy, all) since boot, from the first line of ``/proc/stat`` (Linux)."""
+    """CPU seconds (busy, all) since boot of the CPUs this process may run on, from ``/proc/stat``.
+
+    Only the per-CPU lines of the process's affinity set count: in a container that sees the host's
+    CPUs, the host's other cores would otherwise dilute the share. Linux only; None elsewhere.
+    """
     try:
         with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
+            lines = [ln.split() for ln in f if ln.startswith("cpu")]
         hz = os.sysconf("SC_CLK_TCK")
+        allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)}
     except (OSError, ValueError, AttributeError):
         return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is already counted
-    # in user / nice, so it is left out of both sums
-    fields = fields[:8]
-    idle = sum(fields[3:5])
-    total = sum(fields)
-    return (total - idle) / hz, total / hz
+    rows = [ln for ln in lines if ln[0] in allowed] or [ln for ln in lines if ln[0] == "cpu"]
+    busy = total = 0
+    for ln in rows:
+        # user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is already
+        # counted in user / nice, so it is left out of both sums
+        fields = [int(v) for v in ln[1:9]]
+        busy += sum(fields) - sum(fields[3:5])
+        total += sum(fields)
+    return busy / hz, total / hz
 
 
 def _own_cpu_seconds() -> float:

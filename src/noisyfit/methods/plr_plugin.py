@@ -142,9 +142,9 @@ class PLRTerm(nn.Module):
 
 @register_method("ce_plr")
 class CEPLR(Method):
-    uses_strong_views = True
-
     """Cross-entropy plus the PLR contrastive term (see the module docstring)."""
+
+    uses_strong_views = True
 
     @dataclasses.dataclass
     class Hyper(PLRHyper):
@@ -179,9 +179,9 @@ class CEPLR(Method):
 
 @register_method("dividemix_plr")
 class DivideMixPLR(DivideMix):
-    uses_strong_views = True
-
     """DivideMix with the PLR term on every MixMatch step and InfoNCE in warm-up."""
+
+    uses_strong_views = True
 
     @dataclasses.dataclass
     class Hyper(DivideMix.Hyper, PLRHyper):
