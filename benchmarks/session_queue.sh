@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The order of the remaining CPU work (sequential, 2 threads), cheapest open issue first. Resumable:
 # rerun after a kill; finished runs are skipped, cut ones resume from their last checkpoint.
-# Done earlier: CE, oracle, PEMM, CAR, BKD, Co-teaching, J-Co-teaching, Jump-teaching, cleanlab
+# Done earlier: CE and oracle (3 seeds), ELR, CE+PLR, PEMM, CAR, BKD, Co-teaching, J-Co-teaching, Jump-teaching, cleanlab
 # (worst, seed 0); CE and CAR on aggre.
 set -u
 cd "$(dirname "$0")/.."
@@ -11,8 +11,12 @@ while pgrep -f "noisyfit bench --suite" >/dev/null; do sleep 20; done
 W="--seeds 0 --label-sets worst"
 $NF bench --suite cpu-cifar10n --only ce --label-sets worst                # issue 7: seeds 1, 2 (15 min each)
 $NF bench --suite cpu-cifar10n --only oracle --label-sets clean            # issue 7: seeds 1, 2 (13 min each)
-for m in elr ce_plr dividemix plremix dividemix_plr; do                    # issue 5 (DivideMix ~2 h; the
-  $NF bench --suite cpu-cifar10n --only $m $W                               # PLR ones more); resumes
+$NF bench --suite cpu-cifar10n --only dividemix $W                       # issue 5 (~2 h; resumes)
+$NF bench --suite cpu-cifar10n --only gce,sce $W                          # issue 7: every method (15 min each)
+$NF bench --suite cpu-cifar10n --only elr --seeds 1,2 --label-sets worst  # issue 7: best so far, seeds 1-2
+benchmarks/protocol_probes.sh                                              # CE vs the brief's bare loop (40 min)
+for m in plremix dividemix_plr; do                                         # issue 5 (~2.5 h each); resume
+  $NF bench --suite cpu-cifar10n --only $m $W
 done
 $NF bench --suite cpu-cifar10n --only bkd-detach $W                    # issue 3 variant (resumes)
 $NF bench --suite cpu-cifar10n --only jump_teaching --seeds 1 --label-sets worst  # per-image strong views
