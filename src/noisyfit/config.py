@@ -76,6 +76,9 @@ class TrainConfig:
     #: evaluate test / validation accuracy every N epochs (and always at the last)
     eval_every: int = 1
     checkpoint: bool = True
+    #: also checkpoint inside an epoch once this many minutes have passed since the last checkpoint, so a
+    #: killed run loses at most that much work (0 = at epoch ends only; single process only, not DDP)
+    checkpoint_minutes: float = 5.0
     tensorboard: bool = True
     progress: bool = True
 

@@ -17,6 +17,7 @@ from noisyfit.bench.suites import CLEANLAB, ORACLE, PLANNED_METHODS
 
 #: config keys that do not change what is measured (logging, paths) and the seed itself
 IGNORED_KEYS = {("train", "seed"), ("train", "progress"), ("train", "tensorboard"), ("train", "checkpoint"),
+                ("train", "checkpoint_minutes"),
                 ("data", "data_dir"), ("data", "download")}
 #: the protocol every method of a suite shares: a method row whose core differs from CE's is marked
 CORE_KEYS = (("model", "backbone"), ("model", "args"), ("train", "epochs"), ("train", "batch_size"),

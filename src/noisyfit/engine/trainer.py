@@ -143,6 +143,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best = {"epoch": None, "val_acc": -1.0, "test_acc": None}
         self.start_epoch = 0
+        self._partial: dict | None = None  # the cut epoch's state when resuming inside an epoch
         self.train_seconds_total = 0.0
         self.wall_seconds_total = 0.0  # training + evaluation, summed over sessions
         self.sessions: list[dict] = []  # earlier sessions of a resumed run: command, wall time, peak RSS
@@ -243,8 +244,10 @@ class Trainer:
         return float((logits.argmax(1) == y).float().mean())
 
     # ------------------------------------------------------------------ loop
-    def fit(self, *, stop_after_epoch: int | None = None) -> dict | None:
-        """Train to ``cfg.train.epochs`` (or stop after ``stop_after_epoch`` epochs, checkpointed).
+    def fit(self, *, stop_after_epoch: int | None = None,
+            stop_at_step: tuple[int, int] | None = None) -> dict | None:
+        """Train to ``cfg.train.epochs`` (or stop, checkpointed, after ``stop_after_epoch`` epochs, or after
+        ``stop_at_step = (epoch, steps)``: that many steps of the 0-based ``epoch``).
 
         Returns the results dict when training finished, None when stopped early on purpose.
         """
@@ -255,21 +258,36 @@ class Trainer:
         n_steps = num_batches(len(self.train_y), tc.batch_size)
         if n_steps == 0:
             raise ConfigError("the training split is empty")
+        if stop_at_step is not None and (self.out_dir is None or not tc.checkpoint or self.world_size > 1):
+            raise ConfigError("stopping inside an epoch needs a run folder, train.checkpoint=true and one process")
         wall0 = time.time()
         for epoch in range(self.start_epoch, tc.epochs):
             self.ctx.epoch = epoch
             self.method.train()
-            t0 = time.time()
+            part = self._partial if self._partial is not None and self._partial["epoch"] == epoch else None
+            self._partial = None
+            # A resumed epoch's clock continues from the work kept in the checkpoint; the time spent writing
+            # mid-epoch checkpoints is left out, so seconds per epoch stay comparable with uncut runs.
+            t0 = time.time() - (part["train_seconds"] if part else 0.0)
+            paused = 0.0
             cpu_meter = OthersCpuMeter()
-            self.method.on_epoch_start(epoch, self.ctx)
-            sums: dict[str, float] = {}
-            visited = []
-            n_seen = 0
+            if part is None:
+                self.method.on_epoch_start(epoch, self.ctx)
+                sums: dict[str, float] = {}
+                visited: list[torch.Tensor] = []
+                n_seen, first_step = 0, 0
+            else:  # the epoch's selection already ran before the cut; its results are in the method state
+                self.method.load_transient_state(part["method"])
+                sums, visited, n_seen, first_step = dict(part["sums"]), list(part["visited"]), part["n_seen"], \
+                    part["step"]
+            last_save = time.time()
             with self.logger.progress(n_steps, "train") as prog:
-                task = prog.add_task(f"epoch {epoch + 1}/{tc.epochs}", total=n_steps, info="")
+                task = prog.add_task(f"epoch {epoch + 1}/{tc.epochs}", total=n_steps, completed=first_step, info="")
                 for step, batch in enumerate(iterate_batches(
                         self.train_x, self.train_y, self.augmenter, batch_size=tc.batch_size, seed=tc.seed,
                         epoch=epoch, rank=self.rank, world_size=self.world_size)):
+                    if step < first_step:  # done before the cut (batches are lazy: skipping draws nothing)
+                        continue
                     lr = set_lr(self.optimizer, lr_factor(cfg.optim, epoch + step / n_steps, tc.epochs))
                     with self.autocast():
                         out = self.method.training_step(batch, epoch)
@@ -295,19 +313,34 @@ class Trainer:
                     for k, v in out.items():
                         sums[k] = sums.get(k, 0.0) + (float(v.detach()) if torch.is_tensor(v) else float(v))
                     prog.update(task, advance=1, info=f"loss {loss_value:.4f}")
+                    stop_here = stop_at_step is not None and stop_at_step == (epoch, step + 1)
+                    if step + 1 < n_steps and (stop_here or self._mid_epoch_checkpoint_due(last_save)):
+                        ts = time.time()
+                        self._save_checkpoint(epoch - 1, partial={
+                            "epoch": epoch, "step": step + 1, "sums": dict(sums), "visited": list(visited),
+                            "n_seen": n_seen, "train_seconds": ts - t0 - paused,
+                            "method": self.method.transient_state()})
+                        last_save = time.time()
+                        paused += last_save - ts
+                        if stop_here:
+                            self.logger.info(f"stopped in epoch {epoch + 1} after step {step + 1} as asked; "
+                                             "continue with --resume")
+                            return None
             self._sync_epoch_state(visited)
             if self.world_size > 1:  # logged values are means over all ranks, not rank 0's half
                 keys = sorted(sums)
                 sums = dict(zip(keys, (v / self.world_size for v in
                                        D.all_reduce_sum([sums[k] for k in keys], self.device))))
             self.method.on_epoch_end(epoch, self.ctx)
-            train_seconds = time.time() - t0
+            train_seconds = time.time() - t0 - paused
             self.train_seconds_total += train_seconds
             others = cpu_meter.share()  # read before evaluation: it describes the timed training
             row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
             if others is not None:
                 row["others_cpu_share"] = others
-            self.wall_seconds_total += time.time() - t0
+            if part is not None:
+                row["resumed_at_step"] = first_step  # its others' CPU share covers only the steps after
+            self.wall_seconds_total += time.time() - t0  # checkpoint writes included
             self.history.append(row)
             self.logger.log_epoch(row)
             if self.out_dir is not None and tc.checkpoint and self.is_main:
@@ -322,6 +355,13 @@ class Trainer:
         self.logger.close()
         D.barrier()
         return results
+
+    def _mid_epoch_checkpoint_due(self, last_save: float) -> bool:
+        """Whether ``train.checkpoint_minutes`` have passed since the last checkpoint (single process only:
+        under DDP the per-sample state is gathered across ranks at epoch ends only)."""
+        tc = self.cfg.train
+        return (tc.checkpoint and tc.checkpoint_minutes > 0 and self.out_dir is not None
+                and self.world_size == 1 and time.time() - last_save >= 60.0 * tc.checkpoint_minutes)
 
     def _sync_epoch_state(self, visited: list[torch.Tensor]) -> None:
         if self.world_size == 1:
@@ -356,9 +396,11 @@ class Trainer:
         return row
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, epoch: int) -> None:
+    def _save_checkpoint(self, epoch: int, partial: dict | None = None) -> None:
+        """Save after finished epoch ``epoch`` (-1: none yet); ``partial`` = the state of the epoch in progress."""
         state = {
             "epoch": epoch,
+            "partial": partial,
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -375,9 +417,8 @@ class Trainer:
 
     def _load_resume(self) -> None:
         ck = load_checkpoint(self.out_dir / "checkpoint.pt", map_location=self.device)
-        saved, now = ck["config"], self.cfg.to_dict()
-        saved_cmp = {k: v for k, v in saved.items()}
-        if saved_cmp != now:
+        saved, now = _comparable(ck["config"]), _comparable(self.cfg.to_dict())
+        if saved != now:
             diff = [f"{sec}.{k}" for sec in now for k in now[sec] if saved.get(sec, {}).get(k) != now[sec][k]]
             raise ConfigError(f"--resume: the config differs from the checkpoint's in {diff}; resume with the "
                               f"same config (it is in {self.out_dir / 'config.yaml'})")
@@ -391,8 +432,11 @@ class Trainer:
         self.wall_seconds_total = ck.get("wall_seconds_total", 0.0)
         self.sessions = ck.get("sessions", [])
         self.start_epoch = ck["epoch"] + 1
+        self._partial = ck.get("partial")
         self.logger.rewrite_history(self.history)
-        self.logger.info(f"resumed from {self.out_dir / 'checkpoint.pt'} after epoch {self.start_epoch}")
+        where = (f"in epoch {self._partial['epoch'] + 1} after step {self._partial['step']}" if self._partial
+                 else f"after epoch {self.start_epoch}")
+        self.logger.info(f"resumed from {self.out_dir / 'checkpoint.pt'} {where}")
 
     # ------------------------------------------------------------------ results
     def per_sample(self) -> dict:
@@ -477,6 +521,16 @@ class Trainer:
         ps = self.per_sample()
         atomic_write_bytes(self.out_dir / "per_sample.npz", lambda f: np.savez_compressed(f, **ps))
         atomic_write_json(self.out_dir / "results.json", results)
+
+
+#: settings that change how a run is kept and shown, not what it computes: a resume may change them, and a
+#: checkpoint written before one of them existed still resumes
+OPERATIONAL_KEYS = {("train", "checkpoint_minutes"), ("train", "progress"), ("train", "tensorboard")}
+
+
+def _comparable(config: dict) -> dict:
+    return {sec: {k: v for k, v in d.items() if (sec, k) not in OPERATIONAL_KEYS} if isinstance(d, dict) else d
+            for sec, d in config.items()}
 
 
 def _maybe_float(v) -> float | None:

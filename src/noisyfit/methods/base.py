@@ -209,6 +209,15 @@ class Method(nn.Module):
         return {}
 
     # ---------------------------------------------------------------- checkpoints
+    def transient_state(self) -> dict:
+        """State an epoch builds up between steps outside buffers and extra state (e.g. a running sum,
+        the queue of unlabelled samples), saved in mid-epoch checkpoints. Default: none."""
+        return {}
+
+    def load_transient_state(self, state: dict) -> None:
+        """Restore :meth:`transient_state` when a run resumes inside an epoch (``on_epoch_start`` is not
+        called again for that epoch)."""
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # Buffers whose size is only known after training (final_probs) must be resized before loading.
         for name, buf in list(self.named_buffers()):

@@ -241,6 +241,13 @@ class BlindKnowledgeDistillation(Method):
         return {"loss": ce + comp, "ce": ce.detach(), "comp": comp.detach(), "student_conf": conf.mean(),
                 "robust": float(self.robust)}
 
+    def transient_state(self) -> dict:
+        return {"conf_sum": self._conf_sum, "conf_n": self._conf_n}
+
+    def load_transient_state(self, state: dict) -> None:
+        self._conf_sum = state["conf_sum"].to(self.train_scores.device)
+        self._conf_n = int(state["conf_n"])
+
     def on_epoch_end(self, epoch, ctx):
         tot = ctx.all_gather_cat(torch.stack([self._conf_sum, self._conf_sum.new_tensor(self._conf_n)])[None])
         tot = tot.sum(dim=0)

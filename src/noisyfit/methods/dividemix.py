@@ -233,6 +233,17 @@ class DivideMix(Method):
         self._cursor[net] += count
         return out
 
+    def transient_state(self) -> dict:
+        return {"seen": self._seen, "pools": list(self._pools), "queues": list(self._queues),
+                "cursor": list(self._cursor)}
+
+    def load_transient_state(self, state: dict) -> None:
+        dev = self.clean_prob.device
+        self._seen = int(state["seen"])
+        self._pools = [p.to(dev) for p in state["pools"]]
+        self._queues = [q.to(dev) for q in state["queues"]]
+        self._cursor = [int(c) for c in state["cursor"]]
+
     def training_step(self, batch, epoch):
         progress = epoch + self._seen * getattr(self.ctx, "world_size", 1) / self.num_samples
         self._seen += len(batch)
