@@ -14,7 +14,8 @@ from noisyfit.bench.cleanlab_row import rows_of
 from noisyfit.bench.evidence import pr_points
 from noisyfit.bench.files import parse_name, run_key
 from noisyfit.bench.plan import RunSpec, expand_stage, expand_suite, rank_methods, resolve_config
-from noisyfit.bench.runner import Estimator, execute, fmt_duration, run_status, suite_lock
+from noisyfit.bench.runner import (Estimator, epochs_done, execute, fmt_duration, run_estimate, run_status,
+                                   suite_lock)
 from noisyfit.bench.suites import CLEANLAB, ORACLE, SUITES, LabelSet, get_suite
 from noisyfit.config import ConfigError, load_config
 
@@ -237,6 +238,12 @@ def test_a_cut_run_is_resumed_and_a_failed_one_leaves_its_log(tmp_path):
     cfg = load_config(SMOKE_CE[0], list(SMOKE_CE[1]), flags=flags)
     assert Trainer(cfg, run_dir).fit(stop_after_epoch=2) is None
     assert run_status(spec, results, runs) == "resume"
+    # the time left counts only the epochs still to run
+    est = Estimator()
+    est.add("ce", 100.0)
+    assert epochs_done(run_dir) == (2, 4)
+    assert run_estimate(est, spec, "resume", runs) == pytest.approx(50.0)
+    assert run_estimate(est, spec, "todo", runs) == pytest.approx(100.0)
     status, info = execute(spec, results, runs)
     assert status == "ran", (run_dir / "bench.log").read_text()
     stored = json.loads((results / "ce__sym40__seed0.json").read_text())

@@ -91,6 +91,39 @@ class Estimator:
         return None if any(p is None for p in parts) else sum(parts)
 
 
+def epochs_done(run_dir: Path) -> tuple[int, int] | None:
+    """(finished epochs, planned epochs) of a cut run, from its ``metrics.jsonl``; None when unknown.
+
+    A resumed trainer rewrites that file with the checkpoint's history, so its rows are the epochs
+    that will not be redone (an epoch cut in the middle counts as not started: the estimate errs long).
+    """
+    try:
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        return (len(rows), int(rows[-1]["num_epochs"])) if rows else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_estimate(est: Estimator, spec: RunSpec, status: str, runs_root: Path) -> float | None:
+    """Seconds left for one run: the method's estimate, scaled by the epochs a cut run still has to go."""
+    full = est.estimate(spec.method)
+    if full is None or status != "resume":
+        return full
+    done = epochs_done(spec.run_dir(runs_root))
+    return full if done is None or done[1] <= 0 else full * max(done[1] - done[0], 0) / done[1]
+
+
+def _progress_text(spec: RunSpec, status: str, runs_root: Path) -> str:
+    done = epochs_done(spec.run_dir(runs_root)) if status == "resume" else None
+    return f" at epoch {done[0]}/{done[1]}" if done else ""
+
+
+def _left(est: Estimator, specs: list[RunSpec], undecided: int, results_dir: Path, runs_root: Path) -> float | None:
+    parts = [run_estimate(est, r, run_status(r, results_dir, runs_root), runs_root) for r in specs]
+    parts += [est.estimate("?")] * undecided
+    return None if any(p is None for p in parts) else sum(parts)
+
+
 @dataclass
 class BenchSummary:
     ran: list[str] = field(default_factory=list)
@@ -389,15 +422,15 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
                     continue
                 can_run = not (spec.method == CLEANLAB and status == "todo" and unavailable_reason())
                 if status in ("todo", "resume") and can_run:
-                    echo(f"{tag}: {'resuming' if status == 'resume' else 'running'} "
-                         f"(about {fmt_duration(est.estimate(spec.method))})")
+                    echo(f"{tag}: {'resuming' + _progress_text(spec, status, runs_root) if status == 'resume' else 'running'} "
+                         f"(about {fmt_duration(run_estimate(est, spec, status, runs_root))})")
                 outcome, info = execute(spec, results_dir, runs_root, python=python)
                 getattr(summary, outcome).append(spec.key)
                 if outcome == "ran":
                     wall = info["results"]["bench"]["wall_seconds"]
                     if wall:
                         est.add(spec.method, float(wall))
-                left = est.total([r.method for r in pending], sum(p.undecided for p in plans))
+                left = _left(est, pending, sum(p.undecided for p in plans), results_dir, runs_root)
                 eta = f" · about {fmt_duration(left)} left for {len(pending)} run(s)" if pending else ""
                 if outcome in ("ran", "collected"):
                     echo(f"{tag}: {outcome} in {fmt_duration(info['seconds'])}, {_acc_text(info['results'])}"
@@ -415,7 +448,7 @@ def _print_plan(suite: Suite, plans: list[StagePlan], results_dir: Path, runs_ro
     echo(f"bench {suite.name} (dry run): {suite.description}")
     cleanlab_reason = unavailable_reason()
     seen: set[str] = set()
-    todo: list[str] = []
+    todo: list[RunSpec] = []
     undecided = 0
     for p in plans:
         stage = suite.stages[p.index]
@@ -431,13 +464,13 @@ def _print_plan(suite: Suite, plans: list[StagePlan], results_dir: Path, runs_ro
                 echo(f"   {'unavail':<8} {_describe(r):<40} {cleanlab_reason}")
                 continue
             if st != "done":
-                todo.append(r.method)
-            echo(f"   {st:<8} {_describe(r):<40} ~{fmt_duration(est.estimate(r.method)):>7}  "
+                todo.append(r)
+            echo(f"   {st:<8} {_describe(r):<40} ~{fmt_duration(run_estimate(est, r, st, runs_root)):>7}  "
                  f"{shlex.join(r.command(r.run_dir(runs_root), resume=st == 'resume'))}")
         if p.undecided:
             echo(f"   (+{p.undecided} run(s) of methods chosen when earlier stages have results)")
             undecided += p.undecided
-    total = est.total(todo, undecided)
+    total = _left(est, todo, undecided, results_dir, runs_root)
     basis = ("measured run times" if est.seconds else
              "a guessed CE time x guessed method costs" if est.ce_seconds_guess else "")
     echo(f"{len(todo) + undecided} run(s) to go; estimated {fmt_duration(total)}"
