@@ -15,7 +15,7 @@ from noisyfit.bench.evidence import pr_points
 from noisyfit.bench.files import parse_name, run_key
 from noisyfit.bench.plan import RunSpec, expand_stage, expand_suite, rank_methods, resolve_config
 from noisyfit.bench.runner import (Estimator, epochs_done, execute, fmt_duration, run_estimate, run_status,
-                                   suite_lock)
+                                   suite_lock, time_left)
 from noisyfit.bench.suites import CLEANLAB, ORACLE, SUITES, LabelSet, get_suite
 from noisyfit.config import ConfigError, load_config
 
@@ -158,7 +158,7 @@ def test_result_file_names_round_trip():
         get_suite("nope")
 
 
-def test_estimator_uses_measured_times_then_guessed_relative_costs():
+def test_estimator_uses_measured_times_then_guessed_relative_costs(tmp_path):
     assert Estimator().estimate("ce") is None
     assert Estimator(ce_seconds_guess=6.0).estimate("dividemix") == pytest.approx(6.0 * 8.5)
     est = Estimator(ce_seconds_guess=1000.0)
@@ -168,7 +168,10 @@ def test_estimator_uses_measured_times_then_guessed_relative_costs():
     assert est.estimate("dividemix") == pytest.approx(15.0 * 8.5)
     est.add("coteaching", 40.0)  # CE-equivalent 40 / 2.0 = 20; the mean CE-equivalent is 17.5
     assert est.estimate("dividemix") == pytest.approx(17.5 * 8.5)
-    assert est.total(["ce", "coteaching"], undecided=1) == pytest.approx(15.0 + 40.0 + 17.5 * 2.0)
+    ls = LabelSet("worst", "cifar10n-worst")
+    specs = [RunSpec("cpu-cifar10n", m, ls, 0, f"{m}/cpu-cifar10n") for m in ("ce", "coteaching")]
+    left = time_left(est, specs, 1, tmp_path / "results", tmp_path / "runs")  # two runs to do, one undecided
+    assert left == pytest.approx(15.0 + 40.0 + 17.5 * 2.0)
     assert [fmt_duration(s) for s in (5, 125, 7260, None)] == ["5s", "2m05s", "2h01m", "?"]
 
 

@@ -85,11 +85,6 @@ class Estimator:
         ce_equiv = [sum(v) / len(v) / COST_GUESS.get(m, DEFAULT_COST) for m, v in self.seconds.items()]
         return sum(ce_equiv) / len(ce_equiv) * COST_GUESS.get(method, DEFAULT_COST)
 
-    def total(self, methods: list[str], undecided: int = 0) -> float | None:
-        """Estimated seconds for runs of ``methods`` plus ``undecided`` runs of unknown methods."""
-        parts = [self.estimate(m) for m in methods] + [self.estimate("?")] * undecided
-        return None if any(p is None for p in parts) else sum(parts)
-
 
 def epochs_done(run_dir: Path) -> tuple[int, int] | None:
     """(finished epochs, planned epochs) of a cut run, from its ``metrics.jsonl``; None when unknown.
@@ -118,7 +113,10 @@ def _progress_text(spec: RunSpec, status: str, runs_root: Path) -> str:
     return f" at epoch {done[0]}/{done[1]}" if done else ""
 
 
-def _left(est: Estimator, specs: list[RunSpec], undecided: int, results_dir: Path, runs_root: Path) -> float | None:
+def time_left(est: Estimator, specs: list[RunSpec], undecided: int, results_dir: Path,
+              runs_root: Path) -> float | None:
+    """Estimated seconds for ``specs`` (cut runs: their remaining epochs) plus ``undecided`` runs of
+    methods not chosen yet; None when any part is unknown."""
     parts = [run_estimate(est, r, run_status(r, results_dir, runs_root), runs_root) for r in specs]
     parts += [est.estimate("?")] * undecided
     return None if any(p is None for p in parts) else sum(parts)
@@ -430,7 +428,7 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
                     wall = info["results"]["bench"]["wall_seconds"]
                     if wall:
                         est.add(spec.method, float(wall))
-                left = _left(est, pending, sum(p.undecided for p in plans), results_dir, runs_root)
+                left = time_left(est, pending, sum(p.undecided for p in plans), results_dir, runs_root)
                 eta = f" · about {fmt_duration(left)} left for {len(pending)} run(s)" if pending else ""
                 if outcome in ("ran", "collected"):
                     echo(f"{tag}: {outcome} in {fmt_duration(info['seconds'])}, {_acc_text(info['results'])}"
@@ -470,7 +468,7 @@ def _print_plan(suite: Suite, plans: list[StagePlan], results_dir: Path, runs_ro
         if p.undecided:
             echo(f"   (+{p.undecided} run(s) of methods chosen when earlier stages have results)")
             undecided += p.undecided
-    total = _left(est, todo, undecided, results_dir, runs_root)
+    total = time_left(est, todo, undecided, results_dir, runs_root)
     basis = ("measured run times" if est.seconds else
              "a guessed CE time x guessed method costs" if est.ce_seconds_guess else "")
     echo(f"{len(todo) + undecided} run(s) to go; estimated {fmt_duration(total)}"
