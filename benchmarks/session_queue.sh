@@ -13,7 +13,8 @@ $NF bench --suite cpu-cifar10n --only ce --label-sets worst                # iss
 $NF bench --suite cpu-cifar10n --only oracle --label-sets clean            # issue 7: seeds 1, 2 (13 min each)
 $NF bench --suite cpu-cifar10n --only dividemix $W                       # issue 5 (~2 h; resumes)
 $NF bench --suite cpu-cifar10n --only gce,sce $W                          # issue 7: every method (15 min each)
-$NF bench --suite cpu-cifar10n --only elr --seeds 1,2 --label-sets worst  # issue 7: best so far, seeds 1-2
+$NF bench --suite cpu-cifar10n --only elr --seeds 1,2 --label-sets worst  # issue 7: the best, seeds 1-2
+$NF bench --suite cpu-cifar10n --only gce --seeds 1,2 --label-sets worst  # issue 7: second best so far
 benchmarks/protocol_probes.sh                                              # CE vs the brief's bare loop (40 min)
 for m in plremix dividemix_plr; do                                         # issue 5 (~2.5 h each); resume
   $NF bench --suite cpu-cifar10n --only $m $W
