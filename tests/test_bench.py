@@ -14,8 +14,16 @@ from noisyfit.bench.cleanlab_row import rows_of
 from noisyfit.bench.evidence import pr_points
 from noisyfit.bench.files import parse_name, run_key
 from noisyfit.bench.plan import RunSpec, expand_stage, expand_suite, rank_methods, resolve_config
-from noisyfit.bench.runner import (Estimator, epochs_done, execute, fmt_duration, run_estimate, run_status,
-                                   suite_lock, time_left)
+from noisyfit.bench.runner import (
+    Estimator,
+    epochs_done,
+    execute,
+    fmt_duration,
+    run_estimate,
+    run_status,
+    suite_lock,
+    time_left,
+)
 from noisyfit.bench.suites import CLEANLAB, ORACLE, SUITES, LabelSet, get_suite
 from noisyfit.config import ConfigError, load_config
 

@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_cfg
+
+from noisyfit.config import ConfigError
 from noisyfit.engine.trainer import Trainer
 from noisyfit.methods import list_methods
 
@@ -116,3 +117,8 @@ def test_a_checkpoint_from_before_checkpoint_minutes_existed_still_resumes(tmp_p
     r = Trainer(tiny_cfg("train.epochs=2", "train.checkpoint_minutes=2"), tmp_path, splits=blob_splits,
                 resume=True).fit()
     assert len(r["epochs"]) == 2
+
+
+def test_stopping_inside_an_epoch_without_a_run_folder_is_refused(blob_splits):
+    with pytest.raises(ConfigError, match="needs a run folder"):
+        Trainer(tiny_cfg(), None, splits=blob_splits).fit(stop_at_step=(0, 2))

@@ -420,8 +420,8 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
                     continue
                 can_run = not (spec.method == CLEANLAB and status == "todo" and unavailable_reason())
                 if status in ("todo", "resume") and can_run:
-                    echo(f"{tag}: {'resuming' + _progress_text(spec, status, runs_root) if status == 'resume' else 'running'} "
-                         f"(about {fmt_duration(run_estimate(est, spec, status, runs_root))})")
+                    doing = "resuming" + _progress_text(spec, status, runs_root) if status == "resume" else "running"
+                    echo(f"{tag}: {doing} (about {fmt_duration(run_estimate(est, spec, status, runs_root))})")
                 outcome, info = execute(spec, results_dir, runs_root, python=python)
                 getattr(summary, outcome).append(spec.key)
                 if outcome == "ran":
