@@ -5,7 +5,7 @@ augmented as a whole, converted to float and normalised. No data-loader workers 
 
 * weak: random crop with 4-pixel reflect padding + horizontal flip (the CIFAR standard), done by one
   gather so it costs a few ms per 512 images on a CPU;
-* strong: kornia AutoAugment (CIFAR-10 policy) or RandAugment, then the weak crop + flip. The policy
+* strong: the weak crop + flip, then kornia AutoAugment (CIFAR-10 policy) or RandAugment. The policy
   is drawn per image, as in the torchvision pipelines of the official codes: kornia draws one
   sub-policy per call (the whole batch would share it), so images are grouped by their draw and each
   group goes through its sub-policy (AutoAugment: 25 groups at most; RandAugment: n rounds over its

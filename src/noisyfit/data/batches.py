@@ -36,7 +36,7 @@ class Batch:
         return self.augmenter.weak(self.raw)
 
     def strong(self) -> torch.Tensor:
-        """A fresh strongly augmented view (AutoAugment/RandAugment + crop + flip)."""
+        """A fresh strongly augmented view (crop + flip, then AutoAugment/RandAugment)."""
         return self.augmenter.strong(self.raw)
 
     def plain(self) -> torch.Tensor:

@@ -19,6 +19,8 @@ unit class prototypes P (not trained by gradient); prototype logits s = q P^T / 
   under the noisy labels. After each training epoch, network k's prototypes move towards the normalised
   class means of the *partner's* cached q over a selected subset, labelled by the partner's classifier
   argmax: P_c <- normalise(0.99 P_c + 0.01 normalise(mean q)); classes with no selected sample stay put.
+  (As in the code. The two projection heads are trained separately, so their spaces are not aligned:
+  after n updates at momentum m, only m^n of network k's prototypes comes from its own space.)
   Selection (latest commit, ``proto_update="adaptive"``): avg = softmax((1 - a) s + a z) with
   a = (1 + cos(pi e / E)) / 2; FreeMatch-style EMA (momentum 0.99, shared by the two networks, advanced
   twice per epoch) of the mean max-probability tau_g and of the mean prediction p_bar; keep i if
