@@ -30,7 +30,7 @@ from noisyfit.config import ConfigError
 #: every method planned for the toolkit; the bench lists them before their files land
 PLANNED_METHODS: tuple[str, ...] = (
     "ce", "gce", "sce", "pemm", "car", "bkd", "coteaching", "j_coteaching", "jump_teaching", "dividemix",
-    "elr", "plremix", "ce_plr", "dividemix_plr",
+    "elr", "elr_plus", "plremix", "ce_plr", "dividemix_plr",
 )
 
 ORACLE = "oracle"

@@ -16,14 +16,17 @@ MixUp (alpha 1, lam = max(lam, 1 - lam)) of inputs and one-hot labels; the targe
 (q = lam t + (1 - lam) t[perm]); L = soft CE(z_mix, y_mix) + r(step) * lambda * mean log(1 - <q, p>),
 r a sigmoid ramp over ``coef_step`` iterations (0 = none). With ``label_times_target`` (the code's
 CIFAR-100 branch) the CE target is normalise(y_mix * q). EMA decay: sigmoid_rampup(step + 1, ema_step) *
-ema_alpha. Test: the mean of the two networks' logits (argmax-equivalent to their sum).
+ema_alpha. Test: the mean of the two raw (not EMA) networks' logits (argmax-equivalent to their sum), as
+the code's single-GPU test path does (its multi-GPU path pairs net1 with net2's EMA copy).
 
 Hyper-parameters (defaults = official CIFAR-10 configs)
 -------------------------------------------------------
-ELR:  beta 0.7, lam 3.0 (CIFAR-10 sym; asym 0.9 / 1 [RECALL]; CIFAR-100 0.9 / 7), clip 1e-4,
-      clean_score "prob".
+ELR:  beta 0.7, lam 3.0 (CIFAR-10 sym; asym 0.9 / 1 [CODE: config_cifar10_asym.json]; CIFAR-100
+      0.9 / 7), clip 1e-4, clean_score "prob".
 ELR+: beta 0.7, lam 3.0, mixup_alpha 1.0, ema_alpha 0.997, ema_step 40000 (iterations), coef_step 0,
       label_times_target False (True in the CIFAR-100 code), clip 1e-4.
+      ema_step counts iterations as in the code: on a run much shorter than the official 78,000
+      iterations, scale it (the CPU preset does), or the decay stays near 0 and nothing is averaged.
 Paper protocols (in the presets): ELR: ResNet-34, SGD lr 0.02, momentum 0.9, wd 1e-3, batch 128, 150 epochs,
 cosine annealing with warm restarts (T_0 = 10, eta_min = 1e-3). ELR+: PreAct ResNet-18, lr 0.02,
 wd 5e-4, batch 128, 200 epochs, lr / 10 at 150.
