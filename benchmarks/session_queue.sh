@@ -24,3 +24,4 @@ $NF bench --suite cpu-cifar10n --only jump_teaching --seeds 1 --label-sets worst
 $NF bench --suite cpu-cifar10n                                         # the rest: best two x seeds, aggre
 $NF bench report
 .venv/bin/python benchmarks/audit_report.py
+PROBE_SEEDS=1,2 benchmarks/protocol_probes.sh                          # is bf16 costing CE 0.6 points? (90 min)
