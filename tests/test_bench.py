@@ -351,3 +351,23 @@ def test_every_built_in_method_has_a_preset_for_each_cifar_suite(suite):
         cfg = load_config(config)
         assert cfg.method.name == method, (config, cfg.method.name)
         get_method_class(method).resolve_hyper(cfg.method.args)  # every arg is a known hyper-parameter
+
+
+def test_a_cut_run_whose_own_epochs_are_slower_than_the_guess_is_estimated_at_its_own_pace(tmp_path):
+    spec = _smoke_spec()
+    runs = tmp_path / "runs"
+    run_dir = spec.run_dir(runs)
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    # 2 fast warm-up epochs, then 3 slow ones (train + eval: 300, 310, 290 s); 7 of 12 epochs to go
+    secs = [(50, 5), (50, 5), (295, 5), (300, 10), (280, 10)]
+    (run_dir / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "num_epochs": 12, "train_seconds": t, "eval_seconds": v}) + "\n"
+        for e, (t, v) in enumerate(secs)))
+    est = Estimator()
+    est.add("ce", 1200.0)  # the method's guess: 100 s per epoch, i.e. 700 s for 7 epochs
+    assert run_estimate(est, spec, "resume", runs) == pytest.approx(7 * 300.0)  # median of the last 3
+    est_slow = Estimator()
+    est_slow.add("ce", 12000.0)  # a guess longer than the measured pace wins (the estimate errs long)
+    assert run_estimate(est_slow, spec, "resume", runs) == pytest.approx(7000.0)
+    assert run_estimate(Estimator(), spec, "resume", runs) == pytest.approx(2100.0)  # no guess at all

@@ -99,13 +99,34 @@ def epochs_done(run_dir: Path) -> tuple[int, int] | None:
         return None
 
 
+def measured_seconds_left(run_dir: Path, recent: int = 3) -> float | None:
+    """Seconds a cut run still needs at the pace of its own latest epochs (median of the last ``recent``
+    epochs' train + eval seconds, times the epochs to go); None without a finished epoch."""
+    try:
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        last = sorted(float(r["train_seconds"]) + float(r.get("eval_seconds") or 0.0) for r in rows[-recent:])
+        left = int(rows[-1]["num_epochs"]) - len(rows)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return last[len(last) // 2] * max(left, 0) if last else None
+
+
 def run_estimate(est: Estimator, spec: RunSpec, status: str, runs_root: Path) -> float | None:
-    """Seconds left for one run: the method's estimate, scaled by the epochs a cut run still has to go."""
+    """Seconds left for one run: the method's estimate, scaled by the epochs a cut run still has to go.
+
+    A cut run's own latest epochs are also a measurement: when they say it is slower (e.g. a method whose
+    epochs after warm-up cost more than its guessed average), the longer of the two estimates is used.
+    """
     full = est.estimate(spec.method)
-    if full is None or status != "resume":
+    if status != "resume":
         return full
-    done = epochs_done(spec.run_dir(runs_root))
-    return full if done is None or done[1] <= 0 else full * max(done[1] - done[0], 0) / done[1]
+    run_dir = spec.run_dir(runs_root)
+    done = epochs_done(run_dir)
+    scaled = full if full is None or done is None or done[1] <= 0 else full * max(done[1] - done[0], 0) / done[1]
+    measured = measured_seconds_left(run_dir)
+    if scaled is None or measured is None:
+        return scaled if measured is None else measured
+    return max(scaled, measured)
 
 
 def _progress_text(spec: RunSpec, status: str, runs_root: Path) -> str:
