@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from noisyfit.bench.aggregate import mean_std  # noqa: E402
 # (file in benchmarks/results/cpu-cifar10n/, row label)
 LABELS = {"oracle__clean__seed0.json": "clean (CIFAR-10 labels)", "ce__aggre__seed0.json": "CIFAR-10N aggre",
           "ce__worst__seed0.json": "CIFAR-10N worst"}
@@ -30,9 +33,9 @@ PROBES = {  # probe name -> what it removes from the protocol. Files in benchmar
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, sd
+    """The bench's mean and sample standard deviation, with 0 for a single value (shown without ±)."""
+    mean, sd, _ = mean_std(values)
+    return mean, sd or 0.0
 
 
 def probe_runs(name: str) -> list[dict]:

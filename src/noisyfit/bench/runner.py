@@ -92,21 +92,29 @@ def epochs_done(run_dir: Path) -> tuple[int, int] | None:
     A resumed trainer rewrites that file with the checkpoint's history, so its rows are the epochs
     that will not be redone (an epoch cut in the middle counts as not started: the estimate errs long).
     """
+    rows = _epoch_rows(run_dir)
     try:
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
         return (len(rows), int(rows[-1]["num_epochs"])) if rows else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
+
+
+def _epoch_rows(run_dir: Path) -> list[dict]:
+    """The per-epoch rows of a run's ``metrics.jsonl`` ([] when missing or unreadable)."""
+    try:
+        return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
 
 
 def measured_seconds_left(run_dir: Path, recent: int = 3) -> float | None:
     """Seconds a cut run still needs at the pace of its own latest epochs (median of the last ``recent``
     epochs' train + eval seconds, times the epochs to go); None without a finished epoch."""
+    rows = _epoch_rows(run_dir)
     try:
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
         last = sorted(float(r["train_seconds"]) + float(r.get("eval_seconds") or 0.0) for r in rows[-recent:])
         left = int(rows[-1]["num_epochs"]) - len(rows)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError):
         return None
     return last[len(last) // 2] * max(left, 0) if last else None
 
