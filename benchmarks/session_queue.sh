@@ -16,9 +16,12 @@ $NF bench --suite cpu-cifar10n --only gce,sce $W                          # issu
 $NF bench --suite cpu-cifar10n --only elr --seeds 1,2 --label-sets worst  # issue 7: the best, seeds 1-2
 $NF bench --suite cpu-cifar10n --only gce --seeds 1,2 --label-sets worst  # issue 7: second best so far
 benchmarks/protocol_probes.sh                                              # CE vs the brief's bare loop (40 min)
-for m in plremix dividemix_plr; do                                         # issue 5 (~2.5 h each); resume
-  $NF bench --suite cpu-cifar10n --only $m $W
-done
+$NF bench --suite cpu-cifar10n --only plremix $W                        # issue 5 (~3.9 h in all); resumes
+# issue 7: aggre for the best two so far (ELR, GCE), one seed each (~15 min each), before the 4-hour run,
+# so that a 3-hour session lands them; then ELR+ (~45 min), the last method without a run on worst
+$NF bench --suite cpu-cifar10n --only elr,gce --seeds 0 --label-sets aggre
+$NF bench --suite cpu-cifar10n --only elr_plus $W
+$NF bench --suite cpu-cifar10n --only dividemix_plr $W                  # issue 5 (~3.5-4 h); resumes
 $NF bench --suite cpu-cifar10n --only bkd-detach $W                    # issue 3 variant (resumes)
 $NF bench --suite cpu-cifar10n --only jump_teaching --seeds 1 --label-sets worst  # per-image strong views
 $NF bench --suite cpu-cifar10n                                         # the rest: best two x seeds, aggre

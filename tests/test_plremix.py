@@ -178,6 +178,37 @@ def test_dividemix_plr_runs_and_adds_the_contrastive_term(blob_splits):
     assert r["epochs"][3]["contrastive"] == 1.0 and "lx" in r["epochs"][3]
 
 
+def test_dividemix_plr_contrasts_x_and_u_with_given_labels_and_the_partner_cache(blob_splits):
+    tr = Trainer(tiny_cfg("method.name=dividemix_plr", "train.epochs=3", *PLR_FAST), None, splits=blob_splits)
+    m, calls = tr.method, []
+    plr_loss = m.plr.plr_loss
+
+    def recording(k, net, index, labels, v1, v2, epoch, source):
+        lab, _ = m.labelled_mask(index, k)  # the split is fixed for the epoch: read it at call time
+        calls.append((k, source, lab.clone(), torch.equal(labels, tr.train_y[index]), net is m.nets[k]))
+        return plr_loss(k, net, index, labels, v1, v2, epoch, source)
+
+    m.plr.plr_loss = recording
+    tr.fit()
+    assert {c[0] for c in calls} == {0, 1}
+    for k, source, lab, given_labels, own_net in calls:
+        assert source == 1 - k and given_labels and own_net
+        # X (network k's labelled samples) first, then as many draws from its unlabelled pool
+        half = len(lab) // 2
+        assert len(lab) == 2 * half and lab[:half].all() and not lab[half:].any()
+
+
+def test_dividemix_logs_average_over_the_networks_that_logged_each_key(monkeypatch):
+    from noisyfit.methods.dividemix import DivideMix
+    m = DivideMix({"warmup_epochs": 0}, 3, 4, mlp_factory(3))
+    m.ctx = FakeCtx([0, 1, 2, 0])
+    per_net = {0: {"labelled": 0.0}, 1: {"lx": 2.0, "labelled": 0.5}}  # network 0 had nothing labelled
+    monkeypatch.setattr(m, "semi_loss", lambda k, batch, epoch, progress: (torch.tensor(1.0), per_net[k]))
+    batch = type("B", (), {"__len__": lambda self: 4})()
+    logs = m.training_step(batch, epoch=1)
+    assert logs["lx"] == 2.0 and logs["labelled"] == 0.25 and float(logs["loss"]) == 2.0
+
+
 def test_bad_plr_options_are_refused():
     with pytest.raises(ValueError, match="plr_form"):
         PLReMix({"plr_form": "simclr"}, 3, 4, mlp_factory(3))

@@ -248,13 +248,16 @@ class DivideMix(Method):
         progress = epoch + self._seen * getattr(self.ctx, "world_size", 1) / self.num_samples
         self._seen += len(batch)
         warm = epoch < self.hp.warmup_epochs
-        total, logs = 0.0, {}
+        total, sums, counts = 0.0, {}, {}
         for k in range(self.num_nets):
             loss, net_logs = self.warmup_loss(k, batch) if warm else self.semi_loss(k, batch, epoch, progress)
             total = total + loss
             for key, v in net_logs.items():
-                logs[key] = logs.get(key, 0.0) + float(v) / self.num_nets
-        return {"loss": total, **logs}
+                sums[key] = sums.get(key, 0.0) + float(v)
+                counts[key] = counts.get(key, 0) + 1
+        # each key is averaged over the networks that logged it: a network with nothing labelled in the
+        # batch logs only "labelled" (0.0), and must not halve the other network's loss terms
+        return {"loss": total, **{key: v / counts[key] for key, v in sums.items()}}
 
     def warmup_loss(self, k: int, batch) -> tuple[torch.Tensor, dict]:
         """CE on a weak view of the whole batch (+ negative entropy for asymmetric noise)."""
