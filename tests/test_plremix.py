@@ -9,7 +9,7 @@ from test_dividemix import FakeCtx, mlp_factory
 
 from noisyfit.data.labeled import DatasetSplits
 from noisyfit.engine.trainer import Trainer
-from noisyfit.methods.dividemix import seed_for
+from noisyfit.methods.dividemix import DivideMix, seed_for
 from noisyfit.methods.plr_plugin import PLRHyper, PLRTerm
 from noisyfit.methods.plremix import PLReMix, adaptive_selection, fixed_threshold_labels
 from noisyfit.models.backbones import Backbone
@@ -199,7 +199,6 @@ def test_dividemix_plr_contrasts_x_and_u_with_given_labels_and_the_partner_cache
 
 
 def test_dividemix_logs_average_over_the_networks_that_logged_each_key(monkeypatch):
-    from noisyfit.methods.dividemix import DivideMix
     m = DivideMix({"warmup_epochs": 0}, 3, 4, mlp_factory(3))
     m.ctx = FakeCtx([0, 1, 2, 0])
     per_net = {0: {"labelled": 0.0}, 1: {"lx": 2.0, "labelled": 0.5}}  # network 0 had nothing labelled
