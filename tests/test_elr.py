@@ -116,3 +116,32 @@ def test_elr_plus_targets_come_from_the_partner_ema():
 def test_elr_plus_learns_blobs(blob_splits):
     r = Trainer(tiny_cfg("method.name=elr_plus", "train.epochs=6"), None, splits=blob_splits).fit()
     assert r["final"]["test_acc"] > 0.9 and r["detection"]["auroc"] > 0.9
+
+
+def test_elr_plus_mixes_inputs_labels_and_targets_with_one_lam_and_perm(monkeypatch):
+    # lam fixed at 0.6; the permutations are torch's next two draws after seeding (one per network)
+    monkeypatch.setattr("noisyfit.methods.elr.sample_mix_lambda", lambda alpha: 0.6)
+    m = ELRPlus({"beta": 0.7, "lam": 3.0}, 3, 3, lambda: FixedLogits())
+    with torch.no_grad():
+        m.emas[1].scale.fill_(2.0)  # network 0's targets: softmax(2x)
+        m.emas[0].scale.fill_(0.5)  # network 1's targets: softmax(x / 2)
+    x = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    y = [0, 1, 0]
+    torch.manual_seed(3)
+    perms = [torch.randperm(3).numpy() for _ in range(2)]
+    assert all((p != np.arange(3)).any() for p in perms)  # the seed gives a real mix for both networks
+    torch.manual_seed(3)
+    out = m.training_step(rows_batch([0, 1, 2], x.tolist(), y), epoch=0)
+
+    onehot = np.eye(3)[y]
+    expected = 0.0
+    for k, (scale, perm) in enumerate(zip([2.0, 0.5], perms)):
+        xm = 0.6 * x + 0.4 * x[perm]  # FixedLogits: the logits are the mixed inputs
+        ym = 0.6 * onehot + 0.4 * onehot[perm]
+        t = 0.3 * softmax_np(scale * x)  # targets start at zero; from the unmixed input
+        q = 0.6 * t + 0.4 * t[perm]
+        p = np.clip(softmax_np(xm), 1e-4, 1 - 1e-4)
+        ce = -np.mean((ym * np.log(softmax_np(xm))).sum(1))
+        expected += ce + 3.0 * np.mean(np.log(1 - (q * p).sum(1)))
+        assert np.allclose(m.target[:, k].numpy(), t, atol=1e-6)  # stored unmixed
+    assert out["loss"].item() == pytest.approx(expected, abs=1e-5)

@@ -25,8 +25,10 @@ ELR:  beta 0.7, lam 3.0 (CIFAR-10 sym; asym 0.9 / 1 [CODE: config_cifar10_asym.j
       0.9 / 7), clip 1e-4, clean_score "prob".
 ELR+: beta 0.7, lam 3.0, mixup_alpha 1.0, ema_alpha 0.997, ema_step 40000 (iterations), coef_step 0,
       label_times_target False (True in the CIFAR-100 code), clip 1e-4.
-      ema_step counts iterations as in the code: on a run much shorter than the official 78,000
-      iterations, scale it (the CPU preset does), or the decay stays near 0 and nothing is averaged.
+      ema_step and ema_alpha are per iteration, as in the code. On a run much shorter than the official
+      78,000 iterations, scale both (the CPU preset does: ema_step 560, ema_alpha 0.987, reasons in the
+      preset): an unscaled ema_step keeps the decay near 0, so nothing is averaged; an unscaled
+      ema_alpha makes the partner's EMA lag ~4x more epochs than in the paper's run.
 Paper protocols (in the presets): ELR: ResNet-34, SGD lr 0.02, momentum 0.9, wd 1e-3, batch 128, 150 epochs,
 cosine annealing with warm restarts (T_0 = 10, eta_min = 1e-3). ELR+: PreAct ResNet-18, lr 0.02,
 wd 5e-4, batch 128, 200 epochs, lr / 10 at 150.
