@@ -22,9 +22,9 @@ $NF bench --suite cpu-cifar10n --only plremix $W                        # issue 
 $NF bench --suite cpu-cifar10n --only elr,gce --seeds 0 --label-sets aggre
 $NF bench --suite cpu-cifar10n --only elr_plus $W
 $NF bench --suite cpu-cifar10n --only dividemix_plr $W                  # issue 5 (~3.5-4 h); resumes
-$NF bench --suite cpu-cifar10n --only bkd-detach $W                    # issue 3 variant (resumes)
+# the rest of the suite (issue 7): bkd-detach, seeds 1-2 of the best two, aggre seeds 1-2, cleanlab on aggre
+$NF bench --suite cpu-cifar10n
 $NF bench --suite cpu-cifar10n --only jump_teaching --seeds 1 --label-sets worst  # per-image strong views
-$NF bench --suite cpu-cifar10n                                         # the rest: best two x seeds, aggre
 $NF bench report
 .venv/bin/python benchmarks/audit_report.py
 PROBE_SEEDS=1,2 benchmarks/protocol_probes.sh                          # is bf16 costing CE 0.6 points? (90 min)
