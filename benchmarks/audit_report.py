@@ -74,11 +74,11 @@ def confident_learning_on_run(run_dir: Path, summary_out: Path) -> dict:
     return summary
 
 
-def row(method: str, det: dict, detector: str, rule: str, train_s: float | None, audit_s: float | None) -> str:
+def row(method: str, seed: int, det: dict, detector: str, rule: str, train_s: float | None, audit_s: float | None) -> str:
     cost = "–" if train_s is None else f"{train_s / 60:.1f}"
     audit = "–" if audit_s is None else f"{audit_s:.0f}"
     sugg = det.get("suggestion_accuracy")
-    return (f"| {method} | {detector} | {pct(det.get('precision'))} | {pct(det.get('recall'))} | "
+    return (f"| {method} | {seed} | {detector} | {pct(det.get('precision'))} | {pct(det.get('recall'))} | "
             f"{pct(det.get('f1'))} | {pct(det.get('auroc'))} | {pct(det.get('estimated_noise_rate'))} | "
             f"{pct(det.get('true_noise_rate'))} | {pct(sugg)} | {cost} | {audit} | {rule} |")
 
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
                     flag, true, sugg = z["flag"], z["true"], z["probs"].argmax(axis=1)
                 det["suggestion_accuracy"] = float((sugg[flag] == true[flag]).mean()) if flag.any() else None
             train_s = (r.data.get("compute") or {}).get("train_seconds_total")
-            lines.append(row("cleanlab", det, "cleanlab `find_label_issues` on 5-fold out-of-fold CE",
+            lines.append(row("cleanlab", r.seed, det, "cleanlab `find_label_issues` on 5-fold out-of-fold CE",
                              "prune_by_noise_rate (cleanlab default)", train_s, None))
             continue
         summary_path = audit_dir / f"{args.suite}__{key}__summary.json"
@@ -120,13 +120,13 @@ def main(argv=None) -> int:
         s = json.loads(summary_path.read_text())
         train_s = (r.data.get("compute") or {}).get("train_seconds_total")
         rule = s.get("rule", "").replace("|", "/")
-        lines.append(row(r.method, s["detection"], s["detector"], rule, train_s, s.get("audit_wall_seconds")))
+        lines.append(row(r.method, r.seed, s["detection"], s["detector"], rule, train_s, s.get("audit_wall_seconds")))
         cl_path = audit_dir / f"{args.suite}__{key}__confident-learning.json"
         if not cl_path.exists() and not args.table_only and (run_dir / "per_sample.npz").exists():
             confident_learning_on_run(run_dir, cl_path)
         if cl_path.exists():
             c = json.loads(cl_path.read_text())
-            lines.append(row(f"{r.method} + CL", c["detection"], c["detector"], c["rule"], train_s,
+            lines.append(row(f"{r.method} + CL", r.seed, c["detection"], c["detector"], c["rule"], train_s,
                              c.get("audit_wall_seconds")))
 
     crowd = audit_dir / "cifar10n-worst__annotators-random123__summary.json"
@@ -146,9 +146,9 @@ def main(argv=None) -> int:
            "that run's end-of-training probabilities of its own training images: in-sample, so no extra "
            "training, unlike the cleanlab row's out-of-fold probabilities.",
            "",
-           "| method | detector | P | R | F1 | AUROC | est. noise | true noise | suggested | training (min) | "
+           "| method | seed | detector | P | R | F1 | AUROC | est. noise | true noise | suggested | training (min) | "
            "audit (s) | rule |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
            *lines]
     if crowd.exists():
         c = json.loads(crowd.read_text())
