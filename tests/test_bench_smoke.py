@@ -63,6 +63,11 @@ def test_every_registered_method_ran_and_recorded_the_evidence(smoke):
         out = r["command"][r["command"].index("--out") + 1]
         assert out.endswith(f"runs/smoke/{method}/sym40/seed0")
         assert 0.35 < r["detection"]["true_noise_rate"] < 0.45
+        # learnt, not just ran: chance is 0.10 on digits; every method measured 0.87-0.97 selected (seed 0)
+        assert r["selected"]["test_acc"] > 0.7, (method, r["selected"])
+        # CAR's tau was measured at chance here (AUROC 0.50), as on CIFAR-10N worst (53.4): reported, not hidden
+        if method != "car":
+            assert r["detection"]["auroc"] > 0.8, (method, r["detection"])
     oracle = json.loads((smoke["results"] / "oracle__clean__seed0.json").read_text())
     assert oracle["config"]["data"]["noise"] is None and oracle["config"]["method"]["name"] == "ce"
     assert oracle["detection"] is None  # clean labels: nothing to detect
@@ -74,7 +79,7 @@ def test_cleanlab_row_ran_or_says_why_not(smoke):
     note = smoke["results"] / "cleanlab__sym40__seed0.unavailable.json"
     if reason is None:
         det = json.loads(done.read_text())["detection"]
-        assert 0 <= det["f1"] <= 1 and det["auroc"] > 0.5 and not note.exists()
+        assert det["f1"] > 0.7 and det["auroc"] > 0.9 and not note.exists()  # measured 0.84 / 0.955
     else:
         assert not done.exists() and json.loads(note.read_text())["reason"] == reason
 

@@ -306,6 +306,7 @@ def test_resume_across_the_tipping_point_matches_an_uninterrupted_run(tmp_path):
         assert (saved["tipping_epoch"] is not None) == robust_at_stop
         resumed_t = Trainer(tiny_cfg(*RESUME), out, splits=splits, resume=True)
         resumed = resumed_t.fit()
+        assert len(resumed["epochs"]) == len(full["epochs"])  # zip would hide a short run
         for a, b in zip(full["epochs"], resumed["epochs"]):
             assert a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"], a["epoch"]
         got = torch.load(out / "checkpoint.pt", weights_only=False)["method"]

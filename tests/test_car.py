@@ -217,3 +217,17 @@ def test_target_clean_score_is_the_normalised_target_mass_of_the_given_label_and
     assert "tau < 0.5" in m.flag_reason()
     with pytest.raises(ValueError, match="clean_score must be one of"):
         _car(clean_score="margin")
+
+
+def test_default_flags_either_low_tau_or_a_corrected_target_with_tau_halfway_to_the_loss_ceiling():
+    m, _ = _car(num_samples=3)
+    assert m.hp.lam == 10 and m.hp.flag_rule == "either"
+    assert m.hp.flag_tau == pytest.approx(0.5 * (1 + 10 / 11))  # 0.954545
+    m.targets.copy_(torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]))
+    m.final_tau = torch.tensor([0.99, 0.99, 0.95])
+    given = np.array([0, 0, 2])  # sample 1: confident tau, but its target moved to class 1; sample 2: tau low
+    np.testing.assert_array_equal(m.noisy_flags(given), [False, True, True])
+    m.hp.flag_rule = "tau"
+    np.testing.assert_array_equal(m.noisy_flags(given), [False, False, True])
+    m.hp.flag_rule = "target"
+    np.testing.assert_array_equal(m.noisy_flags(given), [False, True, False])

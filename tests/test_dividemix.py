@@ -140,6 +140,7 @@ def test_resume_reproduces_the_selection_state_exactly(tmp_path, blob_splits):
     # the checkpoint carries the selection state of epoch 1 (the first post-warm-up epoch)
     assert int(resumed_tr.method.num_fits) == 1 and resumed_tr.method.clean_prob.min() < 0.5
     resumed = resumed_tr.fit()
+    assert len(resumed["epochs"]) == len(full["epochs"])  # zip would hide a short run
     for a, b in zip(full["epochs"], resumed["epochs"]):
         assert a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
     wa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["method"]
@@ -222,3 +223,39 @@ def test_per_noise_presets_carry_the_official_lambda_u(name, noise, lambda_u):
     assert (cfg.data.dataset, cfg.data.noise, hp.lambda_u) == ("cifar10", noise, lambda_u)
     assert hp.conf_penalty == (name == "asym40")
     assert (hp.loss_window, hp.p_threshold) == ((5, 0.6) if name == "sym90" else (1, 0.5))
+
+
+def test_semi_loss_is_lx_plus_ramped_lambda_u_lu_plus_prior_penalty_with_partner_weights(monkeypatch):
+    import noisyfit.methods.dividemix as dm
+
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    m = DivideMix({"p_threshold": 0.5, "lambda_u": 25.0, "warmup_epochs": 1, "rampup_epochs": 2}, 3, 6,
+                  mlp_factory())
+    m.ctx = FakeCtx(labels, x=torch.randn(6, 8))
+    # network 0 trains on network 1's split: 0 and 1 labelled (weights 0.9, 0.7), 2..5 unlabelled
+    m.clean_prob[:, 1] = torch.tensor([0.9, 0.7, 0.1, 0.2, 0.3, 0.4])
+    m.clean_prob[:, 0] = 0.05  # network 0's own column must not weight its labels
+    m.prepare_unlabelled()
+    seen = {}
+    real_refine = dm.co_refine
+
+    def recording_refine(px, y, w, temperature):
+        seen["w"] = w.clone()
+        return real_refine(px, y, w, temperature)
+
+    monkeypatch.setattr(dm, "co_refine", recording_refine)
+    partner_modes = []
+    m.nets[1].register_forward_hook(lambda mod, i, o: partner_modes.append(mod.training))
+    m.nets[0].train(), m.nets[1].train()
+    batch = m.ctx.batch_of(torch.arange(6))
+    # progress 2.0 epochs: lambda_u = 25 * clip((2.0 - 1) / 2, 0, 1) = 12.5
+    loss, logs = m.semi_loss(0, batch, epoch=2, progress=2.0)
+    assert logs["lambda_u"] == pytest.approx(12.5)
+    assert logs["labelled"] == pytest.approx(2 / 6)
+    assert torch.allclose(seen["w"], torch.tensor([0.9, 0.7]))
+    assert partner_modes and not any(partner_modes)  # the partner guesses in eval mode
+    assert m.nets[1].training  # ... and is put back in train mode
+    expected = logs["lx"] + 12.5 * logs["lu"] + logs["penalty"]
+    assert loss.item() == pytest.approx(float(expected), abs=1e-6)
+    assert logs["lu"] > 0 and logs["penalty"] > 0  # both terms present, so dropping one would show

@@ -250,19 +250,6 @@ def test_jump_teaching_learns_blobs_with_30pct_noise_and_detects_it(blob_splits)
     assert "Hadamard" in r["method"]["flag_rule"]
 
 
-def test_resume_restores_flags_and_continues_exactly(tmp_path, blob_splits):
-    over = ("method.name=jump_teaching", "train.epochs=4", "method.args.warmup_epochs=1")
-    full = Trainer(tiny_cfg(*over), tmp_path / "a", splits=blob_splits)
-    full.fit()
-    first = Trainer(tiny_cfg(*over), tmp_path / "b", splits=blob_splits)
-    assert first.fit(stop_after_epoch=2) is None
-    resumed = Trainer(tiny_cfg(*over), tmp_path / "b", splits=blob_splits, resume=True)
-    resumed.fit()
-    assert torch.equal(full.method.jump.flags, resumed.method.jump.flags)
-    for (k, a), b in zip(full.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
-        assert torch.equal(a, b), k
-
-
 def test_images_in_bf16_blend_views_and_log_both_accuracies():
     splits = DatasetSplits(tiny_images(64), tiny_images(32, seed=1))
     r = Trainer(tiny_cfg("method.name=jump_teaching", "model.backbone=fastcnn", "model.args.widths=[8,8,8]",
@@ -310,7 +297,6 @@ def test_two_process_ddp_gathers_the_flags_by_sample_index(tmp_path):
     assert (r0["flags"] == a["flags"]).mean() > 0.98
 
 
-
 @pytest.mark.parametrize("protocol,epochs,warmup,momentum", [("cpu", 12, 2, 0.9), ("paper", 200, 30, 0.0)])
 def test_presets(protocol, epochs, warmup, momentum):
     from noisyfit.config import load_config
@@ -325,3 +311,12 @@ def test_presets(protocol, epochs, warmup, momentum):
 
 if __name__ == "__main__":
     _worker(sys.argv[1])
+
+
+def test_classifier_logits_are_divided_by_the_temperature_in_training_and_prediction():
+    m, x, _ = _make(warmup_epochs=1)  # default T = 2
+    assert m.hp.temperature == 2.0
+    with torch.no_grad():
+        z_raw = m.net(x).float()
+        assert torch.allclose(m.forward_heads(x)[0], z_raw / 2, atol=1e-6)
+        assert torch.allclose(m.predict_logits(x), z_raw / 2, atol=1e-6)

@@ -10,7 +10,7 @@ from test_dividemix import FakeCtx, mlp_factory
 from noisyfit.data.labeled import DatasetSplits
 from noisyfit.engine.trainer import Trainer
 from noisyfit.methods.dividemix import DivideMix, seed_for
-from noisyfit.methods.plr_plugin import PLRHyper, PLRTerm
+from noisyfit.methods.plr_plugin import CEPLR, PLRHyper, PLRTerm
 from noisyfit.methods.plremix import PLReMix, adaptive_selection, fixed_threshold_labels
 from noisyfit.models.backbones import Backbone
 from noisyfit.ops.contrastive import contrastive_loss, flat_logsumexp, plr_negative_mask
@@ -138,6 +138,7 @@ def test_plremix_learns_blobs_and_resumes_exactly(tmp_path, blob_splits):
     first = Trainer(tiny_cfg(*over), tmp_path / "b", splits=blob_splits)
     assert first.fit(stop_after_epoch=3) is None
     resumed = Trainer(tiny_cfg(*over), tmp_path / "b", splits=blob_splits, resume=True).fit()
+    assert len(resumed["epochs"]) == len(full["epochs"])  # zip would hide a short run
     for a, b in zip(full["epochs"], resumed["epochs"]):
         assert a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
     wa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["method"]
@@ -232,3 +233,29 @@ def test_presets_load_and_keep_the_shared_cpu_protocol(family):
     assert cpu.method.name == paper.method.name
     if cpu.method.args.get("warmup_epochs") is not None and cpu.method.name != "elr":
         assert paper.method.args["warmup_epochs"] == 10 and cpu.method.args["warmup_epochs"] == 3
+
+
+def _step_loss_with_plr_fixed_at(method_cls, lambda_c, plr_value=0.25):
+    """A post-warm-up step's loss with the PLR loss replaced by a constant: what lambda_c adds."""
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    m = method_cls({"lambda_c": lambda_c, "warmup_epochs": 1}, 3, 6, mlp_factory())
+    m.ctx = FakeCtx(labels, x=torch.randn(6, 8))
+    m.plr.plr_loss = lambda *a, **k: torch.tensor(plr_value)
+    m.plr.last_stats = {}
+    batch = m.ctx.batch_of(torch.arange(6))
+    if method_cls is CEPLR:
+        return float(m.training_step(batch, epoch=1)["loss"].detach())
+    m.clean_prob[:, 1] = torch.tensor([0.9, 0.7, 0.1, 0.2, 0.3, 0.4])
+    m.prepare_unlabelled()
+    return float(m.semi_loss(0, batch, epoch=1, progress=1.5)[0].detach())
+
+
+@pytest.mark.parametrize("name", ["ce_plr", "dividemix_plr", "plremix"])
+def test_the_plr_term_enters_the_step_loss_weighted_by_lambda_c(name):
+    from noisyfit.methods.base import get_method_class
+
+    cls = get_method_class(name)
+    base = _step_loss_with_plr_fixed_at(cls, 0.0)
+    assert _step_loss_with_plr_fixed_at(cls, 1.0) == pytest.approx(base + 0.25, abs=1e-6)
+    assert _step_loss_with_plr_fixed_at(cls, 2.0) == pytest.approx(base + 0.5, abs=1e-6)

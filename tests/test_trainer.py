@@ -65,6 +65,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
     assert first.fit(stop_after_epoch=2) is None
     assert not (tmp_path / "b" / "results.json").exists()
     resumed = Trainer(tiny_cfg(*over), tmp_path / "b", splits=splits, resume=True).fit()
+    assert len(resumed["epochs"]) == len(full["epochs"])  # zip would hide a short run
     for a, b in zip(full["epochs"], resumed["epochs"]):
         assert a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
     wa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["method"]
@@ -141,7 +142,15 @@ def test_noise_and_noise_file_together_refused(blob_splits):
 @pytest.mark.parametrize("method", ["ce", "gce", "sce"])
 def test_baselines_run_on_images_with_bf16(method):
     splits = DatasetSplits(tiny_images(64), tiny_images(32, seed=1))
-    r = Trainer(tiny_cfg(f"method.name={method}", "model.backbone=fastcnn", "model.args.widths=[8,8,8]",
-                         "train.precision=bf16", "train.epochs=1", "train.batch_size=32"),
-                None, splits=splits).fit()
-    assert r["compute"]["precision"] == "bf16" and np.isfinite(r["epochs"][0]["train_loss"])
+    dtypes = {}
+    for precision in ("bf16", "fp32"):
+        tr = Trainer(tiny_cfg(f"method.name={method}", "model.backbone=fastcnn", "model.args.widths=[8,8,8]",
+                              f"train.precision={precision}", "train.epochs=1", "train.batch_size=32"),
+                     None, splits=splits)
+        seen = dtypes[precision] = set()
+        tr.method.net.register_forward_hook(lambda mod, i, out, seen=seen: seen.add((mod.training, out.dtype)))
+        r = tr.fit()
+        assert r["compute"]["precision"] == precision and np.isfinite(r["epochs"][0]["train_loss"])
+    # the setting reaches the network: bf16 logits in the training steps under bf16, float32 under fp32
+    assert (True, torch.bfloat16) in dtypes["bf16"]
+    assert {d for _, d in dtypes["fp32"]} == {torch.float32}
