@@ -259,3 +259,14 @@ def test_semi_loss_is_lx_plus_ramped_lambda_u_lu_plus_prior_penalty_with_partner
     expected = logs["lx"] + 12.5 * logs["lu"] + logs["penalty"]
     assert loss.item() == pytest.approx(float(expected), abs=1e-6)
     assert logs["lu"] > 0 and logs["penalty"] > 0  # both terms present, so dropping one would show
+
+
+def test_clean_score_averages_the_two_posteriors_and_flags_at_or_below_the_threshold():
+    m = DivideMix({"p_threshold": 0.5}, 3, 4, mlp_factory())
+    assert m.clean_scores(np.zeros(4, dtype=int)) is None  # no GMM fit yet: no scores, no flags
+    m.clean_prob.copy_(torch.tensor([[0.9, 0.7], [0.4, 0.5], [0.25, 0.75], [0.875, 0.125]]))
+    m.num_fits += 1
+    scores = m.clean_scores(np.zeros(4, dtype=int))
+    np.testing.assert_allclose(scores, [0.8, 0.45, 0.5, 0.5], atol=1e-6)
+    # exactly 0.5 (binary fractions) is not above the threshold: one confident network does not outvote the other
+    np.testing.assert_array_equal(m.noisy_flags(np.zeros(4, dtype=int)), [False, True, True, True])
