@@ -247,7 +247,7 @@ def test_semi_loss_is_lx_plus_ramped_lambda_u_lu_plus_prior_penalty_with_partner
     monkeypatch.setattr(dm, "co_refine", recording_refine)
     partner_modes = []
     m.nets[1].register_forward_hook(lambda mod, i, o: partner_modes.append(mod.training))
-    m.nets[0].train(), m.nets[1].train()
+    m.train()
     batch = m.ctx.batch_of(torch.arange(6))
     # progress 2.0 epochs: lambda_u = 25 * clip((2.0 - 1) / 2, 0, 1) = 12.5
     loss, logs = m.semi_loss(0, batch, epoch=2, progress=2.0)

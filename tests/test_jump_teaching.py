@@ -309,10 +309,6 @@ def test_presets(protocol, epochs, warmup, momentum):
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum) == ("sgd", 0.2, momentum)
 
 
-if __name__ == "__main__":
-    _worker(sys.argv[1])
-
-
 def test_classifier_logits_are_divided_by_the_temperature_in_training_and_prediction():
     m, x, _ = _make(warmup_epochs=1)  # default T = 2
     assert m.hp.temperature == 2.0
@@ -320,3 +316,8 @@ def test_classifier_logits_are_divided_by_the_temperature_in_training_and_predic
         z_raw = m.net(x).float()
         assert torch.allclose(m.forward_heads(x)[0], z_raw / 2, atol=1e-6)
         assert torch.allclose(m.predict_logits(x), z_raw / 2, atol=1e-6)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
+
