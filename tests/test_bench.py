@@ -249,6 +249,9 @@ def test_a_cut_run_is_resumed_and_a_failed_one_leaves_its_log(tmp_path):
     cfg = load_config(SMOKE_CE[0], list(SMOKE_CE[1]), flags=flags)
     assert Trainer(cfg, run_dir).fit(stop_after_epoch=2) is None
     assert run_status(spec, results, runs) == "resume"
+    # the bench session that trained those 2 epochs was killed outright: only its heartbeat file is left
+    lost = {"started": "2026-01-01T00:00:00+0000", "wall_seconds": 1000.0, "resume": False, "command": ["x"]}
+    (run_dir / runner_mod.LIVE_SESSION_FILE).write_text(json.dumps(lost))
     # the time left counts only the epochs still to run
     est = Estimator()
     est.add("ce", 100.0)
@@ -261,7 +264,13 @@ def test_a_cut_run_is_resumed_and_a_failed_one_leaves_its_log(tmp_path):
     assert "--resume" in stored["command"] and stored["bench"]["resumed"] is True
     assert [e["epoch"] for e in stored["epochs"]] == [0, 1, 2, 3]  # 2 from before the cut, 2 after
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 4
-    assert stored["bench"]["wall_seconds"] > 0 and stored["bench"]["sessions"] == 1
+    # the lost session's time up to its last heartbeat counts, marked lost; the live file is gone
+    assert stored["bench"]["sessions"] == 2
+    assert 1000.0 < stored["bench"]["wall_seconds"] < 1000.0 + info["seconds"] + 1.0
+    first, second = runner_mod._sessions(run_dir)
+    assert first["lost"] is True and first["returncode"] is None and first["wall_seconds"] == 1000.0
+    assert second["returncode"] == 0 and "lost" not in second
+    assert not (run_dir / runner_mod.LIVE_SESSION_FILE).exists()
     assert (results / "ce__sym40__seed0.pr.json").is_file()
     assert run_status(spec, results, runs) == "done"
     assert execute(spec, results, runs)[0] == "skipped"
@@ -371,3 +380,14 @@ def test_a_cut_run_whose_own_epochs_are_slower_than_the_guess_is_estimated_at_it
     est_slow.add("ce", 12000.0)  # a guess longer than the measured pace wins (the estimate errs long)
     assert run_estimate(est_slow, spec, "resume", runs) == pytest.approx(7000.0)
     assert run_estimate(Estimator(), spec, "resume", runs) == pytest.approx(2100.0)  # no guess at all
+
+
+def test_run_child_beats_while_the_child_runs_and_stops_when_it_exits(tmp_path):
+    beats = []
+    cmd = [sys.executable, "-c", "import time; time.sleep(0.5)"]
+    rc = runner_mod.run_child(cmd, tmp_path / "log", on_tick=lambda: beats.append(1), tick_seconds=0.1)
+    assert rc == 0 and len(beats) >= 2  # one beat per 0.1 s of a child that lives 0.5 s or more
+    n = len(beats)
+    assert runner_mod.run_child([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "log",
+                                on_tick=lambda: beats.append(1), tick_seconds=30.0) == 3
+    assert len(beats) == n  # a child that exits before the first tick is never beaten for

@@ -251,13 +251,20 @@ def _others_cpu_text(c: Cell) -> str:
     return DASH if not shares else f"{100 * max(shares):.0f}%"
 
 
+def _wall_undercounted(data: dict) -> bool:
+    """The trainer saw more sessions than the bench recorded: one bench session left no record."""
+    trainer_sessions = len((data.get("compute") or {}).get("sessions") or [])
+    bench_sessions = (data.get("bench") or {}).get("sessions")
+    return bench_sessions is not None and trainer_sessions > bench_sessions
+
+
 def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) -> list[str]:
     first = {(c.method, c.label_set): c for c in cells if c.variant == 0}
     cuda = any(c.values("compute", "cuda_max_allocated_mb") for c in cells)
     header = ["method", "label set", "n", "s / epoch (median)", "× CE", "others' CPU", "peak RSS MB", "× CE",
               "wall / run", "× CE"]
     header += ["CUDA max alloc MB", "× CE"] if cuda else []
-    rows, other_machine = [], False
+    rows, other_machine, undercounted = [], False, False
     for c in cells:
         ce = first.get(("ce", c.label_set)) or first.get(("ce", rank)) or next(
             (x for (m, _), x in first.items() if m == "ce"), None)
@@ -274,7 +281,10 @@ def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) ->
         per_epoch = "seconds_per_epoch_median" if c.values("compute", "seconds_per_epoch_median") else \
             "seconds_per_epoch"
         row += col("compute", per_epoch) + [_others_cpu_text(c)] + col("compute", "peak_rss_mb", digits=0)
-        row += col("bench", "wall_seconds", digits=1)
+        wall = col("bench", "wall_seconds", digits=1)
+        if any(_wall_undercounted(r.data) for r in c.runs):
+            wall, undercounted = [x if x == DASH else f"≥ {x}" for x in wall], True
+        row += wall
         if cuda:
             row += col("compute", "cuda_max_allocated_mb", digits=0)
         rows.append(row)
@@ -284,6 +294,10 @@ def _cost_section(cells: list[Cell], rank: str | None, marks: dict[str, str]) ->
              "machine's CPU time that other processes used during the run's timed training epochs (median "
              "epoch; the largest seed's in a cell): above a few % the run shared the machine and its "
              "s / epoch is inflated; – means not recorded (runs from before it was measured).")
+    if undercounted:
+        notes += (" ≥ marks a wall time that misses a session: its bench process was killed outright (the "
+                  "machine stopping) before the bench kept a heartbeat of each session, so the sum is a lower "
+                  "bound; the run's own per-epoch times above are complete.")
     if other_machine:
         notes += " Rows marked ≠ CE's machine ran elsewhere: their ratios compare machines, not methods."
     return ["#### Cost", "", notes, ""] + _table(header, rows)

@@ -33,6 +33,9 @@ from noisyfit.engine.checkpoint import atomic_write_json
 #: cost (relative to CE) assumed for a method that is neither measured nor in COST_GUESS
 DEFAULT_COST = 2.0
 LOG_TAIL_LINES = 25
+SESSIONS_FILE = "bench-sessions.jsonl"  # one record per session of a run: its wall time and exit code
+LIVE_SESSION_FILE = "bench-session.live.json"  # the running session's heartbeat; folded in if it was killed
+HEARTBEAT_SECONDS = 30.0
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -214,15 +217,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_child(cmd: list[str], log_path: Path) -> int:
-    """Run ``cmd`` with its output appended to ``log_path``; on interrupt stop it and re-raise."""
+def run_child(cmd: list[str], log_path: Path, on_tick: Callable[[], None] | None = None,
+              tick_seconds: float = HEARTBEAT_SECONDS) -> int:
+    """Run ``cmd`` with its output appended to ``log_path``; on interrupt stop it and re-raise.
+
+    ``on_tick`` is called every ``tick_seconds`` while the child runs (the session heartbeat).
+    """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "a") as log:
         log.write(f"\n$ {shlex.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
-            return proc.wait()
+            while True:
+                try:
+                    return proc.wait(timeout=tick_seconds)
+                except subprocess.TimeoutExpired:
+                    if on_tick is not None:
+                        on_tick()
         except BaseException:
             if proc.poll() is None:
                 proc.terminate()
@@ -241,8 +253,29 @@ def _log_tail(log_path: Path, n: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+def _append_session(run_dir: Path, record: dict) -> None:
+    with open(run_dir / SESSIONS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _fold_in_lost_session(run_dir: Path) -> None:
+    """A session whose bench process was killed outright (SIGKILL, the machine stopping) never wrote its
+    record; its heartbeat file survives and holds its time up to the last beat, so count that (a lower
+    bound, short by at most one heartbeat) rather than nothing."""
+    live = run_dir / LIVE_SESSION_FILE
+    if not live.is_file():
+        return
+    try:
+        record = json.loads(live.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = None
+    if record:
+        _append_session(run_dir, dict(record, returncode=None, lost=True))
+    live.unlink(missing_ok=True)
+
+
 def _sessions(run_dir: Path) -> list[dict]:
-    p = run_dir / "bench-sessions.jsonl"
+    p = run_dir / SESSIONS_FILE
     if not p.is_file():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
@@ -316,18 +349,24 @@ def execute(spec: RunSpec, results_dir: Path, runs_root: Path, *,
         run_dir.mkdir(parents=True, exist_ok=True)
         if status == "todo":
             _clear_stale(run_dir)
+        _fold_in_lost_session(run_dir)
         cmd = spec.command(run_dir, resume=status == "resume", python=python)
         t0 = time.time()
         rc = None
+        record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)), "wall_seconds": 0.0,
+                  "resume": status == "resume", "command": cmd}
+
+        def beat() -> None:
+            atomic_write_json(run_dir / LIVE_SESSION_FILE, dict(record, wall_seconds=time.time() - t0))
+
+        beat()
         try:
-            rc = run_child(cmd, run_dir / "bench.log")
+            rc = run_child(cmd, run_dir / "bench.log", on_tick=beat)
         finally:
             # An interrupted session is recorded too (returncode null): its time is part of the run's cost.
             seconds = time.time() - t0
-            with open(run_dir / "bench-sessions.jsonl", "a") as f:
-                f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
-                                    "wall_seconds": seconds, "returncode": rc, "resume": status == "resume",
-                                    "command": cmd}) + "\n")
+            _append_session(run_dir, dict(record, wall_seconds=seconds, returncode=rc))
+            (run_dir / LIVE_SESSION_FILE).unlink(missing_ok=True)
         if rc != 0 or not (run_dir / "results.json").is_file():
             note = {"returncode": rc, "command": cmd, "run_dir": str(run_dir), "seconds": seconds,
                     "failed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -340,6 +379,7 @@ def execute(spec: RunSpec, results_dir: Path, runs_root: Path, *,
                 "log_tail": f"{run_dir} holds another run: {wrong}; move it away to run this one"}
         atomic_write_json(notes["failed"], note)
         return "failed", {"seconds": seconds, "note": note}
+    _fold_in_lost_session(run_dir)  # a session killed after its results were written
     results = collect_run(run_dir, dest, _bench_block(spec, run_dir, _sessions(run_dir)))
     for p in notes.values():
         p.unlink(missing_ok=True)
