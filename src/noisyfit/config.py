@@ -75,6 +75,10 @@ class TrainConfig:
     strong_draw: str = "image"
     #: evaluate test / validation accuracy every N epochs (and always at the last)
     eval_every: int = 1
+    #: at each evaluated epoch, an eval-mode pass over the training set records how well the model fits
+    #: the given labels (``fit_given``) and, when the true labels are known, on the correctly labelled
+    #: (``fit_clean``) and the mislabelled samples (``memorised``: argmax = the wrong given label)
+    track_fit: bool = False
     checkpoint: bool = True
     #: also checkpoint inside an epoch once this many minutes have passed since the last checkpoint, so a
     #: killed run loses at most that much work (0 = at epoch ends only; single process only, not DDP)

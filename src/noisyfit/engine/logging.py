@@ -41,8 +41,12 @@ class RunLogger:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "epoch" and v is not None:
                     self._tb.add_scalar(k, v, row["epoch"])
+            for k, v in row.get("health", {}).items():  # a method's mechanism figures (Method.health)
+                if v is not None:
+                    self._tb.add_scalar(f"health/{k}", v, row["epoch"])
             self._tb.flush()
-        shown = {k: row[k] for k in ("train_loss", "val_acc", "test_acc", "lr", "train_seconds") if row.get(k) is not None}
+        shown = {k: row[k] for k in ("train_loss", "val_acc", "test_acc", "memorised", "lr",
+                                            "train_seconds") if row.get(k) is not None}
         text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
         self.console.print(f"epoch {row['epoch'] + 1}/{row['num_epochs']}  {text}")
 

@@ -31,7 +31,7 @@ from noisyfit.engine.machine import OthersCpuMeter, git_commit, machine_info, pe
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
 from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
 from noisyfit.methods.base import get_method_class
-from noisyfit.metrics import detection_metrics
+from noisyfit.metrics import detection_metrics, health_figures
 from noisyfit.models.backbones import create_backbone
 
 RESULTS_SCHEMA = "noisyfit.results/1"
@@ -332,10 +332,13 @@ class Trainer:
                 sums = dict(zip(keys, (v / self.world_size for v in
                                        D.all_reduce_sum([sums[k] for k in keys], self.device))))
             self.method.on_epoch_end(epoch, self.ctx)
+            health = self._health(epoch)
             train_seconds = time.time() - t0 - paused
             self.train_seconds_total += train_seconds
             others = cpu_meter.share()  # read before evaluation: it describes the timed training
             row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
+            if health:
+                row["health"] = health
             if others is not None:
                 row["others_cpu_share"] = others
             if part is not None:
@@ -387,6 +390,8 @@ class Trainer:
             for name, fn in self.method.extra_eval_heads().items():  # e.g. Jump-teaching's code decoding
                 row[f"val_acc_{name}"] = self.accuracy_on(self.val_x, self.val_y, fn)
                 row[f"test_acc_{name}"] = self.accuracy_on(self.test_x, self.test_y, fn)
+            if tc.track_fit:
+                row.update(self._fit_figures())
             row["eval_seconds"] = time.time() - t
             if row["val_acc"] is not None and row["val_acc"] > self.best["val_acc"]:
                 self.best = {"epoch": epoch, "val_acc": row["val_acc"], "test_acc": row["test_acc"]}
@@ -394,6 +399,27 @@ class Trainer:
                     state = self.method.state_dict()
                     atomic_write_bytes(self.out_dir / "best_model.pt", lambda f: torch.save(state, f))
         return row
+
+    def _is_noisy(self) -> np.ndarray | None:
+        tr = self.data.train
+        return None if tr.true_labels is None else np.asarray(tr.labels != tr.true_labels)
+
+    def _health(self, epoch: int) -> dict:
+        """The method's mechanism figures of this epoch, scored against the truth when it is known."""
+        values = self.method.health(epoch)
+        return health_figures(values, self._is_noisy()) if values else {}
+
+    def _fit_figures(self) -> dict:
+        """How the model fits the given training labels: the memorisation curve (``train.track_fit``)."""
+        pred = self.predict_over(self.train_x, self.method.predict_logits).argmax(1).cpu().numpy()
+        agree = pred == self.data.train.labels
+        out = {"fit_given": float(agree.mean())}
+        noisy = self._is_noisy()
+        if noisy is not None:
+            out["fit_clean"] = float(agree[~noisy].mean()) if (~noisy).any() else None
+            out["memorised"] = float(agree[noisy].mean()) if noisy.any() else None
+            out["fit_true"] = float((pred == self.data.train.true_labels).mean())
+        return out
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, epoch: int, partial: dict | None = None) -> None:

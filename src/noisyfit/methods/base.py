@@ -204,6 +204,26 @@ class Method(nn.Module):
         """A short human-readable statement of the flagging rule, for audits."""
         return f"p(given label) < {self.flag_threshold}"
 
+    def health(self, epoch: int) -> dict[str, float | np.ndarray]:
+        """What the method's mechanism did this epoch, for the record (called after ``on_epoch_end``).
+
+        Whether a method did what its paper says shows here: a selection's size and purity, a
+        threshold, a split point. Return plain values; the trainer turns them into per-epoch figures
+        under ``health`` in metrics.jsonl and results.json (rank 0, after the DDP gather):
+
+        * a float or int: logged as is (e.g. BKD's tipping epoch, PEMM's minimum centre distance);
+        * a boolean array over the training samples (e.g. Co-teaching's selected samples): logged as
+          ``<name>_share``, and when the true labels are known, ``<name>_precision`` (the share of
+          selected samples whose given label is right) and ``<name>_recall`` (the share of right
+          labels selected);
+        * a float array over the training samples, higher = cleaner (e.g. CAR's confidence tau):
+          logged as ``<name>_auroc`` against the truth when it is known.
+
+        The method never sees the true labels: the trainer scores these values against them.
+        Default: nothing.
+        """
+        return {}
+
     def per_sample_extras(self) -> dict[str, np.ndarray | None]:
         """Extra per-training-sample arrays written to per_sample.npz (e.g. BKD's groups). Default: none."""
         return {}
