@@ -4,9 +4,9 @@ Kaiser, T., Ehmann, L., Reinders, C. and Rosenhahn, B. "Blind Knowledge Distilla
 Classification." arXiv:2211.11355, 2022 (method report for the 1st Learning and Mining with Noisy Labels
 Challenge, IJCAI-ECAI 2022). Official code: TimoK93/blind_knowledge_distillation
 (``blind_knowledge_dist_training.py``); the spec is ../shared/specs/methods.md section 6. [CODE] below
-means read in that script as of blob 1c3c3512 (the version with the detection task and --alpha1..4).
-Where it disagrees with the spec (the fallback tipping epoch, the augmented detection pass) the
-defaults follow the code and the spec's reading is an option.
+means read in that script at the repository's HEAD (commit 56ae05a, blob b0be5fc4, the version with
+the detection task and --alpha1..4). Where it disagrees with the spec (the augmented detection pass)
+the defaults follow the code and the spec's reading is an option.
 
 Mechanism [CODE]. A teacher T learns the given labels with CE. A student S of the same architecture
 sees the same augmented batch and regresses the teacher's logits on every class *except the given
@@ -35,10 +35,14 @@ window : 2
     Half-width of the strict-peak window of the tipping point [CODE].
 min_epochs : 6
     Epochs recorded before any tipping decision [CODE: ``len(x) < 6``].
-fallback_epoch : 8
-    If no peak is confirmed when ``fallback_epoch + 2`` epochs are recorded, e* = fallback_epoch
-    [CODE: ``if len(x) == 10: return 8``, checked before the peak search]. None disables it: a run
-    without a peak then never leaves phase 1 (the spec's ambiguity 4, and the older official code).
+fallback_epoch : None
+    None = no fallback, the official behaviour [CODE at HEAD]: a run whose curve has no strict peak
+    never leaves phase 1 (the spec's ambiguity 4). An integer is an option of ours, not official: if
+    no peak is confirmed when ``fallback_epoch + 2`` epochs are recorded, e* = fallback_epoch (checked
+    before the peak search). Why it exists: short schedules (the 12-epoch CPU preset sets 6) where the
+    student's confidence has no peak in time. A rule ``10 recorded epochs -> epoch 8`` of this form
+    was in the official history for under two minutes (commit 1c3c351, removed by 8cec543, both
+    2022-06-27) and is not at HEAD; earlier versions of this file wrongly called it official.
 detect_scores : "eval"
     Scores split for the exported detection: "eval" = an eval-mode pass over the training set at every
     epoch until e* [CODE: ``calc_noise_probability`` on ``train_loader_full``]; "train" = the same
@@ -52,6 +56,16 @@ otsu : "modified"
     Otsu (an option of ours, not in the paper).
 detach_student_target : False
     The official code does not detach p_S inside the robust target [CODE]; True stops that gradient.
+
+Mechanism health (``health``, per epoch; from state the method keeps, no extra pass)
+-----------------------------------------------------------------------------------
+Nothing before the tipping decision. From the deciding epoch on: ``tipping_epoch``; ``tipping_by_peak``
+(1.0 = the official peak rule set it, 0.0 = our fallback); the training split's ``otsu_theta``,
+``otsu_mu_low``, ``otsu_mu_high`` and the exported split's ``detect_theta``, ``detect_mu_low``,
+``detect_mu_high`` (only when the split is valid); the training groups as masks ``group1`` ..
+``group4`` (the trainer logs each group's share, and the share of right labels in it as
+``_precision``); ``detect_kept``, the samples the exported split does not flag (not G4), whose
+precision and recall are those of the kept clean set.
 
 Departures from the paper / official code
 -----------------------------------------
@@ -67,8 +81,9 @@ Departures from the paper / official code
   can never be a tipping epoch, so the result is unchanged. It covers the training split only: the
   trainer's noisy-validation split is held out, whereas the official detection file covers all 50k
   training images.
-* No tipping point by the end of training (only possible with ``fallback_epoch=None`` or runs shorter
-  than ``fallback_epoch + 2`` epochs): the robust phase never runs, as in the spec's ambiguity 4; the
+* ``fallback_epoch`` (default None = official) is ours; see the hyper-parameters above.
+* No tipping point by the end of training (the official default, or runs shorter than
+  ``fallback_epoch + 2`` epochs): the robust phase never runs, as in the spec's ambiguity 4; the
   exported groups split the *last* epoch's scores (same criterion and score source), and
   :meth:`flag_reason` says so. The official code has no export in that case.
 * Model selection, evaluation frequency and the schedule belong to the trainer and the preset: the
@@ -151,7 +166,7 @@ class BlindKnowledgeDistillation(Method):
         alpha4: float = 0.70
         window: int = 2
         min_epochs: int = 6
-        fallback_epoch: int | None = 8
+        fallback_epoch: int | None = None  # ours; None = official
         detect_scores: str = "eval"
         detect_augment: str = "weak"
         otsu: str = "modified"
@@ -334,7 +349,8 @@ class BlindKnowledgeDistillation(Method):
                 when = f"the tipping epoch {self.tipping_epoch} (first {peak})"
             else:
                 when = (f"epoch {self.tipping_epoch}, forced because no {peak} was found by epoch "
-                        f"{self.tipping_epoch + 1} (official fallback)")
+                        f"{self.tipping_epoch + 1} (fallback_epoch, an option of ours; the official code "
+                        "has no fallback)")
         else:
             when = (f"the last epoch {self.detect_epoch}: NO tipping point was found in "
                     f"{len(self.conf_history)} epochs, so the robust phase never ran")
@@ -343,6 +359,22 @@ class BlindKnowledgeDistillation(Method):
         return (f"BKD group G4: teacher-student agreement p(given label) < mu_low = {sp.mu_low:.4f} "
                 f"({sp.criterion} Otsu, theta = {sp.threshold:.3f}, mu_high = {sp.mu_high:.4f}) on scores "
                 f"from {source} at {when}")
+
+    def health(self, epoch):
+        """Tipping point, Otsu thresholds and groups once decided (see "Mechanism health" above)."""
+        if not self.robust:
+            return {}
+        out: dict = {"tipping_epoch": self.tipping_epoch,
+                     "tipping_by_peak": 1.0 if self.tipping_rule == "peak" else 0.0}
+        for prefix, sp in (("otsu", self.train_split), ("detect", self.detect_split)):
+            if sp is not None and sp.valid:
+                out.update({f"{prefix}_theta": sp.threshold, f"{prefix}_mu_low": sp.mu_low,
+                            f"{prefix}_mu_high": sp.mu_high})
+        groups = self.groups.cpu().numpy()
+        for g in range(1, 5):
+            out[f"group{g}"] = groups == g
+        out["detect_kept"] = self.detect_groups.cpu().numpy() != 4
+        return out
 
     def per_sample_extras(self):
         """``bkd_group`` (exported G1..G4) and ``bkd_training_group`` for per_sample.npz."""

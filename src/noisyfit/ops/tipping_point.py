@@ -6,11 +6,16 @@ max-probability over the training pass, ``m_e``. The tipping epoch is the first 
 so a plateau (two equal neighbours) is not a peak. Peaks need a full window on both sides, hence the
 peak can only be confirmed ``window`` epochs after it happened.
 
-:func:`detect_tipping_epoch` adds the official code's two extra rules (``detect_overfitting_epoch``
-in TimoK93/blind_knowledge_distillation): nothing is decided before ``min_epochs`` (6) epochs are
-recorded, and when exactly ``fallback_epoch + 2`` (10) epochs are recorded the answer is
-``fallback_epoch`` (8), checked *before* the peak search, so a run without a peak by then is forced
-into its robust phase with the scores of epoch 8.
+:func:`detect_tipping_epoch` adds the official code's extra rule (``detect_overfitting_epoch`` in
+TimoK93/blind_knowledge_distillation, at HEAD): nothing is decided before ``min_epochs`` (6) epochs are
+recorded. Officially a curve without a strict peak never tips.
+
+It also offers a fallback that is ours, not official (off by default): when exactly
+``fallback_epoch + 2`` epochs are recorded the answer is ``fallback_epoch``, checked *before* the peak
+search, so a run without a peak by then is forced into its robust phase with that epoch's scores. Why:
+short schedules (a 12-epoch CPU preset) whose curve has no peak in time. A ``10 epochs -> 8`` rule of
+this form was in the official history for under two minutes (commit 1c3c351, removed by the next
+commit, 8cec543) and is gone at HEAD.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def first_strict_peak(values: Sequence[float], window: int = 2) -> int | None:
 
 
 def detect_tipping_epoch(history: Sequence[float], *, window: int = 2, min_epochs: int = 6,
-                         fallback_epoch: int | None = 8) -> tuple[int, str] | None:
+                         fallback_epoch: int | None = None) -> tuple[int, str] | None:
     """BKD's tipping-epoch rule, to be called once per epoch with the curve recorded so far.
 
     Parameters
@@ -57,9 +62,9 @@ def detect_tipping_epoch(history: Sequence[float], *, window: int = 2, min_epoch
     min_epochs : int
         No decision before this many epochs are recorded (official: 6).
     fallback_epoch : int or None
-        When exactly ``fallback_epoch + 2`` epochs are recorded, return ``fallback_epoch`` whatever the
-        curve (official: 8, i.e. ``len == 10 -> 8``, tested before the peak search). None disables it,
-        and a curve without a peak then never tips (the spec's reading of the paper).
+        None (default, the official behaviour): a curve without a peak never tips. An integer is our
+        option: when exactly ``fallback_epoch + 2`` epochs are recorded, return ``fallback_epoch``
+        whatever the curve (tested before the peak search).
 
     Returns
     -------
