@@ -1,5 +1,6 @@
 """CAR: confidence-interpolated loss, penalty, target estimation, outputs and resume (hand-computed cases)."""
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -231,3 +232,97 @@ def test_default_flags_either_low_tau_or_a_corrected_target_with_tau_halfway_to_
     np.testing.assert_array_equal(m.noisy_flags(given), [False, False, True])
     m.hp.flag_rule = "target"
     np.testing.assert_array_equal(m.noisy_flags(given), [False, True, False])
+
+
+# ------------------------------------------------------------------ mechanism health
+class _Ctx:
+    def __init__(self, labels):
+        self.labels = torch.as_tensor(labels)
+
+
+def test_health_reads_this_epochs_training_tau_and_the_targets_that_left_their_label():
+    m, labels = _car(num_samples=6)  # labels 0, 1, 2, 0, 1, 2
+    m.attach(_Ctx(labels))
+    m.on_epoch_start(0, None)
+    nearly_one = float(np.nextafter(np.float32(1.0), np.float32(0.0)))  # 0.99999994: not saturated
+    m.epoch_tau.write(torch.tensor([4, 0, 2, 1]), torch.tensor([1.0, 0.5, 1.0, nearly_one]))
+    m.targets[3] = torch.tensor([0.2, 0.7, 0.1])  # label 0, target argmax 1: left its label
+    m.targets[5] = torch.tensor([0.3, 0.3, 0.4])  # label 2, still argmax 2
+    h = m.health(0)
+    assert h["tau_one_share"] == 0.5  # 2 of the 4 visited samples are exactly 1.0 in float32
+    fill = (1.0 + 0.5 + 1.0 + nearly_one) / 4  # samples 3 and 5 were not visited this epoch
+    np.testing.assert_allclose(h["tau"], [0.5, nearly_one, 1.0, fill, 1.0, fill], rtol=1e-7)
+    assert h["target_left_label"].tolist() == [False, False, False, True, False, False]
+    # a training step records the tau of its own forward pass; the next epoch starts afresh
+    b = _batch(n=3)  # indices 7, 2, 5 of a 10-sample method
+    m10, labels10 = _car()
+    m10.attach(_Ctx(labels10))
+    m10.train()
+    m10.on_epoch_start(0, None)
+    _, tau = m10.forward_heads(b.x)
+    m10.training_step(b, 0)
+    assert torch.equal(m10.epoch_tau.values[b.index], tau.detach())
+    assert torch.isnan(m10.epoch_tau.values[[0, 1, 3]]).all()
+    # a mid-epoch checkpoint carries the record (transient state) to the resumed method
+    other, _ = _car()
+    other.load_transient_state(m10.transient_state())
+    assert torch.equal(other.epoch_tau.values.isnan(), m10.epoch_tau.values.isnan())
+    m10.on_epoch_start(1, None)
+    assert torch.isnan(m10.epoch_tau.values).all()
+    assert "epoch_tau" not in "".join(m10.state_dict())  # not in checkpoints: old ones still load
+
+
+def _tau_loss(m, s, p_y=0.3, classes=10):
+    """CAR's released per-sample loss (beta 0) as a function of the indicator's logit s, for a sample
+    whose label (class 0) gets probability p_y from a fixed classifier."""
+    p = torch.full((1, classes), (1 - p_y) / (classes - 1))
+    p[0, 0] = p_y
+    t = F.one_hot(torch.tensor([0]), classes).float().clamp(1e-4, 1.0)
+    tau = torch.sigmoid(s).clamp(1e-12, 1 - 1e-12)  # as the ConfidenceHead
+    terms = m.loss_terms(p.log(), tau.reshape(1), t)
+    return terms["loss_main"] + m.hp.lam * terms["loss_penalty"], tau
+
+
+@pytest.mark.parametrize("lam, saturates", [(10.0, True), (0.5, False)])
+def test_released_lambda_10_saturates_tau_to_exactly_1_and_0_5_does_not(lam, saturates):
+    m, _ = _car(num_classes=10, lam=lam)
+    # Closed form: L(tau) = -log(1 - tau (1 - p_y)) - lam log tau is least at
+    # tau* = lam / ((1 + lam)(1 - p_y)), capped at 1; for p_y = 0.3: 1.299 (-> 1) and 0.476.
+    star = min(lam / ((1 + lam) * 0.7), 1.0)
+    grid = torch.linspace(0.01, 1.0, 991)
+    losses = torch.stack([_tau_loss(m, torch.logit(g.double()).float().clamp(-30, 30))[0] for g in grid])
+    assert grid[losses.argmin()].item() == pytest.approx(star, abs=0.011)
+    # A few optimisation steps on the logit alone. Sign steps of fixed size stand in for training, whose
+    # step on the indicator's logit is not bounded by this one sample's gradient (the unit's weights
+    # and the features move too); a vanishing gradient still stops them dead (sign(0) = 0).
+    s_star = math.log(star / (1 - star)) if star < 1 else math.inf
+    s = torch.zeros((), requires_grad=True)
+    for _ in range(60):
+        s.grad = None
+        _tau_loss(m, s)[0].backward()
+        with torch.no_grad():
+            s -= 0.5 * torch.sign(s.grad)
+    s.grad = None
+    loss, tau = _tau_loss(m, s)
+    loss.backward()
+    if saturates:
+        # s walked up to ~17.5, where sigmoid(s) is exactly 1.0 in float32, and stopped: the loss
+        # would still fall with larger tau (dL/dtau = 0.7 - 10 < 0 at tau = 1), but the gradient
+        # reaching s is exactly 0.
+        assert tau.item() == 1.0 and s.grad.item() == 0.0
+        assert 17.0 <= s.item() <= 20.0
+    else:
+        # s oscillates within one step of logit(tau*) and keeps a gradient
+        assert abs(s.item() - s_star) <= 0.5 and s.grad.item() != 0.0
+        assert tau.item() < 0.65
+
+
+def test_lambda_05_variant_preset_changes_only_lambda():
+    from noisyfit.config import load_config
+
+    base, var = load_config("car/cpu-cifar10n").to_dict(), load_config("car/cpu-cifar10n-lam05").to_dict()
+    assert var["method"]["args"].pop("lam") == 0.5 and "lam" not in base["method"]["args"]
+    assert var == base  # grad_clip 5, es 7, update_every 1 and the protocol are inherited unchanged
+    m = CAR(load_config("car/cpu-cifar10n-lam05").method.args, 10, 4,
+            lambda: create_backbone("mlp", num_classes=10, input_shape=(4,), hidden=(8,)))
+    assert m.hp.lam == 0.5 and m.hp.flag_tau == pytest.approx(2 / 3)

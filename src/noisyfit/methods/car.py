@@ -71,6 +71,17 @@ clean_score = "tau"   per-sample clean score: "tau" (the indicator, as the paper
                       the label keeps mass >= m^k), so "target" flags stay empty: flag_rule is unchanged.
 Optimiser (presets, not method arguments): ResNet-34, batch 64, SGD lr 0.02, momentum 0.9, weight
 decay 1e-3, CosineAnnealingWarmRestarts(T_0=10, eta_min=1e-3), 500 epochs (300 for asymmetric noise).
+The CPU preset (``car/cpu-cifar10n``) adds ``optim.grad_clip: 5``, which is in neither the released
+NAL code nor CE's CPU preset: CAR and CE there are compared at different clipping (it stays, because
+changing it would change an existing suite's CAR rows; compare at equal clipping with
+``optim.grad_clip=5`` on CE or ``optim.grad_clip=null`` on CAR).
+
+Presets: ``car/cpu-cifar10n`` (released lam = 10) and the variant ``car/cpu-cifar10n-lam05`` (lam = 0.5,
+another released choice). Why the variant: the per-sample loss is minimised at the balance point
+``tau* = lam / ((1 + lam)(1 - p_y))`` (capped at 1), which for lam = 10 on 10 classes is 1 for every
+``p_y >= 1/11``, i.e. for nearly every sample; the branch's logit then grows until sigmoid rounds to
+exactly 1.0 in float32, where its gradient is exactly 0 and tau cannot rank samples any more. With
+lam = 0.5, tau* < 1 wherever ``p_y < 2/3``.
 
 Outputs
 -------
@@ -93,6 +104,15 @@ tell them apart from their clean neighbours (tau sees x, not the label). Smaller
 choice 0.5) keeps tau responsive but damps all learning while p_y is small (the factor
 tau p_y / (tau p_y + 1 - tau) is 0.05-0.1 at the start with 10 classes).
 
+Mechanism health (``health``, per epoch; recorded during the epoch's training steps, no extra pass)
+-------------------------------------------------------------------------------------------------
+``tau_one_share``: share of the samples visited this epoch whose training-pass tau was exactly 1.0 in
+float32 (where the branch's gradient is exactly 0: saturation). ``tau``: that tau per sample as a
+score, higher = cleaner (the trainer logs ``tau_auroc``); the few samples the epoch did not visit
+(the trainer's dropped last batch) get the mean tau of the visited ones. ``target_left_label``: mask
+of samples whose estimated target's argmax is no longer the given label (``_share``; its
+``_precision`` is the share of those whose given label was right, so lower is better there).
+
 Departures from the released code
 ---------------------------------
 * ``t`` is stored clamped to [1e-4, 1] from the start. The released code keeps exact one-hot rows and
@@ -101,6 +121,7 @@ Departures from the released code
 * The learning rate is set every iteration from the fractional epoch (the released scheduler steps
   once per epoch).
 * Losses are computed in float32 under bf16/fp16 autocast.
+* ``optim.grad_clip: 5`` in the CPU preset (see "Optimiser" above): not in the released code.
 """
 
 from __future__ import annotations
@@ -113,6 +134,7 @@ import torch.nn.functional as F
 
 from noisyfit.methods.base import Method, register_method
 from noisyfit.models.heads.confidence import ConfidenceHead
+from noisyfit.ops.epoch_record import EpochRecord
 
 VARIANTS = ("code", "recon")
 FLAG_RULES = ("tau", "target", "either")
@@ -130,7 +152,8 @@ Q_MIN = 1e-7  # released code: q is clamped to [1e-7, 1]
 class CAR(Method):
     """Indicator branch + confidence-interpolated loss + per-sample target estimation."""
 
-    per_sample_state = ("targets",)
+    # epoch_tau: this epoch's training-pass tau per sample, for health() (not in checkpoints; see EpochRecord)
+    per_sample_state = ("targets", "epoch_tau.values")
 
     @dataclasses.dataclass
     class Hyper:
@@ -171,6 +194,7 @@ class CAR(Method):
         self.conf_head = ConfidenceHead(self.net.feature_dim, bias_init=hp.conf_bias_init, eps=PROB_EPS)
         self.register_buffer("targets", torch.zeros(num_samples, num_classes))
         self.register_buffer("final_tau", torch.zeros(0))
+        self.epoch_tau = EpochRecord(num_samples, fill=float("nan"), dtype=torch.float32)
         self._init_targets = True
 
     # ------------------------------------------------------------------ targets
@@ -240,8 +264,18 @@ class CAR(Method):
             pen = -torch.log(tau)
         return {"loss_main": main.mean(), "loss_penalty": pen.mean(), "loss_aux": aux.mean()}
 
+    def on_epoch_start(self, epoch, ctx):
+        self.epoch_tau.reset()
+
+    def transient_state(self) -> dict:
+        return {"epoch_tau": self.epoch_tau.state()}
+
+    def load_transient_state(self, state: dict) -> None:
+        self.epoch_tau.load(state.get("epoch_tau"))
+
     def training_step(self, batch, epoch):
         logits, tau = self.forward_heads(batch.x)
+        self.epoch_tau.write(batch.index, tau.float())
         if self.updates_targets(epoch):
             self.update_targets(batch.index, logits, tau)
         t = self.targets[batch.index]
@@ -289,6 +323,18 @@ class CAR(Method):
         tau = f"indicator confidence tau < {self.hp.flag_tau:.4g}"
         target = "argmax of the estimated target != given label"
         return {"tau": tau, "target": target, "either": f"{tau}, or {target}"}[self.hp.flag_rule]
+
+    def health(self, epoch):
+        """Saturation and ranking of this epoch's tau, and targets that left their label (see above)."""
+        out: dict = {}
+        tau = self.epoch_tau.values.cpu().numpy()
+        seen = ~np.isnan(tau)
+        if seen.any():
+            out["tau_one_share"] = float(np.mean(tau[seen] == np.float32(1.0)))
+            out["tau"] = np.where(seen, tau, tau[seen].mean()).astype(np.float64)
+        labels = self.ctx.labels.to(self.targets.device)
+        out["target_left_label"] = (self.targets.argmax(dim=1) != labels).cpu().numpy()
+        return out
 
     def corrected_targets(self) -> np.ndarray:
         """The estimated per-sample targets ``[N, C]`` (rows of the released variant sum to about 1)."""
