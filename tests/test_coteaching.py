@@ -140,10 +140,58 @@ def test_flags_and_clean_scores():
     assert "forget rate 0.5" in m.flag_reason()
 
 
-def test_per_sample_state_is_the_selection_table():
+def test_per_sample_state_is_the_selection_table_and_the_epochs_picks():
     m, _ = _pair(JCoTeaching, [A, B])
-    assert m.per_sample_state == ("selection.flags",)
+    assert m.per_sample_state == ("selection.flags", "epoch_picks.values")
     assert m.get_buffer("selection.flags").shape == (4, 2) and "selection.flags" in m.state_dict()
+    # the epoch's record is gathered under DDP but not checkpointed (transient state inside an epoch)
+    assert m.get_buffer("epoch_picks.values").shape == (4, 2) and "epoch_picks.values" not in m.state_dict()
+
+
+def _health_pair(cls):
+    """Six samples, a batch of the first four: samples 4 and 5 are not visited."""
+    extra = [[1.0, 0.0], [1.0, 0.0]]
+    it = iter([A + extra, B + extra])
+    m = cls(dict(forget_rate=0.5, num_gradual=0), 2, 6, lambda: TableNet(next(it)))
+    idx = torch.arange(4)
+    batch = Batch(index=idx, y=torch.zeros(4, dtype=torch.long), raw=idx[:, None].float(), augmenter=_Aug())
+    ctx = SimpleNamespace(optimizer=SimpleNamespace(param_groups=[]), num_epochs=10)
+    return m, batch, ctx
+
+
+def test_health_is_the_picks_applied_this_epoch_per_network_and_their_union():
+    from noisyfit.metrics import health_figures
+
+    m, batch, ctx = _health_pair(CoTeaching)
+    m.on_epoch_start(5, ctx)
+    m.training_step(batch, epoch=5)
+    h = m.health(5)
+    assert h["selected_by_net1"].tolist() == [True, True, False, False, False, False]  # net 1's small losses
+    assert h["selected_by_net2"].tolist() == [False, False, True, True, False, False]
+    assert h["selected_by_either"].tolist() == [True, True, True, True, False, False]  # 4, 5 not visited
+    noisy = np.array([False, False, False, True, True, False])
+    fig = health_figures(h, noisy)
+    assert fig["selected_by_net2_share"] == pytest.approx(2 / 6)
+    assert fig["selected_by_net2_precision"] == 0.5 and fig["selected_by_net2_recall"] == 0.25
+    assert fig["selected_by_net1_precision"] == 1.0 and fig["selected_by_either_recall"] == 0.75
+    saved = m.transient_state()
+    m.on_epoch_start(6, ctx)  # a new epoch starts with nothing selected
+    assert not any(v.any() for v in m.health(6).values())
+    m.load_transient_state(saved)  # a mid-epoch resume brings the epoch's picks back
+    assert m.health(6)["selected_by_either"].tolist() == h["selected_by_either"].tolist()
+
+    # J-Co-teaching: the picks recorded are the applied (stale) ones, not this visit's fresh ones
+    j, batch, ctx = _health_pair(JCoTeaching)
+    j.on_epoch_start(0, ctx)
+    j.training_step(batch, epoch=0)  # first visit: everyone was kept (initial flags)
+    assert j.health(0)["selected_by_net1"].tolist() == [True] * 4 + [False] * 2
+    with torch.no_grad():  # swap the networks' opinions: fresh picks would be net1 {2, 3}, net2 {0, 1}
+        j.net1.table[:4].copy_(torch.tensor(B))
+        j.net2.table[:4].copy_(torch.tensor(A))
+    j.on_epoch_start(1, ctx)
+    j.training_step(batch, epoch=1)
+    assert j.health(1)["selected_by_net1"].tolist() == [True, True, False, False, False, False]
+    assert j.health(1)["selected_by_net2"].tolist() == [False, False, True, True, False, False]
 
 
 # ------------------------------------------------------------------------------- in the trainer

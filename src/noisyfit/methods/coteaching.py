@@ -34,6 +34,14 @@ Outputs
 * ``clean_scores``: ``-(CE_1 + CE_2) / 2`` of the given label, from an eval-mode pass over the
   unaugmented training set after the last epoch.
 
+Mechanism health (``health``, per epoch; recorded during the epoch's training steps, no extra pass)
+* ``selected_by_net1`` / ``selected_by_net2``: masks of the samples each network picked this epoch
+  (the picks its *peer* was updated on; for J-Co-teaching the applied, i.e. mostly stale, picks);
+  ``selected_by_either``: their union, the samples at least one network trained on. The trainer logs
+  ``_share``, ``_precision`` (share of right labels among them) and ``_recall``. Shares count all
+  training samples, so the few the epoch did not visit (the trainer's dropped last batch) count as not
+  selected.
+
 Departures from the paper / official code
 * One optimiser over both networks with loss = loss_1 + loss_2: the networks share no parameter, so each
   gets the gradient of its own loss, as with the code's two Adam instances.
@@ -60,6 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from noisyfit.methods.base import Method, register_method
+from noisyfit.ops.epoch_record import EpochRecord
 from noisyfit.ops.jump import JumpSelection
 from noisyfit.ops.small_loss import coteaching_forget_rate, small_loss_mask
 
@@ -106,8 +115,9 @@ class CoTeaching(Method):
             if not 0.0 <= self.forget_rate < 1.0:
                 raise ValueError(f"coteaching: forget_rate must be in [0, 1), got {self.forget_rate}")
 
-    #: column j of ``selection.flags``: network j+1 kept the sample at its last visit
-    per_sample_state = ("selection.flags",)
+    #: column j of ``selection.flags``: network j+1 kept the sample at its last visit; ``epoch_picks``:
+    #: the picks applied this epoch, for health() (not in checkpoints, see EpochRecord)
+    per_sample_state = ("selection.flags", "epoch_picks.values")
 
     def __init__(self, hyper, num_classes, num_samples, make_backbone):
         super().__init__(hyper, num_classes, num_samples, make_backbone)
@@ -116,6 +126,7 @@ class CoTeaching(Method):
         # Plain Co-teaching is the jump wrapper at r = 0: fresh picks are used at once, and stored
         # anyway, which is the small-loss membership the flags report.
         self.selection = JumpSelection(num_samples, jump_rate=self.jump_rate(), initial=True, width=2)
+        self.epoch_picks = EpochRecord(num_samples, fill=False, dtype=torch.bool, width=2)
         self.register_buffer("final_loss", torch.zeros(0), persistent=True)
 
     def jump_rate(self) -> float:
@@ -127,6 +138,7 @@ class CoTeaching(Method):
         return 1.0 - coteaching_forget_rate(epoch, self.hp.forget_rate, self.hp.num_gradual)
 
     def on_epoch_start(self, epoch, ctx):
+        self.epoch_picks.reset()
         # Official Adam plan; the original base lr / beta1 are remembered in the group (they are saved
         # with the optimiser state, so a resumed run applies the same plan).
         for g in ctx.optimizer.param_groups:
@@ -149,6 +161,7 @@ class CoTeaching(Method):
         l2 = F.cross_entropy(self.net2(x).float(), y, reduction="none")
         keep = self.keep_rate(epoch)
         picks = self.selection.select(batch.index, self.select, l1, l2, keep)
+        self.epoch_picks.write(batch.index, picks)
         # The exchange: network 1 learns from network 2's picks and vice versa.
         loss1 = masked_mean(l1, picks[:, 1])
         loss2 = masked_mean(l2, picks[:, 0])
@@ -157,6 +170,18 @@ class CoTeaching(Method):
                 "kept2": float(picks[:, 1].float().mean()),
                 "pick_agreement": float((picks[:, 0] == picks[:, 1]).float().mean()),
                 "stale_batch": float(self.selection.last_was_stale)}
+
+    def transient_state(self) -> dict:
+        return {"epoch_picks": self.epoch_picks.state()}
+
+    def load_transient_state(self, state: dict) -> None:
+        self.epoch_picks.load(state.get("epoch_picks"))
+
+    def health(self, epoch):
+        """The picks applied this epoch, per network and their union (see the module docstring)."""
+        picks = self.epoch_picks.values.cpu().numpy()
+        return {"selected_by_net1": picks[:, 0].copy(), "selected_by_net2": picks[:, 1].copy(),
+                "selected_by_either": picks.any(axis=1)}
 
     # ---------------------------------------------------------------- prediction
     def predict_logits(self, x):
