@@ -206,7 +206,7 @@ def test_blend_of_weak_and_strong_views_with_weak_dominating():
 def test_in_the_trainer_the_applied_selection_is_the_previous_visits_decision(blob_splits):
     t = Trainer(tiny_cfg("method.name=_jt_probe", "train.epochs=4", "method.args.warmup_epochs=1"), None,
                 splits=blob_splits)
-    t.fit()
+    r = t.fit()
     last: dict = {}
     checked = 0
     for epoch, idx, used in t.method.log:
@@ -221,11 +221,45 @@ def test_in_the_trainer_the_applied_selection_is_the_previous_visits_decision(bl
     assert checked > 0
     n = t.method.num_samples
     assert torch.equal(t.method.jump.flags, torch.tensor([last.get(i, False) for i in range(n)]))
+    # the health row of the last epoch is the selection its steps applied, scored against the truth
+    applied = np.zeros(n, dtype=bool)
+    for epoch, idx, used in t.method.log:
+        if epoch == 3:
+            applied[idx[used].numpy()] = True
+    right = t.data.train.labels == t.data.train.true_labels
+    health = r["epochs"][3]["health"]
+    assert health["selected_share"] == pytest.approx(applied.mean())
+    assert health["selected_precision"] == pytest.approx(right[applied].mean())
+    assert health["rule_clean_share"] == pytest.approx(t.method.jump.flags.float().mean().item())
+    assert "selected_share" not in r["epochs"][0]["health"]  # warm-up: everyone trains
+
+
+def test_health_is_the_applied_selection_after_warm_up_and_the_rules_latest_decision():
+    m, x, y = _make(warmup_epochs=1)  # 20 samples; the batch visits the first 16
+    idx = torch.arange(16)
+
+    def step(epoch):
+        m.on_epoch_start(epoch, None)
+        m.training_step(Batch(index=idx, y=y[idx], raw=x[idx], augmenter=_Aug()), epoch)
+        return m.health(epoch)
+
+    h0 = step(0)  # warm-up: no selection to report; the rule's decision (i % 4 == 0) is stored
+    assert "selected" not in h0
+    assert np.flatnonzero(h0["rule_clean"]).tolist() == [0, 4, 8, 12]
+    h1 = step(1)  # applied: the epoch-0 decisions; fresh (stored for epoch 2): i % 4 == 1
+    assert np.flatnonzero(h1["selected"]).tolist() == [0, 4, 8, 12]
+    assert np.flatnonzero(h1["rule_clean"]).tolist() == [1, 5, 9, 13]
+    saved = m.transient_state()
+    m.on_epoch_start(2, None)  # a new epoch starts with nothing selected ...
+    assert not m.health(2)["selected"].any()
+    m.load_transient_state(saved)  # ... and a mid-epoch resume restores what was
+    assert np.flatnonzero(m.health(2)["selected"]).tolist() == [0, 4, 8, 12]
 
 
 def test_flags_are_per_sample_state_in_the_checkpoint():
     m, _, _ = _make()
-    assert m.per_sample_state == ("jump.flags",)
+    assert m.per_sample_state == ("jump.flags", "epoch_selected.values")
+    assert "epoch_selected.values" not in m.state_dict()  # the epoch's record is transient
     buf = m.get_buffer("jump.flags")  # how the trainer finds it to gather across ranks
     assert buf.shape == (20,) and buf.dtype == torch.bool
     assert "jump.flags" in m.state_dict()

@@ -40,6 +40,15 @@ Outputs
   label: the selection rule turned into a ranking (rule first, then variance), so ``score > -tau``
   exactly when the rule calls the sample clean on that pass.
 
+Mechanism health (``health``, per epoch; recorded during the epoch's training steps, no extra pass)
+* ``selected`` (after warm-up only): mask of the samples whose loss entered an update this epoch, i.e.
+  the flags applied (stale with jump rate 1). The trainer logs ``selected_share``,
+  ``selected_precision`` (share of right labels among them) and ``selected_recall``. The argmax clause
+  of the rule keeps a memorised label, so a share creeping towards 1 with falling precision is the
+  sign of memorisation. Samples the epoch did not visit (dropped last batch) count as not selected.
+* ``rule_clean`` (every epoch, warm-up included): the rule's fresh decision at each sample's latest
+  visit, i.e. the flags the next epoch will apply (the ``jump.flags`` table).
+
 Departures from the paper / official code
 * Jump rate r [RECON]: the papers (v4, ICLR 2025) describe a jump rate r; the released code has none.
   We read r as the per-batch probability of training on stale rather than fresh flags; r = 1 (default)
@@ -70,6 +79,7 @@ import torch.nn.functional as F
 
 from noisyfit.methods.base import Method, register_method
 from noisyfit.models.heads.code import CodeHead
+from noisyfit.ops.epoch_record import EpochRecord
 from noisyfit.ops.hadamard import bitwise_bce, decode_scores, default_code_bits, hadamard_codes
 from noisyfit.ops.jump import JumpSelection
 
@@ -132,7 +142,8 @@ class JumpTeaching(Method):
             if self.temperature <= 0:
                 raise ValueError(f"jump_teaching: temperature must be > 0, got {self.temperature}")
 
-    per_sample_state = ("jump.flags",)
+    # epoch_selected: the flags applied this epoch, for health() (not in checkpoints, see EpochRecord)
+    per_sample_state = ("jump.flags", "epoch_selected.values")
     uses_strong_views = True
 
     def __init__(self, hyper, num_classes, num_samples, make_backbone):
@@ -143,6 +154,7 @@ class JumpTeaching(Method):
         self.code_head = CodeHead(self.net.feature_dim, bits, dropout=self.hp.code_dropout)
         # Never-seen samples start unselected, as in the official code (warm-up covers them).
         self.jump = JumpSelection(num_samples, jump_rate=self.hp.jump_rate, initial=False)
+        self.epoch_selected = EpochRecord(num_samples, fill=False, dtype=torch.bool)
         # Per-sample bit-loss variance of the eval pass after the last epoch (clean scores).
         self.register_buffer("final_variance", torch.zeros(0), persistent=True)
 
@@ -151,6 +163,15 @@ class JumpTeaching(Method):
         return self.codes.shape[1]
 
     # ---------------------------------------------------------------- training
+    def on_epoch_start(self, epoch, ctx):
+        self.epoch_selected.reset()
+
+    def transient_state(self) -> dict:
+        return {"epoch_selected": self.epoch_selected.state()}
+
+    def load_transient_state(self, state: dict) -> None:
+        self.epoch_selected.load(state.get("epoch_selected"))
+
     def _input(self, batch, warm: bool) -> torch.Tensor:
         if warm or self.hp.blend_alpha <= 0:
             return batch.x
@@ -188,10 +209,18 @@ class JumpTeaching(Method):
             # gives a zero loss that still has a graph (every DDP rank then reduces the same grads).
             loss = (per_sample * used.float()).sum() / len(y)
         self.last_selection = used  # the mask this step's loss used (for inspection and tests)
+        self.epoch_selected.write(batch.index, used)
         return {"loss": loss, "selected": float(used.float().mean()),
                 "fresh_clean": float(fresh.float().mean()),
                 "bce": float(bit_losses.detach().mean()),
                 "stale_batch": float(self.jump.last_was_stale)}
+
+    def health(self, epoch):
+        """The flags applied this epoch (after warm-up) and the rule's latest fresh decisions."""
+        out = {"rule_clean": self.jump.flags.cpu().numpy().copy()}
+        if epoch >= self.hp.warmup_epochs:  # in warm-up every visited sample trains: nothing to report
+            out["selected"] = self.epoch_selected.values.cpu().numpy().copy()
+        return out
 
     # ---------------------------------------------------------------- prediction
     def predict_logits(self, x):
