@@ -270,3 +270,22 @@ def test_clean_score_averages_the_two_posteriors_and_flags_at_or_below_the_thres
     np.testing.assert_allclose(scores, [0.8, 0.45, 0.5, 0.5], atol=1e-6)
     # exactly 0.5 (binary fractions) is not above the threshold: one confident network does not outvote the other
     np.testing.assert_array_equal(m.noisy_flags(np.zeros(4, dtype=int)), [False, True, True, True])
+
+
+def test_health_is_each_networks_clean_split_after_warm_up_only():
+    from noisyfit.metrics import health_figures
+
+    m = DivideMix({"p_threshold": 0.5, "warmup_epochs": 2}, 3, 4, mlp_factory())
+    m.clean_prob.copy_(torch.tensor([[0.9, 0.7], [0.4, 0.5], [0.25, 0.75], [0.875, 0.125]]))
+    m.num_fits += 1
+    assert m.health(1) == {}  # warm-up: no split yet
+    h = m.health(2)
+    assert h["clean_split_net1"].tolist() == [True, False, False, True]  # network 1's GMM; net 2 trains on it
+    assert h["clean_split_net2"].tolist() == [True, False, True, False]  # 0.5 is not above the threshold
+    np.testing.assert_allclose(h["clean_prob_net2"], [0.7, 0.5, 0.75, 0.125])
+    noisy = np.array([False, True, False, True])
+    fig = health_figures(h, noisy)
+    # net 1's split keeps samples 0 (right) and 3 (wrong): precision 1/2, recall 1/2 of the right labels
+    assert fig["clean_split_net1_precision"] == 0.5 and fig["clean_split_net1_recall"] == 0.5
+    assert fig["clean_split_net2_precision"] == 1.0 and fig["clean_split_net2_recall"] == 1.0
+    assert fig["clean_prob_net2_auroc"] == 1.0 and fig["clean_prob_net1_auroc"] == 0.75

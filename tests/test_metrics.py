@@ -28,3 +28,29 @@ def test_shapes_are_checked():
         detection_metrics(np.zeros(3, bool), flags=np.zeros(4, bool))
     with pytest.raises(ValueError, match="shapes differ"):
         accuracy(np.zeros(2), np.zeros(3))
+
+
+def test_f1_at_true_k_flags_the_k_lowest_scores_hand_case():
+    from noisyfit.metrics import f1_at_true_k
+
+    truth = np.array([1, 1, 0, 0, 0], bool)  # k = 2 wrong labels
+    # the two lowest clean scores are samples 0 (wrong) and 2 (right): 1 of 2 found
+    assert f1_at_true_k(truth, np.array([0.1, 0.5, 0.2, 0.9, 0.8])) == pytest.approx(0.5)
+    assert f1_at_true_k(truth, np.array([0.1, 0.05, 0.2, 0.9, 0.8])) == pytest.approx(1.0)
+    assert f1_at_true_k(np.zeros(3, bool), np.zeros(3)) is None
+    m = detection_metrics(truth, clean_scores=np.array([0.1, 0.5, 0.2, 0.9, 0.8]))
+    assert m["f1_at_true_k"] == pytest.approx(0.5)
+
+
+def test_health_figures_score_masks_and_scores_against_the_truth():
+    from noisyfit.metrics import health_figures
+
+    noisy = np.array([1, 1, 0, 0, 0], bool)
+    sel = np.array([0, 1, 1, 1, 0], bool)  # 3 selected: 2 clean (precision 2/3) of 3 clean (recall 2/3)
+    tau = np.array([0.1, 0.5, 0.2, 0.9, 0.8])  # clean above noisy in 5 of 6 pairs
+    out = health_figures({"selected": sel, "tau": tau, "tipping_epoch": 3, "skip": None}, noisy)
+    assert out == pytest.approx({"selected_share": 0.6, "selected_precision": 2 / 3, "selected_recall": 2 / 3,
+                                 "tau_auroc": 5 / 6, "tipping_epoch": 3.0})
+    assert health_figures({"selected": sel}, None) == {"selected_share": 0.6}  # no truth: share only
+    with pytest.raises(ValueError, match="rows"):
+        health_figures({"selected": sel[:3]}, noisy)

@@ -154,3 +154,31 @@ def test_baselines_run_on_images_with_bf16(method):
     # the setting reaches the network: bf16 logits in the training steps under bf16, float32 under fp32
     assert (True, torch.bfloat16) in dtypes["bf16"]
     assert {d for _, d in dtypes["fp32"]} == {torch.float32}
+
+
+def test_track_fit_and_health_are_recorded_against_the_truth(blob_splits, monkeypatch):
+    from noisyfit.methods.ce import CrossEntropy as CE
+
+    calls = []
+
+    def health(self, epoch):  # a stand-in mechanism: selects the first 100 training samples
+        calls.append(epoch)
+        mask = np.zeros(self.num_samples, bool)
+        mask[:100] = True
+        return {"selected": mask, "epoch_seen": epoch}
+
+    monkeypatch.setattr(CE, "health", health)
+    t = Trainer(tiny_cfg("train.track_fit=true"), splits=blob_splits)
+    res = t.fit()
+    tr = t.data.train
+    noisy = tr.labels != tr.true_labels
+    pred = t.method.final_probs.argmax(1).numpy()  # eval pass after the last epoch = the last epoch's model
+    last = res["epochs"][-1]
+    assert calls == [0, 1, 2]
+    assert last["fit_given"] == pytest.approx(np.mean(pred == tr.labels))
+    assert last["memorised"] == pytest.approx(np.mean(pred[noisy] == tr.labels[noisy]))
+    assert last["fit_clean"] == pytest.approx(np.mean(pred[~noisy] == tr.labels[~noisy]))
+    assert last["health"]["selected_share"] == pytest.approx(100 / len(tr))
+    assert last["health"]["selected_precision"] == pytest.approx(1 - noisy[:100].mean())
+    assert last["health"]["epoch_seen"] == 2.0
+    assert "fit_given" not in Trainer(tiny_cfg(), splits=blob_splits).fit()["epochs"][-1]

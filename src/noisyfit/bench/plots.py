@@ -91,6 +91,57 @@ def _accuracy_plot(suite: str, label_set: str, cells: list[Cell], oracle: Cell |
     return path
 
 
+#: the five methods this toolkit was founded on: their panels come first in the per-method figure
+SEED_METHODS = ("pemm", "car", "jump_teaching", "plremix", "bkd")
+
+
+def _series(run_data: dict, key: str) -> tuple[list[int], list[float]]:
+    """``(epoch numbers, key in %)`` over the evaluated epochs that logged ``key``."""
+    rows = [r for r in run_data.get("epochs") or [] if r.get(key) is not None]
+    return [r["epoch"] + 1 for r in rows], [100.0 * r[key] for r in rows]
+
+
+def _versus_ce_plot(suite: str, label_set: str, cells: list[Cell], oracle: Cell | None,
+                    path: Path) -> Path | None:
+    """Small multiples, one panel per method: its test accuracy per epoch against CE's and the oracle's
+    (lowest seed of each), and, where the runs tracked it (``train.track_fit``), the share of mislabelled
+    training samples each model predicts as their wrong given label (memorisation), dotted."""
+    from matplotlib.figure import Figure
+
+    ce = next((c for c in cells if c.method == "ce"), None)
+    others = [c for c in cells if c.method != "ce"]
+    others.sort(key=lambda c: (c.method not in SEED_METHODS, SEED_METHODS.index(c.method)
+                               if c.method in SEED_METHODS else 0, c.label))
+    if ce is None or not others:
+        return None
+    cols = min(3, len(others))
+    rows = -(-len(others) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.1 * rows), dpi=100, layout="constrained")
+    fig.suptitle(f"{suite} · {label_set}: test accuracy per epoch (solid) and memorised share of the wrong "
+                 "labels (dotted), each method against CE (grey) and the oracle (dashed); lowest seed", fontsize=9)
+    for i, cell in enumerate(others):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for c, colour, ls in ((oracle, "black", "--"), (ce, "grey", "-"), (cell, "tab:red", "-")):
+            if c is None:
+                continue
+            data = c.runs[0].data
+            ax.plot(*_series(data, "test_acc"), color=colour, ls=ls, lw=1.3,
+                    label=f"{'oracle' if c is oracle else c.label} (seed {c.runs[0].seed})")
+            if c is not oracle:
+                xs, ys = _series(data, "memorised")
+                if xs:
+                    ax.plot(xs, ys, color=colour, ls=":", lw=1.3)
+        ax.set_title(cell.label + (" (seed method)" if cell.method in SEED_METHODS else ""), fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("%", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def _pr_plot(suite: str, label_set: str, cells: list[Cell], path: Path, colours: dict) -> Path | None:
     fig, ax = _figure(f"{suite} · {label_set}: finding the wrong labels "
                       "(lowest seed; x = the method's own flags)",
@@ -144,6 +195,10 @@ def suite_plots(suite: str, cells: list[Cell], label_sets: list[str],
             p = _accuracy_plot(suite, ls, trained, oracle, kind, out_dir / f"{name}__{ls}.png", colours)
             if p:
                 written.append((f"{ls}: {caption}", p))
+        p = _versus_ce_plot(suite, ls, [c for c in cells if c.label_set == ls and c.method not in
+                                        (ORACLE, CLEANLAB)], oracle, out_dir / f"versus_ce__{ls}.png")
+        if p:
+            written.append((f"{ls}: each method against CE, per epoch", p))
         p = _pr_plot(suite, ls, [c for c in first if c.label_set == ls], out_dir / f"pr__{ls}.png", colours)
         if p:
             written.append((f"{ls}: detection precision-recall", p))

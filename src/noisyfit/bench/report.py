@@ -221,10 +221,39 @@ def _recovery_section(cells: list[Cell], label_sets: list[str], clean: str | Non
             + [""] + _table(header, list(table_rows.values())))
 
 
+def break_even_from_pr(pr: dict) -> float | None:
+    """Precision = recall point of a stored, thinned precision-recall curve (``.pr.json``), by linear
+    interpolation between the two kept points around the crossing: an approximation of
+    :func:`noisyfit.metrics.f1_at_true_k` for runs recorded before that figure existed."""
+    prec, rec = pr.get("precision") or [], pr.get("recall") or []
+    diffs = [p - r for p, r in zip(prec, rec)]
+    for i in range(1, len(diffs)):
+        if diffs[i - 1] <= 0 <= diffs[i] or diffs[i - 1] >= 0 >= diffs[i]:
+            d0, d1 = diffs[i - 1], diffs[i]
+            t = 0.0 if d0 == d1 else d0 / (d0 - d1)
+            return prec[i - 1] + t * (prec[i] - prec[i - 1])
+    return None
+
+
+def _common_rule_f1(c: Cell) -> tuple[str, bool]:
+    """The cell's F1 at k = the true number of wrong labels; True when approximated from PR points."""
+    exact = c.values("detection", "f1_at_true_k")
+    if len(exact) == c.n:
+        return fmt_stat(exact, scale=100, digits=1), False
+    approx = []
+    for r in c.runs:
+        v = (r.data.get("detection") or {}).get("f1_at_true_k")
+        if v is None and r.sidecar("pr").is_file():
+            v = break_even_from_pr(json.loads(r.sidecar("pr").read_text()))
+        if v is not None:
+            approx.append(v)
+    return (fmt_stat(approx, scale=100, digits=1) + " ≈", True) if approx else (DASH, False)
+
+
 def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, str]) -> list[str]:
-    header = ["method", "label set", "n", "precision", "recall", "F1", "AUROC", "AUPRC", "est. noise",
-              "true noise"]
-    rows, rules = [], {}
+    header = ["method", "label set", "n", "precision", "recall", "F1", "F1, common rule", "AUROC", "AUPRC",
+              "est. noise", "true noise"]
+    rows, rules, approximated = [], {}, False
     for c in cells:
         if c.label_set == clean or c.method == ORACLE:
             continue
@@ -233,7 +262,9 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
         pct = [fmt_stat(c.values("detection", k), scale=100, digits=1)
                for k in ("precision", "recall", "f1", "auroc", "auprc", "estimated_noise_rate",
                          "true_noise_rate")]
-        rows.append([_mark(c.label, marks), c.label_set, _n_text(c), *pct])
+        common, approx = _common_rule_f1(c)
+        approximated |= approx
+        rows.append([_mark(c.label, marks), c.label_set, _n_text(c), *pct[:3], common, *pct[3:]])
         rule = (c.runs[0].data.get("method") or {}).get("flag_rule")
         if rule:
             rules[c.label] = rule
@@ -241,9 +272,60 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
         return []
     out = ["#### Detection of the wrong labels (%)", "",
            "Precision / recall / F1 of each method's own flagged set; AUROC / AUPRC of its per-sample clean "
-           "scores; estimated vs true noise rate of the training split."] + [""] + _table(header, rows)
+           "scores; estimated vs true noise rate of the training split. Own-rule F1 is not comparable across "
+           "methods whose rules cut at different thresholds: *F1, common rule* flags every method's k lowest "
+           "clean scores, k = the true number of wrong labels (there precision = recall = F1), so it ranks "
+           "the scores, not the thresholds."
+           + (" ≈ marks runs recorded before the figure existed: read off their stored 101-point "
+              "precision-recall curve by linear interpolation (within a fraction of a point)." if approximated
+              else "")] + [""] + _table(header, rows)
     out += ["", "Flag rules: " + "; ".join(f"**{k}**: {v}" for k, v in rules.items()) + "."]
     return out
+
+
+#: per-epoch figures the trainer records for every method with ``train.track_fit`` (see Trainer._fit_figures)
+FIT_KEYS = ("fit_clean", "memorised")
+HEALTH_POINTS = 8  # epochs shown per figure (evenly spaced, the last always included)
+
+
+def _fmt_health(v) -> str:
+    if v is None:
+        return DASH
+    v = float(v)
+    return f"{v:.0f}" if v.is_integer() and abs(v) >= 2 else f"{v:.3g}"
+
+
+def _health_rows(cell: Cell) -> list[list[str]]:
+    run = min(cell.runs, key=lambda r: r.seed)
+    epochs = run.data.get("epochs") or []
+    series: dict[str, list[tuple[int, object]]] = {}
+    for e in epochs:
+        for k in FIT_KEYS:
+            if e.get(k) is not None:
+                series.setdefault(k, []).append((e["epoch"] + 1, e[k]))
+        for k, v in (e.get("health") or {}).items():
+            series.setdefault(k, []).append((e["epoch"] + 1, v))
+    rows = []
+    for key, points in series.items():
+        idx = sorted({round(i * (len(points) - 1) / max(HEALTH_POINTS - 1, 1)) for i in range(HEALTH_POINTS)})
+        shown = " · ".join(f"e{points[i][0]} {_fmt_health(points[i][1])}" for i in idx if i < len(points))
+        rows.append([cell.label, cell.label_set, str(run.seed), f"`{key}`", shown, _fmt_health(points[-1][1])])
+    return rows
+
+
+def _health_section(cells: list[Cell]) -> list[str]:
+    rows = [r for c in cells if c.method != CLEANLAB for r in _health_rows(c)]
+    if not rows:
+        return []
+    return (["#### Mechanism health (lowest seed of each row)", "",
+             "What each mechanism did, epoch by epoch, scored against the true labels (the methods never see "
+             "them). `fit_clean` / `memorised`: share of correctly / wrongly labelled training samples that "
+             "the model predicts as their given label (eval mode): memorisation is `memorised` rising. "
+             "`<name>_share` / `_precision` / `_recall`: size of a selected set, the share of it whose label "
+             "is right, and the share of right labels it holds; `_auroc`: a per-sample score's AUROC for "
+             "clean against wrong labels; other names are the method's own figures (its docstring says "
+             "what they mean).", ""]
+            + _table(["method", "label set", "seed", "figure", "per epoch", "last"], rows))
 
 
 def _others_cpu_text(c: Cell) -> str:
@@ -342,6 +424,8 @@ def _suite_section(suite: str, suite_dir: Path, runs: list[StoredRun], plots: li
     out += _recovery_section(cells, label_sets, clean, marks) + [""]
     det = _detection_section(cells, clean, marks)
     out += det + ([""] if det else [])
+    health = _health_section(cells)
+    out += health + ([""] if health else [])
     out += _cost_section(cells, SUITES[suite].rank_label_set if suite in SUITES else None, marks) + [""]
     notes = _notes_section(suite, suite_dir, cells)
     out += notes + ([""] if notes else [])

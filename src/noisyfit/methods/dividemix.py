@@ -30,6 +30,14 @@ and the README's per-noise CIFAR-10 settings ``dividemix/paper-cifar10-{sym20,sy
 Clean score: the GMM clean posterior averaged over the two networks, refitted on the final networks
 after the last epoch; flags: posterior <= p_threshold (the complement of the official clean set).
 
+Mechanism health (``health``, per epoch after warm-up; the split the epoch trained on, no extra pass)
+-------------------------------------------------------------------------------------------------
+``clean_split_net1`` / ``clean_split_net2``: masks of the labelled (clean) set that network 1's / 2's
+GMM selected at the start of the epoch (the *partner* trains on it); the trainer logs its share,
+``_precision`` and ``_recall`` (split precision and recall). ``clean_prob_net1`` / ``clean_prob_net2``:
+the GMM clean posteriors as scores (``_auroc``). Nothing during warm-up (no split yet). PLReMix and
+DivideMix + PLR inherit this.
+
 Departures from the official code
 ---------------------------------
 * Both networks train in every step on the same trainer batch (one optimiser over both), instead of net1
@@ -321,6 +329,17 @@ class DivideMix(Method):
         self.final_probs = torch.softmax(logits.float(), dim=1)
 
     # ------------------------------------------------------------------ outputs
+    def health(self, epoch):
+        """Each network's clean split of this epoch and its posteriors; nothing during warm-up."""
+        if epoch < self.hp.warmup_epochs or int(self.num_fits) == 0:
+            return {}
+        out: dict = {}
+        for k in range(self.num_nets):
+            w = self.clean_prob[:, k].cpu().numpy().astype(np.float64)
+            out[f"clean_split_net{k + 1}"] = w > self.hp.p_threshold
+            out[f"clean_prob_net{k + 1}"] = w
+        return out
+
     def clean_scores(self, labels):
         if int(self.num_fits) == 0:
             return None
