@@ -32,6 +32,9 @@ class DataConfig:
     #: keep only the first N training samples after shuffling (quick runs); None keeps all
     train_subset: int | None = None
     label_column: str = "label"
+    #: image size policy: None keeps uniform folders as they are and resizes a mixed-size folder to its
+    #: median height and width; an int (square) or [h, w] resizes every image to that size
+    image_size: int | list | None = None
 
 
 @dataclass
