@@ -35,7 +35,7 @@ single network has no partner) [RECON]. Clean score: p(given label), as CE.
 ``dividemix_plr``: DivideMix + PLR on the step's X and U samples (two strong views each), mask from the
 partner network's cached logits and the given labels (noisy labels for U too, as in PLReMix), plus the
 warm-up InfoNCE added to DivideMix's warm-up CE [RECON: the PLReMix recipe without prototypes, 2-D GMM or
-strong-view mixing]. Clean score: DivideMix's.
+strong-view mixing]. Clean score and mechanism health (each network's clean split per epoch): DivideMix's.
 
 Departures from the official code
 ---------------------------------
