@@ -123,6 +123,69 @@ def test_prototype_update_uses_the_partners_cache_and_skips_empty_classes():
     assert torch.equal(m.prototypes[1], e[3:6])  # the other network's prototypes are untouched
 
 
+def _two_caches(source):
+    """PLReMix (fixed update) whose two networks' caches agree on the classes but differ in q."""
+    m = PLReMix({"proto_update": "fixed", "prototype_source": source, "warmup_epochs": 1}, 3, 4, mlp_factory(3))
+    e = torch.eye(m.hp.proj_dim)
+    m.prototypes[0], m.prototypes[1] = e[:3], e[3:6]
+    for k in range(2):  # both networks: samples 0-1 confidently class 0, samples 2-3 class 1
+        m.plr.cached_logits[:, k] = torch.tensor([[9.0, 0, 0], [9.0, 0, 0], [0, 9.0, 0], [0, 9.0, 0]])
+        m.proto_logits[:, k] = m.plr.cached_logits[:, k]
+    m.proj_cache[:, 0] = torch.stack([e[20], e[21], e[22], e[22]])  # network 0's own projections
+    m.proj_cache[:, 1] = torch.stack([e[10], e[11], e[12], e[12]])  # network 1's
+    m.on_epoch_end(5, FakeCtx(torch.zeros(4, dtype=torch.long)))
+    return m, e
+
+
+@pytest.mark.parametrize("source", ["own", "partner"])
+def test_prototype_source_own_moves_prototypes_toward_the_networks_own_projections(source):
+    m, e = _two_caches(source)
+    own = source == "own"
+    # network 0's class-0 prototype: normalise(0.99 e0 + 0.01 normalise(q_a + q_b)) with q from network
+    # 0 itself (e20, e21) under "own" and from its partner (e10, e11) under the official "partner"
+    a, b = (20, 21) if own else (10, 11)
+    p00 = m.prototypes[0, 0]
+    norm = math.sqrt(0.99 ** 2 + 0.01 ** 2)  # |0.99 e0 + 0.01 (e_a + e_b) / sqrt 2|
+    assert p00[0].item() == pytest.approx(0.99 / norm, abs=1e-6)  # 0.999949
+    assert p00[a].item() == pytest.approx(0.01 / math.sqrt(2) / norm, abs=1e-6)  # 0.0071421
+    assert p00[b].item() == pytest.approx(0.01 / math.sqrt(2) / norm, abs=1e-6)
+    other = (10, 11) if own else (20, 21)
+    assert p00[list(other)].abs().max().item() == 0.0  # nothing from the other network's space
+    # class 1 of each network, and network 1 in the mirror image
+    c = 22 if own else 12
+    assert torch.allclose(m.prototypes[0, 1], F.normalize(0.99 * e[1] + 0.01 * e[c], dim=0), atol=1e-6)
+    c1 = 12 if own else 22
+    assert torch.allclose(m.prototypes[1, 1], F.normalize(0.99 * e[4] + 0.01 * e[c1], dim=0), atol=1e-6)
+    assert torch.equal(m.prototypes[0, 2], e[2]) and torch.equal(m.prototypes[1, 2], e[5])  # no class 2
+
+
+def test_prototype_source_is_partner_by_default_and_checked():
+    assert PLReMix.Hyper().prototype_source == "partner"  # the official code
+    with pytest.raises(ValueError, match="prototype_source"):
+        PLReMix({"prototype_source": "both"}, 3, 4, mlp_factory(3))
+
+
+def test_ownproto_preset_changes_only_the_prototype_source():
+    from noisyfit.config import load_config
+
+    base = load_config("plremix/cpu-cifar10n").to_dict()
+    var = load_config("plremix/cpu-cifar10n-ownproto").to_dict()
+    assert var["method"]["args"].pop("prototype_source") == "own"
+    assert var == base
+
+
+def test_plremix_and_dividemix_plr_report_the_clean_split_after_warm_up(blob_splits):
+    for name in ("plremix", "dividemix_plr"):
+        tr = Trainer(tiny_cfg(f"method.name={name}", "train.epochs=3", *PLR_FAST), None, splits=blob_splits)
+        ep = tr.fit()["epochs"]
+        assert "health" not in ep[1]  # warm-up (2 epochs): no split
+        h = ep[2]["health"]  # the split fitted at the start of epoch 2, scored against the truth
+        right = tr.data.train.labels == tr.data.train.true_labels
+        assert set(h) >= {"clean_split_net1_share", "clean_split_net1_precision", "clean_split_net2_recall",
+                          "clean_prob_net1_auroc"}, name
+        assert 0.0 < h["clean_split_net1_share"] < 1.0 and h["clean_split_net1_precision"] > right.mean(), name
+
+
 def test_plremix_learns_blobs_and_resumes_exactly(tmp_path, blob_splits):
     over = ("method.name=plremix", "train.epochs=5", *PLR_FAST)
     full_tr = Trainer(tiny_cfg(*over), tmp_path / "a", splits=blob_splits)

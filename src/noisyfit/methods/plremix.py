@@ -37,6 +37,18 @@ PLR ones (see noisyfit.methods.plr_plugin): lambda_c 1, plr_temperature 1.0 (cod
 plr_form "flat", kappa 3 with milestones (40, 70), warmup_temperature 0.1, proj_dim 128.
 proto_temperature 0.1, proto_momentum 0.99, proto_update "adaptive" ("fixed" = initial commit),
 sat_momentum 0.99 (``--semi_m``), fixed_threshold 0.8 (initial commit's pseudo_th).
+prototype_source "partner" = the official code: network k's prototypes move towards class means of the
+partner's cached projections (and the partner's logits pick the samples and their classes), while
+network k's prototype loss and GMM use its own projections. "own" is OUR ablation, not in the paper or
+code: every input of network k's update comes from network k itself, so its prototypes live in the
+space its prototype loss measures. Why offer it: the two projection heads are trained separately, so
+with "partner" the prototypes drift into a space the network's own q is not aligned with (on digits
+the prototype / own class-mean cosine was -0.05 to 0.11 with "partner", 0.97-1.00 with "own"), and
+the prototype loss becomes a near-random coordinate of the 2-D GMM. Variant preset:
+``plremix/cpu-cifar10n-ownproto``.
+
+Mechanism health: DivideMix's (``clean_split_net1/2`` masks and ``clean_prob_net1/2`` after warm-up;
+see noisyfit.methods.dividemix), from the 2-D GMM here.
 
 Clean score: the 2-D GMM clean posterior averaged over the two networks, refitted on the final networks;
 flags: posterior <= p_threshold.
@@ -52,6 +64,7 @@ Departures from the official code
 * Training runs under the trainer's precision (bf16 autocast on the CPU protocol); the official CIFAR
   script trains in fp32 and wraps the model in ``torch.compile``.
 * The loss-history buffers of the code are not kept (the 2-D GMM uses the current epoch only, as there).
+* ``prototype_source="own"`` (off by default) is our ablation of the prototype update, see above.
 """
 
 from __future__ import annotations
@@ -68,6 +81,7 @@ from noisyfit.methods.plr_plugin import DivideMixPLR
 from noisyfit.ops.gmm import gmm_split_2d
 
 PROTO_UPDATES = ("adaptive", "fixed")
+PROTOTYPE_SOURCES = ("partner", "own")  # partner = official; own = our ablation
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +142,7 @@ class PLReMix(DivideMixPLR):
         proto_update: str = "adaptive"
         sat_momentum: float = 0.99
         fixed_threshold: float = 0.8
+        prototype_source: str = "partner"
 
     per_sample_state = DivideMixPLR.per_sample_state + ("proto_logits", "proj_cache")
 
@@ -136,6 +151,9 @@ class PLReMix(DivideMixPLR):
         if self.hp.proto_update not in PROTO_UPDATES:
             raise ValueError(f"method.args.proto_update must be one of {PROTO_UPDATES}, "
                              f"got {self.hp.proto_update!r}")
+        if self.hp.prototype_source not in PROTOTYPE_SOURCES:
+            raise ValueError(f"method.args.prototype_source must be one of {PROTOTYPE_SOURCES}, "
+                             f"got {self.hp.prototype_source!r}")
         n, d = self.num_nets, self.hp.proj_dim
         self.register_buffer("prototypes", torch.zeros(n, num_classes, d))
         self.register_buffer("proto_ready", torch.zeros((), dtype=torch.long))
@@ -185,8 +203,9 @@ class PLReMix(DivideMixPLR):
         if epoch < self.hp.warmup_epochs:
             return
         # network 0 trained first officially, so its update advances the shared EMA state first
+        own = self.hp.prototype_source == "own"
         for k in range(self.num_nets):
-            self.update_prototypes(k, 1 - k, epoch, ctx.num_epochs)
+            self.update_prototypes(k, k if own else 1 - k, epoch, ctx.num_epochs)
 
     @torch.no_grad()
     def update_prototypes(self, k: int, source: int, epoch: int, num_epochs: int) -> None:
