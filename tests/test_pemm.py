@@ -181,3 +181,20 @@ def test_flags_are_given_label_not_the_posterior_argmax_not_a_half_threshold():
     # sample 0: p(given) = 0.45 < 0.5 but its label is the argmax -> kept; sample 1: argmax 1 != 0 -> flagged
     np.testing.assert_array_equal(m.noisy_flags(np.array([0, 0])), [False, True])
     np.testing.assert_allclose(m.clean_scores(np.array([0, 0])), [0.45, 0.30], rtol=1e-6)
+
+
+def test_health_is_the_minimum_centre_distance_and_the_mean_centre_norm():
+    m = _pemm()  # 3 centres in the 8-d feature space of the MLP
+    c = torch.zeros(3, m.centres.shape[1])
+    c[0, 0] = 1.5
+    c[1, 1] = 2.0
+    c[2, 0], c[2, 2] = 1.5, 0.5
+    with torch.no_grad():
+        m.centres.copy_(c)
+    h = m.health(0)
+    # distances: |c0 - c1| = sqrt(1.5^2 + 2^2) = 2.5, |c0 - c2| = 0.5, |c1 - c2| = sqrt(6.5) = 2.55
+    assert h["centre_dist_min"] == pytest.approx(0.5, abs=1e-6)
+    assert h["centre_norm_mean"] == pytest.approx((1.5 + 2.0 + math.sqrt(2.5)) / 3, abs=1e-6)
+    with torch.no_grad():
+        m.centres[2] = m.centres[0]  # two classes merged
+    assert m.health(1)["centre_dist_min"] == 0.0

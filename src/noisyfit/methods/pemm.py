@@ -39,6 +39,10 @@ the posterior tends to stay soft (a feature sitting on its centre, with the othe
 away, gets 1 / (1 + 9 exp(-2.25)) = 0.51) and a 0.5 threshold would over-flag.
 Prediction: argmax of the distance logits.
 
+Mechanism health (``health``, per epoch; from the centres, no extra pass): ``centre_dist_min``, the
+smallest distance between two class centres (L_PE pushes it towards 1.5; near 0 two classes merged),
+and ``centre_norm_mean``, the mean centre norm (also pushed towards 1.5, pulled down by weight decay).
+
 Departures from the official code
 ---------------------------------
 * Dropout is applied in training mode only. The official head uses functional dropout, which stays on
@@ -138,6 +142,15 @@ class PEMM(Method):
             m = self.centres.float()
             out["centre_norm"] = m.norm(dim=1).mean()
             out["centre_dist_min"] = torch.pdist(m).min() if m.shape[0] > 1 else m.new_zeros(())
+        return out
+
+    @torch.no_grad()
+    def health(self, epoch):
+        """Minimum distance between class centres and their mean norm at the end of the epoch."""
+        m = self.centres.detach().float()
+        out = {"centre_norm_mean": float(m.norm(dim=1).mean())}
+        if m.shape[0] > 1:
+            out["centre_dist_min"] = float(torch.pdist(m).min())
         return out
 
     def predict_logits(self, x):
