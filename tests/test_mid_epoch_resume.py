@@ -63,6 +63,8 @@ def test_a_run_cut_inside_an_epoch_resumes_exactly(tmp_path, blob_splits, method
         for key, value in a.items():
             if isinstance(value, float) and "seconds" not in key and "per_second" not in key and "cpu" not in key:
                 assert b[key] == value, (a["epoch"], key)
+        # Method.health: what a method records during an epoch must survive the cut (transient_state)
+        assert b.get("health") == a.get("health"), (a["epoch"], "health")
     assert resumed["epochs"][CUT[0]]["resumed_at_step"] == CUT[1]
     assert "resumed_at_step" not in resumed["epochs"][CUT[0] + 1]
     wa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["method"]
