@@ -83,6 +83,21 @@ def clipped_softmax(logits: torch.Tensor, clip: float) -> torch.Tensor:
     return F.softmax(logits.float(), dim=1).clamp(clip, 1.0 - clip)
 
 
+def elr_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, *,
+             beta: float, lam: float, clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One ELR step: update ``targets[index]`` in place, return ``(CE + lam * reg, CE, reg)``.
+
+    ``targets`` is the ``[num_samples, C]`` table of temporal-ensemble targets; the batch's rows are
+    updated from the clipped softmax before the regulariser uses them, as in the official loss.
+    """
+    p = clipped_softmax(logits, clip)
+    t = elr_target_update(targets[index], p, beta)
+    targets[index] = t
+    ce = F.cross_entropy(logits.float(), labels)
+    reg = elr_regulariser(t, p)
+    return ce + lam * reg, ce, reg
+
+
 def sigmoid_rampup(current: float, length: float) -> float:
     """``exp(-5 (1 - t)^2)`` with t = clip(current / length, 0, 1); 1 when length is 0 (the ELR code's)."""
     if length == 0:
@@ -132,13 +147,9 @@ class ELR(_ScoreMixin, Method):
         self.register_buffer("target", torch.zeros(num_samples, num_classes))
 
     def training_step(self, batch, epoch):
-        logits = self.net(batch.x)
-        p = clipped_softmax(logits, self.hp.clip)
-        t = elr_target_update(self.target[batch.index], p, self.hp.beta)
-        self.target[batch.index] = t
-        ce = F.cross_entropy(logits.float(), batch.y)
-        reg = elr_regulariser(t, p)
-        return {"loss": ce + self.hp.lam * reg, "ce": ce.detach(), "elr_reg": reg.detach()}
+        loss, ce, reg = elr_loss(self.net(batch.x), batch.y, self.target, batch.index,
+                                 beta=self.hp.beta, lam=self.hp.lam, clip=self.hp.clip)
+        return {"loss": loss, "ce": ce.detach(), "elr_reg": reg.detach()}
 
     def predict_logits(self, x):
         return self.net(x)
