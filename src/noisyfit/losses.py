@@ -1,0 +1,280 @@
+"""Noise-robust losses as ``nn.Module``s for your own PyTorch training loop.
+
+Each class is a thin wrapper over the function the registered method of the same name uses
+(``noisyfit.ops.losses``, ``noisyfit.methods.elr``, ``noisyfit.ops.contrastive``), with the same
+paper defaults, so a loss here and ``noisyfit train --method NAME`` compute the same thing.
+
+* :class:`GCELoss` -- generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018).
+* :class:`SCELoss` -- symmetric cross-entropy (Wang et al., ICCV 2019).
+* :class:`ELRLoss` -- early-learning regularisation (Liu et al., NeurIPS 2020); keeps per-sample
+  targets, so its ``forward`` takes the samples' indices.
+* :class:`PLRLoss` -- the pseudo-label relaxed contrastive loss of PLReMix (Liu et al., WACV 2025).
+
+Small-loss sample selection (Co-teaching) and the Jump-teaching wrapper are in :mod:`noisyfit.selection`.
+
+A plain loop (``x, y, index`` batches; any model that returns logits)::
+
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    from noisyfit.losses import ELRLoss
+
+    loader = DataLoader(TensorDataset(x, y, torch.arange(len(y))), batch_size=64, shuffle=True)
+    criterion = ELRLoss(num_samples=len(y), num_classes=10)
+    for epoch in range(30):
+        for xb, yb, ib in loader:
+            loss = criterion(model(xb), yb, ib)
+            opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from noisyfit.methods.elr import ELR, elr_loss
+from noisyfit.methods.gce import GeneralizedCrossEntropy
+from noisyfit.methods.plr_plugin import PLRHyper, kappa_at
+from noisyfit.methods.sce import SymmetricCrossEntropy
+from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, plr_negative_mask
+from noisyfit.ops.losses import generalized_cross_entropy, symmetric_cross_entropy
+
+__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+# The registered methods' hyper-parameter defaults (the paper defaults), so that both stay one number.
+_GCE = GeneralizedCrossEntropy.Hyper()
+_SCE = SymmetricCrossEntropy.Hyper()
+_ELR = ELR.Hyper()
+_PLR = PLRHyper()
+
+
+def _check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+class GCELoss(nn.Module):
+    """Generalized cross-entropy ``(1 - p_y^q) / q``.
+
+    Zhang, Z. and Sabuncu, M. R. "Generalized Cross Entropy Loss for Training Deep Neural Networks with
+    Noisy Labels." NeurIPS 2018. q -> 0 is cross-entropy, q = 1 is the mean absolute error; the paper's
+    truncated variant (L_q with a pruning threshold) is not included.
+
+    Parameters
+    ----------
+    q : float, default 0.7
+        The paper's default, also the ``gce`` method's. Must be in (0, 1].
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Examples
+    --------
+    >>> criterion = GCELoss()
+    >>> for xb, yb in loader:                         # doctest: +SKIP
+    ...     loss = criterion(model(xb), yb)
+    ...     opt.zero_grad(); loss.backward(); opt.step()
+    """
+
+    def __init__(self, q: float = _GCE.q, reduction: str = "mean"):
+        super().__init__()
+        if not 0.0 < q <= 1.0:
+            raise ValueError(f"GCE needs 0 < q <= 1, got q={q}")
+        self.q = float(q)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of ``logits`` ``[B, C]`` against integer ``labels`` ``[B]`` (float32)."""
+        return _reduce(generalized_cross_entropy(logits, labels, q=self.q), self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"q={self.q}, reduction={self.reduction!r}"
+
+
+class SCELoss(nn.Module):
+    """Symmetric cross-entropy ``alpha * CE + beta * RCE``, log(0) of the one-hot label clipped to log(1e-4).
+
+    Wang, Y., Ma, X., Chen, Z., Luo, Y., Yi, J. and Bailey, J. "Symmetric Cross Entropy for Robust
+    Learning with Noisy Labels." ICCV 2019. With a one-hot label, RCE is ``-log(1e-4) * (1 - p_y)``.
+
+    Parameters
+    ----------
+    alpha : float, default 0.1
+        Weight of CE (the paper's CIFAR-10 value; 6.0 on CIFAR-100).
+    beta : float, default 1.0
+        Weight of RCE (the paper's CIFAR-10 value; 0.1 on CIFAR-100).
+    num_classes : int, optional
+        When given, logits with another number of columns are refused (the official ``SCELoss`` takes
+        it to build the one-hot labels; here the logits' width is used).
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Examples
+    --------
+    >>> criterion = SCELoss(alpha=0.1, beta=1.0, num_classes=10)
+    >>> for xb, yb in loader:                         # doctest: +SKIP
+    ...     loss = criterion(model(xb), yb)
+    ...     opt.zero_grad(); loss.backward(); opt.step()
+    """
+
+    def __init__(self, alpha: float = _SCE.alpha, beta: float = _SCE.beta, num_classes: int | None = None,
+                 reduction: str = "mean"):
+        super().__init__()
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of ``logits`` ``[B, C]`` against integer ``labels`` ``[B]`` (float32)."""
+        if self.num_classes is not None and logits.shape[1] != self.num_classes:
+            raise ValueError(f"SCELoss was built for {self.num_classes} classes, got logits with "
+                             f"{logits.shape[1]} columns")
+        per_sample = symmetric_cross_entropy(logits, labels, alpha=self.alpha, beta=self.beta)
+        return _reduce(per_sample, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, num_classes={self.num_classes}"
+
+
+class ELRLoss(nn.Module):
+    """Cross-entropy plus early-learning regularisation, with its own per-sample targets.
+
+    Liu, S., Niles-Weed, J., Razavian, N. and Fernandez-Granda, C. "Early-Learning Regularization
+    Prevents Memorization of Noisy Labels." NeurIPS 2020. Each call, for the batch's samples, with
+    ``p = clip(softmax(z), 1e-4, 1 - 1e-4)``::
+
+        t_i <- beta * t_i + (1 - beta) * sg(p_i) / sum(sg(p_i))      (targets start at zero)
+        loss = CE(z, y) + lam * mean_i log(1 - <t_i, p_i>)
+
+    The targets are a temporal ensemble of the model's own early predictions; the regulariser pulls
+    the prediction towards them, which resists memorising wrong labels. The ``elr`` method computes the
+    same loss (``noisyfit.methods.elr.elr_loss``).
+
+    Parameters
+    ----------
+    num_samples : int
+        Training-set size: ``index`` passed to ``forward`` must lie in ``[0, num_samples)``.
+    num_classes : int
+        C.
+    beta : float, default 0.7
+        Momentum of the targets (official CIFAR-10 symmetric-noise config; CIFAR-100: 0.9).
+    lam : float, default 3.0
+        Weight of the regulariser (official CIFAR-10 symmetric-noise config; CIFAR-100: 7).
+    clip : float, default 1e-4
+        Clipping of the softmax before the target update and the regulariser (official code).
+
+    Attributes
+    ----------
+    target : Tensor
+        ``[num_samples, num_classes]`` buffer of targets (in ``state_dict``; move it with ``.to(device)``).
+        ``target.argmax(1)`` is a label suggestion; ``target[i, y_i]`` a clean score.
+
+    Examples
+    --------
+    The loader must yield each sample's index in the training set, e.g. with
+    ``TensorDataset(x, y, torch.arange(len(y)))``:
+
+    >>> criterion = ELRLoss(num_samples=len(y), num_classes=10)
+    >>> for epoch in range(30):                       # doctest: +SKIP
+    ...     for xb, yb, ib in loader:
+    ...         loss = criterion(model(xb), yb, ib)
+    ...         opt.zero_grad(); loss.backward(); opt.step()
+    """
+
+    def __init__(self, num_samples: int, num_classes: int, beta: float = _ELR.beta, lam: float = _ELR.lam,
+                 clip: float = _ELR.clip):
+        super().__init__()
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"ELR needs 0 <= beta < 1, got beta={beta}")
+        self.beta, self.lam, self.clip = float(beta), float(lam), float(clip)
+        self.register_buffer("target", torch.zeros(int(num_samples), int(num_classes)))
+        #: CE and regulariser of the last call (detached), for logging
+        self.last_ce: torch.Tensor | None = None
+        self.last_reg: torch.Tensor | None = None
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Update the targets of the samples ``index`` ``[B]`` and return the mean loss of the batch."""
+        index = torch.as_tensor(index, device=self.target.device)
+        loss, ce, reg = elr_loss(logits, labels, self.target, index, beta=self.beta, lam=self.lam,
+                                 clip=self.clip)
+        self.last_ce, self.last_reg = ce.detach(), reg.detach()
+        return loss
+
+    def extra_repr(self) -> str:
+        n, c = self.target.shape
+        return f"num_samples={n}, num_classes={c}, beta={self.beta}, lam={self.lam}"
+
+
+class PLRLoss(nn.Module):
+    """Pseudo-label relaxed (PLR) contrastive loss on two views, negatives from disjoint top-kappa sets.
+
+    Liu, X., Zhou, B., Yue, Z. and Cheng, C. "PLReMix: Combating Noisy Labels with Pseudo-Label Relaxed
+    Contrastive Representation Learning." WACV 2025 (arXiv:2402.17589). For sample i let ``T_i`` be the
+    top-kappa classes of its classifier logits plus its given label; samples i and j are negatives of each
+    other only when ``T_i`` and ``T_j`` are disjoint, other pairs are ignored, and the positive of each
+    view is the other view of the same sample (``noisyfit.ops.contrastive``). This is the term that the
+    ``ce_plr``, ``dividemix_plr`` and ``plremix`` methods add (there with a weight ``lambda_c`` = 1).
+
+    Parameters
+    ----------
+    kappa : int, default 3
+        Size of the top set (official CIFAR code); 0 = the top-1 class alone, without the label.
+    kappa_milestones : tuple of int, default (40, 70)
+        Epochs at which kappa drops by one (never below 1), the official CIFAR schedule. Pass ``epoch``
+        to ``forward`` to apply it; ``()`` keeps kappa fixed.
+    temperature : float, default 1.0
+        tau of the official ``PLRLoss``.
+    form : {"flat", "supcon"}, default "flat"
+        FlatNCE form (official default: its value is exactly 1, its gradient that of the mean
+        log-sum-exp over negatives) or the SupCon form.
+
+    Examples
+    --------
+    ``head`` maps features to unit vectors (e.g. ``noisyfit.models.heads.projection.ProjectionHead``);
+    ``strong`` is a random augmentation. PLReMix takes the logits from the partner network's eval pass
+    cached at each epoch start; with one network, the step's own detached logits are the simplest stand-in.
+
+    >>> plr = PLRLoss()
+    >>> for epoch in range(E):                        # doctest: +SKIP
+    ...     for xb, yb in loader:
+    ...         logits = model(xb)
+    ...         q1, q2 = head(features(strong(xb))), head(features(strong(xb)))
+    ...         loss = F.cross_entropy(logits, yb) + plr(q1, q2, logits.detach(), yb, epoch=epoch)
+    ...         opt.zero_grad(); loss.backward(); opt.step()
+    """
+
+    def __init__(self, kappa: int = _PLR.kappa, kappa_milestones: tuple = _PLR.kappa_milestones,
+                 temperature: float = _PLR.plr_temperature, form: str = _PLR.plr_form):
+        super().__init__()
+        if form not in PLR_FORMS:
+            raise ValueError(f"form must be one of {PLR_FORMS}, got {form!r}")
+        self.kappa, self.kappa_milestones = int(kappa), tuple(int(m) for m in kappa_milestones)
+        self.temperature, self.form = float(temperature), form
+
+    def kappa_at(self, epoch: int) -> int:
+        """kappa after the schedule's drops up to ``epoch`` (0-based)."""
+        return kappa_at(self.kappa, self.kappa_milestones, epoch)
+
+    def negatives(self, logits: torch.Tensor, labels: torch.Tensor, epoch: int = 0) -> torch.Tensor:
+        """``[B, B]`` bool: True where the two samples' top-kappa sets (plus labels) are disjoint."""
+        return plr_negative_mask(logits.detach(), labels, self.kappa_at(epoch))
+
+    def forward(self, q1: torch.Tensor, q2: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                epoch: int = 0) -> torch.Tensor:
+        """Loss of the unit-norm projections ``q1``, ``q2`` ``[B, d]`` of two views of the same samples.
+
+        ``logits`` ``[B, C]`` (not differentiated) and ``labels`` ``[B]`` define the negatives.
+        """
+        return contrastive_loss(q1, q2, self.negatives(logits, labels, epoch), temperature=self.temperature,
+                                form=self.form)
+
+    def extra_repr(self) -> str:
+        return (f"kappa={self.kappa}, kappa_milestones={self.kappa_milestones}, "
+                f"temperature={self.temperature}, form={self.form!r}")
