@@ -47,6 +47,19 @@ class JumpSelection(nn.Module):
         excluded; Co-teaching keeps everything in its first epoch, so J-Co-teaching starts from True).
     width : int or None
         None for one flag per sample, else ``width`` flags per sample (a ``[N, width]`` table).
+
+    Examples
+    --------
+    Any rule that marks samples clean, here a small-loss rule, applied one visit late in a plain loop whose
+    loader yields ``(x, y, index)`` (``noisyfit.selection`` re-exports this class):
+
+    >>> jump = JumpSelection(num_samples=len(y), jump_rate=1.0, initial=True)
+    >>> for epoch in range(30):                       # doctest: +SKIP
+    ...     for xb, yb, ib in loader:
+    ...         losses = F.cross_entropy(model(xb), yb, reduction="none")
+    ...         use = jump.select(ib, small_loss_mask, losses, 0.6)   # picks of the last visit
+    ...         loss = (losses * use).sum() / len(yb)
+    ...         opt.zero_grad(); loss.backward(); opt.step()
     """
 
     def __init__(self, num_samples: int, *, jump_rate: float = 1.0, initial: bool = False,
