@@ -26,7 +26,8 @@ from noisyfit.detect.validation import DetectInputError
 
 _RESULTS_SCHEMA_PREFIX = "noisyfit.results/"
 #: per_sample.npz keys of the Method contract; any other [N] array is a method's extra (e.g. BKD's groups)
-_STANDARD_KEYS = {"train_index", "val_index", "given", "true", "clean_score", "flag", "suggested", "probs"}
+_STANDARD_KEYS = {"train_index", "val_index", "given", "true", "clean_score", "flag", "suggested", "probs",
+                  "class_names"}
 
 
 def _read_run(run_dir: Path) -> tuple[dict, dict]:
@@ -103,7 +104,8 @@ def issues_from_run(run_dir: str | Path, *, ids: list[str] | None = None) -> Lab
     name = method.get("name", "?")
     rule = method.get("flag_rule") or "method's flag"
     data = results.get("data", {})
-    class_names = names_or_indices(data.get("class_names"), int(data.get("num_classes") or given.max() + 1))
+    stored = [str(c) for c in ps["class_names"]] if "class_names" in ps else data.get("class_names")
+    class_names = names_or_indices(stored, int(data.get("num_classes") or given.max() + 1))
     probs = ps.get("probs")
     probs = probs if probs is not None and probs.ndim == 2 and len(probs) == n else None
     if "clean_score" in ps:

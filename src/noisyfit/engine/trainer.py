@@ -545,6 +545,7 @@ class Trainer:
 
     def _write_outputs(self, results: dict) -> None:
         ps = self.per_sample()
+        ps["class_names"] = np.array(self.data.train.class_names, dtype=str)  # label i is class_names[i]
         atomic_write_bytes(self.out_dir / "per_sample.npz", lambda f: np.savez_compressed(f, **ps))
         atomic_write_json(self.out_dir / "results.json", results)
 
