@@ -280,6 +280,11 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
               "precision-recall curve by linear interpolation (within a fraction of a point)." if approximated
               else "")] + [""] + _table(header, rows)
     out += ["", "Flag rules: " + "; ".join(f"**{k}**: {v}" for k, v in rules.items()) + "."]
+    if any("official fallback" in v for v in rules.values()):
+        # recorded text of older runs, kept as written; the correction sits beside it
+        out += ["", "Correction: the BKD rules above that say *official fallback* were written by an earlier "
+                "version. The fallback (a forced tipping epoch when no peak is found) is an option of ours; the "
+                "official code at its HEAD has none (`noisyfit.methods.bkd`, `fallback_epoch`)."]
     return out
 
 
