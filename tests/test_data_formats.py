@@ -263,7 +263,9 @@ def test_npz_plain_arrays_and_npy_folder(tmp_path):
     x, y = np.zeros((4, 5, 5), np.uint8), np.array([0, 1, 3, 1])
     np.savez(tmp_path / "p.npz", x=x, labels=y)
     d = load_npz(tmp_path / "p.npz").train
-    assert d.x.shape == (4, 5, 5, 1) and d.class_names == ["0", "1", "2", "3"]
+    # no class_names: the classes are the label values that occur (no empty class '2')
+    assert d.x.shape == (4, 5, 5, 1) and d.class_names == ["0", "1", "3"]
+    np.testing.assert_array_equal(d.labels, [0, 1, 2, 1])
     (tmp_path / "arr").mkdir()
     np.save(tmp_path / "arr" / "x.npy", np.ones((3, 2)))
     np.save(tmp_path / "arr" / "y.npy", np.array([0, 1, 1]))

@@ -73,7 +73,7 @@ def test_shape_mismatch_with_labels():
 def test_label_outside_the_columns():
     labels, p = _good()
     labels[2] = 3
-    with pytest.raises(DetectInputError, match=r"labels\[2\] = 3 but pred_probs has 3 columns"):
+    with pytest.raises(DetectInputError, match=r"labels\[2\] = 3 is outside \[0, 3\).*pred_probs has 3 columns"):
         find_label_issues(labels, p)
 
 

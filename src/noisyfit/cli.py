@@ -7,7 +7,9 @@ without a traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
 
 from noisyfit import __version__
 
@@ -19,6 +21,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from noisyfit.models.backbones import UnknownNameError
 
     return (ConfigError, DataError, TrainingError, OutputDirError, UnknownNameError, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def _data_warnings_as_lines(command: str):
+    """Show :class:`~noisyfit.data.labels.DataWarning` as one ``noisyfit CMD: warning: ...`` line each."""
+    from noisyfit.data.labels import DataWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DataWarning):
+                print(f"noisyfit {command}: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", DataWarning)
+        yield
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -46,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return args.func(args)
+        with _data_warnings_as_lines(args.command):
+            return args.func(args)
     except _user_errors() as e:
         print(f"noisyfit {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -93,19 +93,15 @@ class LabeledData:
         c = self.num_classes
         if c < 2:
             raise DataError(f"{self.name}: need at least 2 classes, got class_names={self.class_names}.")
+        from .labels import check_labels
+
+        row = (lambda i: f"id {self.ids[i]!r}") if self.ids is not None and len(self.ids) == n else None
         for field_name, arr in (("labels", self.labels), ("true_labels", self.true_labels)):
             if arr is None or len(arr) == 0:
                 continue
             if len(arr) != n:
                 raise DataError(f"{self.name}: {field_name} has {len(arr)} entries for {n} examples.")
-            bad = np.flatnonzero((arr < 0) | (arr >= c))
-            if bad.size:
-                i = int(bad[0])
-                raise DataError(
-                    f"{self.name}: {field_name}[{i}] = {int(arr[i])} is outside [0, {c}) "
-                    f"({bad.size} such entries). Labels must be class indices 0..{c - 1}; "
-                    "remap them or add the missing class names."
-                )
+            check_labels(arr, c, name=field_name, where=self.name, row=row)
         if self.ids is not None and len(self.ids) != n:
             raise DataError(f"{self.name}: {len(self.ids)} ids for {n} examples.")
         for key, arr in self.extra_labels.items():

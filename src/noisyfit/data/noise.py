@@ -51,6 +51,7 @@ from typing import Union
 import numpy as np
 
 from noisyfit.data.labeled import DataError, LabeledData
+from noisyfit.data.labels import check_labels
 
 SeedLike = Union[int, np.integer, np.random.Generator]
 
@@ -146,24 +147,11 @@ def _rng(seed: SeedLike) -> tuple[np.random.Generator, int | None]:
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, what: str = "labels") -> np.ndarray:
-    """Labels as int64 in [0, C), or a DataError naming the problem."""
+    """Labels as int64 in [0, C), or a DataError naming the problem (:func:`noisyfit.data.labels.check_labels`)."""
     if isinstance(num_classes, (bool, np.bool_)) or int(num_classes) != num_classes or num_classes < 2:
         raise DataError(f"num_classes must be an int >= 2, got {num_classes!r}.")
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise DataError(f"{what} must be 1-D class indices, got shape {arr.shape}.")
-    if arr.dtype.kind == "f" and arr.size and not np.all(np.mod(arr, 1) == 0):
-        raise DataError(f"{what} must be integer class indices, got non-integral floats.")
-    if arr.dtype.kind not in "iuf" and arr.size:
-        raise DataError(f"{what} must be integer class indices, got dtype {arr.dtype}.")
-    arr = arr.astype(np.int64)
-    bad = np.flatnonzero((arr < 0) | (arr >= num_classes))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(f"{what}[{i}] = {int(arr[i])} is outside [0, {num_classes}) "
-                        f"({bad.size} such entries); pass the right num_classes or remap the labels to "
-                        "0..C-1.")
-    return arr
+    return check_labels(labels, int(num_classes), name=what,
+                        hint="Pass the right num_classes, or remap the labels to 0..C-1.")
 
 
 def _check_rate(rate: float, kind: str) -> float:

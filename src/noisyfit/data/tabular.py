@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .labeled import DataError, DatasetSplits, LabeledData
+from .labels import check_labels, encode_labels, some
 
 _LABEL_KEYS = ("y", "labels")
 
@@ -60,11 +61,40 @@ def _first(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> np.ndarray |
     return next((arrays[k] for k in keys if k in arrays), None)
 
 
-def _labels(arr: np.ndarray, key: str, where: str) -> np.ndarray:
-    if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
-        raise DataError(f"{where}: {key} has dtype {arr.dtype}; labels must be integer class indices "
-                        "(map string labels to 0..C-1 and store class_names).")
-    return arr.astype(np.int64).reshape(-1)
+def _label_array(arr: np.ndarray) -> np.ndarray:
+    arr = arr.reshape(-1) if arr.ndim > 1 and arr.size == len(arr) else arr
+    return arr.astype(str) if arr.dtype.kind == "S" else arr
+
+
+def _npz_labels(a: dict[str, np.ndarray], keys: dict[str, str], ids: dict[str, list[str] | None],
+                where: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every label array of an .npz as class indices with one mapping, and the class names.
+
+    With ``class_names`` stored, numeric labels are indices into it (a value outside is an error naming the
+    entry) and text labels are matched to the names; without, the distinct values are the classes.
+    """
+    columns = {k: _label_array(a[k]) for k in keys}
+
+    def row(col: str, i: int) -> str:
+        split_ids = ids.get(keys[col])
+        return f"{col}[{i}]" + (f", id {split_ids[i]!r}" if split_ids is not None and i < len(split_ids) else "")
+
+    for col, v in columns.items():  # numbers must be whole: 0.5 is not a class
+        if v.dtype.kind == "f":
+            check_labels(v, name=col, where=where)
+    if "class_names" not in a:
+        return encode_labels(columns, where=where, row=row)
+    names = [str(c) for c in a["class_names"]]
+    if all(v.dtype.kind in "iubf" for v in columns.values()):
+        fix = (f"class_names lists {len(names)} classes ({some(names, 10)}), so labels are indices "
+               f"0..{len(names) - 1} into it: fix the entries or add the missing classes to class_names.")
+        codes = {}
+        for col, v in columns.items():
+            split_ids = ids.get(keys[col])
+            describe = (lambda i, s=split_ids: f"id {s[i]!r}") if split_ids is not None else None
+            codes[col] = check_labels(v, len(names), name=col, where=where, row=describe, hint=fix)
+        return codes, names
+    return encode_labels(columns, declared=names, where=where, row=row, declared_in="class_names")
 
 
 def load_npz(path: str | os.PathLike) -> DatasetSplits:
@@ -77,8 +107,10 @@ def load_npz(path: str | os.PathLike) -> DatasetSplits:
     Returns
     -------
     DatasetSplits
-        Train split from ``x``/``y``; test split from ``x_test``/``y_test`` if present. Class names
-        default to ``"0".."C-1"`` with C one more than the largest label.
+        Train split from ``x``/``y``; test split from ``x_test``/``y_test`` if present. With
+        ``class_names`` stored, numeric labels are indices into it; without, the classes are the
+        distinct label values of all label arrays in sorted order (labels 1..3 become indices 0..2 with
+        class names ``"1", "2", "3"``).
     """
     path = Path(path)
     if not path.exists():
@@ -88,28 +120,31 @@ def load_npz(path: str | os.PathLike) -> DatasetSplits:
     if "x" not in a or _first(a, _LABEL_KEYS) is None:
         raise DataError(f"{where}: needs arrays 'x' and 'y' (or 'labels'); found {sorted(a)}. Save with "
                         "np.savez(path, x=inputs, y=labels).")
-    parts = {"train": ("x", _LABEL_KEYS, "true_labels", "ids", ""),
-             "test": ("x_test", ("y_test", "labels_test"), "true_labels_test", "ids_test", "_test")}
+    parts = {"train": ("x", _LABEL_KEYS, "true_labels", "ids"),
+             "test": ("x_test", ("y_test", "labels_test"), "true_labels_test", "ids_test")}
     raw: dict[str, dict] = {}
-    for split, (xk, yks, tk, ik, _) in parts.items():
+    keys: dict[str, str] = {}  # label array -> its split
+    ids: dict[str, list[str] | None] = {}
+    for split, (xk, yks, tk, ik) in parts.items():
         if xk not in a:
             continue
-        y = _first(a, yks)
-        if y is None:
+        yk = next((k for k in yks if k in a), None)
+        if yk is None:
             raise DataError(f"{where}: has {xk!r} but no {yks[0]!r}; store the test labels too.")
-        raw[split] = dict(
-            x=_as_inputs(a[xk], where), labels=_labels(y, yks[0], where),
-            true_labels=_labels(a[tk], tk, where) if tk in a else None,
-            ids=[str(i) for i in a[ik]] if ik in a else None,
-        )
-    raw["train"]["extra_labels"] = {k[len("extra_"):]: _labels(v, k, where)
-                                    for k, v in a.items() if k.startswith("extra_")}
-    if "class_names" in a:
-        class_names = [str(c) for c in a["class_names"]]
-    else:  # the largest label seen anywhere defines the class count
-        top = max(int(v.max()) for r in raw.values() for v in (r["labels"], r["true_labels"])
-                  if v is not None and v.size)
-        class_names = [str(i) for i in range(max(top + 1, 2))]
+        ids[split] = [str(i) for i in a[ik]] if ik in a else None
+        raw[split] = dict(x=_as_inputs(a[xk], where), ids=ids[split])
+        keys[yk] = split
+        if tk in a:
+            keys[tk] = split
+    extra = [k for k in a if k.startswith("extra_")]
+    keys.update({k: "train" for k in extra})
+    codes, class_names = _npz_labels(a, keys, ids, where)
+    for k, split in keys.items():
+        field_name = ("true_labels" if k.startswith("true_labels") else None if k.startswith("extra_")
+                      else "labels")
+        if field_name is not None:
+            raw[split][field_name] = codes[k]
+    raw["train"]["extra_labels"] = {k[len("extra_"):]: codes[k] for k in extra}
     name = path.stem if path.is_file() else path.name
     data = {s: LabeledData(class_names=class_names, name=f"{name}/{s}", **r) for s, r in raw.items()}
     return DatasetSplits(train=data["train"], test=data.get("test"))
@@ -134,24 +169,29 @@ def save_npz(splits: DatasetSplits, path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- CSV
-def _parse_labels(values: list[str], true_values: list[str] | None) -> tuple[list[int], list[int] | None,
-                                                                             list[str]]:
-    """Integer labels stay class indices; anything else maps to sorted unique names."""
-    every = values + (true_values or [])
+def classes_file(path: str | os.PathLike) -> Path:
+    """Where a CSV's declared classes live: ``table.csv`` -> ``table.classes.txt`` (one name per line)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".classes.txt")
+
+
+def _declared_classes(path: Path) -> list[str] | None:
+    f = classes_file(path)
+    if not f.is_file():
+        return None
     try:
-        ints = [int(v) for v in every]
-        names = [str(i) for i in range(max(max(ints) + 1, 2))]
-        n = len(values)
-        return ints[:n], ints[n:] if true_values is not None else None, names
-    except ValueError:
-        names = sorted(set(every))
-        index = {c: i for i, c in enumerate(names)}
-        return ([index[v] for v in values],
-                [index[v] for v in true_values] if true_values is not None else None, names)
+        names = [line.strip() for line in f.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{f}: cannot read the class list ({err}); expected UTF-8 text, one class per line.") from err
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"{f}: class(es) {dup} listed twice; list each class once.")
+    return names
 
 
 def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label_column: str = "true_label",
-             id_column: str = "id", split_column: str = "split") -> DatasetSplits:
+             id_column: str = "id", split_column: str = "split",
+             class_names: list[str] | None = None) -> DatasetSplits:
     """Load a CSV feature table.
 
     Parameters
@@ -159,12 +199,18 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
     path : str or path-like
         CSV with a header row.
     label_column : str
-        Column with the given labels (integers used as class indices, or strings mapped to their
-        sorted unique values).
+        Column with the given labels: any values (``1..3``, ``10/20/30``, ``cat/dog``). The classes are
+        the distinct values of the label and true-label columns in sorted order (numbers numerically),
+        mapped to indices 0..C-1; the values themselves are the class names.
     true_label_column, id_column : str
         Optional columns with clean labels and example ids (default: ``row0``, ``row1``...).
     split_column : str
         Optional column with ``train``/``test`` per row; without it all rows are training rows.
+    class_names : list of str, optional
+        The declared classes, in order (default: read from ``<name>.classes.txt`` next to the CSV, one
+        per line, when it exists). Labels are then matched to them as text, or taken as indices into
+        them when they are integers and the names are not; a label outside them is an error naming its
+        line and value.
 
     Returns
     -------
@@ -180,13 +226,18 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            rows, lines = [], []
+            for r in reader:  # the line each row ends on, for messages (a quoted field may span lines)
+                rows.append(r)
+                lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read ({err}); expected a UTF-8 CSV file with a header row.") from err
     if not rows:
         raise DataError(f"{path}: empty file; expected a header row and data rows.")
     header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if any(c.strip() for c in r)]  # blank lines are not examples
+    keep = [k for k in range(1, len(rows)) if any(c.strip() for c in rows[k])]  # blank lines are not examples
+    body, lines = [rows[k] for k in keep], [lines[k] for k in keep]
     if label_column not in header:
         raise DataError(f"{path}: no label column {label_column!r} (columns: {', '.join(header)}). Rename "
                         "the label column to 'label' or pass label_column=... (--label-column).")
@@ -213,12 +264,16 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
                     f"except {label_column!r}/{true_label_column!r}/{id_column!r}/{split_column!r} is a "
                     "feature: encode it as numbers (e.g. one-hot), fill missing values, or drop the column."
                 ) from None
-    for h in (label_column, true_label_column):
-        if h in col and "" in col[h]:
-            raise DataError(f"{path}: column {h!r} is empty in data row {col[h].index('') + 1}; every row "
-                            "needs a label.")
-    labels, true, names = _parse_labels(col[label_column], col.get(true_label_column))
     ids = col[id_column] if id_column in col else [f"row{k}" for k in range(len(body))]
+
+    def row(column: str, k: int) -> str:
+        return f"line {lines[k]}" + (f" (id {ids[k]!r})" if id_column in col else "")
+
+    declared = class_names if class_names is not None else _declared_classes(path)
+    label_cols = {h: col[h] for h in (label_column, true_label_column) if h in col}
+    codes, names = encode_labels(label_cols, declared=declared, where=str(path), row=row,
+                                 declared_in=str(classes_file(path)) if class_names is None else "class_names")
+    labels, true = codes[label_column], codes.get(true_label_column)
     split = np.array([s.lower() for s in col.get(split_column, ["train"] * len(body))])
     bad = sorted(set(split) - {"train", "test"})
     if bad:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyfit.data.labeled import DataError
+from noisyfit.data.labels import check_labels as _check_labels
 
 #: rows whose sum is further than this from 1 are rejected (float32 softmax rows are off by ~1e-7)
 ROW_SUM_TOLERANCE = 1e-3
@@ -74,29 +75,16 @@ def load_pred_probs(source: np.ndarray | str | os.PathLike, *, key: str | None =
 
 def check_labels(labels: Sequence[int] | np.ndarray, num_classes: int | None = None,
                  *, name: str = "labels") -> np.ndarray:
-    """Labels as ``int64 [N]``; NaN, non-integers and out-of-range values raise :class:`DetectInputError`."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise DetectInputError(f"{name} must be 1-D (one class index per example), got shape {arr.shape}.")
-    if arr.dtype.kind == "f":
-        nan = np.flatnonzero(~np.isfinite(arr))
-        if nan.size:
-            raise DetectInputError(f"{name}[{int(nan[0])}] is {arr[nan[0]]} ({nan.size} such entries): every "
-                                   "example needs a class index; drop unlabelled examples first.")
-        if np.any(arr != np.round(arr)):
-            raise DetectInputError(f"{name} holds non-integer values; pass class indices 0..C-1.")
-    elif arr.dtype.kind not in "iub":
-        raise DetectInputError(f"{name} has dtype {arr.dtype}; pass integer class indices 0..C-1 (map names "
-                               "with np.unique(names, return_inverse=True)).")
-    arr = arr.astype(np.int64)
-    if num_classes is not None and arr.size:
-        bad = np.flatnonzero((arr < 0) | (arr >= num_classes))
-        if bad.size:
-            i = int(bad[0])
-            raise DetectInputError(f"{name}[{i}] = {int(arr[i])} but pred_probs has {num_classes} columns "
-                                   f"({bad.size} such entries): labels must be 0..{num_classes - 1}, the "
-                                   "column order of pred_probs.")
-    return arr
+    """Labels as ``int64 [N]``; NaN, non-integers and out-of-range values raise :class:`DetectInputError`.
+
+    The checks are :func:`noisyfit.data.labels.check_labels`'s; the fix for out-of-range values names
+    the columns of ``pred_probs``.
+    """
+    hint = None
+    if num_classes is not None:
+        hint = (f"pred_probs has {num_classes} columns: labels must be 0..{num_classes - 1}, the column order "
+                "of pred_probs.")
+    return _check_labels(labels, num_classes, name=name, error=DetectInputError, hint=hint)
 
 
 def check_shapes(labels: np.ndarray, pred_probs: np.ndarray) -> int:

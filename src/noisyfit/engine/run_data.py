@@ -70,8 +70,12 @@ def _check_classes_present(train: LabeledData) -> None:
     counts = np.bincount(train.labels, minlength=train.num_classes)
     empty = [train.class_names[i] for i in np.flatnonzero(counts == 0)]
     if empty:
-        raise DataError(f"{train.name}: no training examples carry class(es) {empty[:5]}; remove them from "
-                        "class_names or add examples (a class with no examples cannot be learned or audited)")
+        from noisyfit.data.labels import some
+
+        raise DataError(f"{train.name}: no training example has class(es) {some([repr(e) for e in empty])} of the "
+                        f"{train.num_classes} classes ({some(train.class_names, 10)}); they occur only in the test "
+                        "split, the noise file or the declared class list. Add training examples of them, or "
+                        "remove them there (a class with no examples cannot be learned or audited).")
 
 
 def to_device_tensor(data: LabeledData, device: torch.device) -> torch.Tensor:
