@@ -28,7 +28,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
 # Bump when the cache layout or the decoding changes, so old caches are not reused.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: RGB conversion (EXIF rotation, alpha on white) and the size policy
 # Below this many images a progress bar is only noise.
 _PROGRESS_MIN = 1000
 _LAYOUT_HELP = "expected root/<split>/<class>/<file> (split = train/test/val) or root/<class>/<file>"
@@ -144,48 +144,174 @@ class _progress:
             self._bar.stop()
 
 
-def _decode_one(data: bytes, example_id: str, source: Path) -> np.ndarray:
+def parse_image_size(value) -> tuple[int, int] | None:
+    """``data.image_size`` as ``(height, width)``: None (keep / median rule), an int, or ``[h, w]``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value > 0:
+        return int(value), int(value)
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value)):
+        return int(value[0]), int(value[1])
+    raise DataError(f"data.image_size={value!r}: expected a positive int (square images, e.g. data.image_size=64), "
+                    "[height, width] (e.g. data.image_size=[64,48]), or nothing (uniform folders keep their size, "
+                    "a folder of mixed sizes is resized to its median height and width).")
+
+
+#: EXIF orientations that swap width and height (rotations by 90 / 270 degrees)
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+#: decode errors listed by file name in one message before "and N more"
+MAX_LISTED_ERRORS = 10
+
+
+def _short_error(err: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image Pillow can read"
+    if isinstance(err, FileNotFoundError):
+        return "missing"
+    if isinstance(err, OSError):
+        return (err.strerror or str(err)).lower()
+    return f"{type(err).__name__}: {err}"
+
+
+def _size_of(f) -> tuple[int, int]:
+    """``(height, width)`` of an image as it will be decoded (EXIF rotation applied), from its header."""
     from PIL import Image
 
+    with Image.open(f) as im:
+        w, h = im.size
+        try:
+            orientation = im.getexif().get(0x0112)
+        except Exception:  # a broken EXIF block: the pixels may still be fine
+            orientation = None
+    return (w, h) if orientation in _SWAPPING_ORIENTATIONS else (h, w)
+
+
+def _to_rgb(im):
+    """Any Pillow image as RGB: EXIF rotation applied, 16-bit grey scaled to 8 bits, transparency on white."""
+    from PIL import Image, ImageOps
+
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
-        raise DataError(
-            f"{source}: cannot decode image {example_id!r} ({type(err).__name__}: {err}). "
-            "The file is corrupt or not an image; delete it or replace it with a valid PNG/JPEG."
-        ) from err
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block: keep the stored orientation
+        pass
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if arr.max(initial=0) > 255:  # 16-bit data
+            arr = arr / 257.0
+        im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
-def _decode_all(ids: Sequence[str], read: Callable[[str], bytes], source: Path,
-                progress: bool) -> np.ndarray:
-    """Decode every image into one ``uint8 [N, H, W, 3]`` array; all must share one size."""
-    # Single-threaded on purpose: a 32x32 JPEG decodes in ~40 us, the whole of CIFAR-10 in ~3 s.
-    out: np.ndarray | None = None
-    with _progress(progress and len(ids) >= _PROGRESS_MIN, f"decoding {source.name}", len(ids)) as advance:
-        for k, example_id in enumerate(ids):
-            img = _decode_one(read(example_id), example_id, source)
-            if out is None:
-                out = np.empty((len(ids), *img.shape), dtype=np.uint8)
-            elif img.shape != out.shape[1:]:
-                h, w = out.shape[1:3]
-                raise DataError(
-                    f"{source}: image {example_id!r} is {img.shape[1]}x{img.shape[0]} (WxH) but "
-                    f"{ids[0]!r} is {w}x{h}; all images must have the same size. Resize them first, "
-                    f"e.g. PIL's Image.resize(({w}, {h})) or `mogrify -resize {w}x{h}! *.png`."
-                )
-            out[k] = img
-            if k % 500 == 0:
-                advance(k)
-    assert out is not None
+def _decode_one(f, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as ``uint8 [H, W, 3]``, resized to ``size = (h, w)`` when given (bicubic, aspect not kept)."""
+    from PIL import Image
+
+    with Image.open(f) as im:
+        im.load()
+        rgb = _to_rgb(im)
+    if size is not None and (rgb.height, rgb.width) != size:
+        rgb = rgb.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [N, H, W, C]`` images at ``size = (h, w)``, bicubic as in folder decoding."""
+    from PIL import Image
+
+    out = np.empty((len(x), size[0], size[1], x.shape[3]), dtype=np.uint8)
+    for k, img in enumerate(x):
+        im = Image.fromarray(img[..., 0] if x.shape[3] == 1 else img)
+        r = np.asarray(im.resize((size[1], size[0]), Image.Resampling.BICUBIC), dtype=np.uint8)
+        out[k] = r[..., None] if x.shape[3] == 1 else r
     return out
 
 
+def _unreadable(source: Path, failed: list[tuple[str, str]], total: int) -> DataError:
+    listed = ", ".join(f"{i!r} ({why})" for i, why in failed[:MAX_LISTED_ERRORS])
+    more = f" and {len(failed) - MAX_LISTED_ERRORS} more" if len(failed) > MAX_LISTED_ERRORS else ""
+    what = "cannot decode image" if len(failed) == 1 else f"cannot decode {len(failed)} of {total} images:"
+    return DataError(f"{source}: {what} {listed}{more}. Those files are missing, corrupt, truncated or not images; "
+                     "delete them or replace them with valid PNG/JPEG files (every unreadable file is listed "
+                     "here, so one pass of fixes is enough).")
+
+
+def target_size(sizes: Sequence[tuple[int, int]], policy: tuple[int, int] | None) -> tuple[int, int]:
+    """The ``(h, w)`` every image is decoded to: the policy's, else the common size, else the median."""
+    if policy is not None:
+        return policy
+    if len(set(sizes)) <= 1:
+        return sizes[0]
+    hs, ws = zip(*sizes)
+    # median: robust to a few giant photos or thumbnails, and the size most images already have
+    return int(round(float(np.median(hs)))), int(round(float(np.median(ws))))
+
+
+def _decode_all(split_ids: dict[str, list[str]], open_image: Callable[[str], object], source: Path,
+                progress: bool, size: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], str | None]:
+    """Decode every image of every split into one ``uint8 [N, H, W, 3]`` array per split.
+
+    A first pass reads only the headers (sizes); the second decodes. Every file that fails either pass
+    is collected and all are reported in one :class:`DataError`. ``size = (h, w)`` resizes every image;
+    None keeps a folder of one size as it is and resizes a folder of mixed sizes to the median height
+    and width over all splits. Returns the arrays and, when mixed sizes were resized, a note saying so.
+    """
+    every = [i for ids in split_ids.values() for i in ids]
+    failed: dict[str, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for example_id in every:
+        try:
+            with open_image(example_id) as f:
+                sizes[example_id] = _size_of(f)
+        except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
+            failed[example_id] = _short_error(err)
+    target = target_size(list(sizes.values()), size) if sizes else (1, 1)
+    distinct = set(sizes.values())
+    note = None
+    if size is None and len(distinct) > 1:
+        hs, ws = [h for h, _ in distinct], [w for _, w in distinct]
+        note = (f"{source}: images come in {len(distinct)} sizes (height {min(hs)}-{max(hs)}, width "
+                f"{min(ws)}-{max(ws)} px); each is resized to the median {target[0]}x{target[1]} (height x width). "
+                "Set data.image_size to choose (an int for squares, or [height, width]).")
+    arrays = {}
+    done = 0
+    # Single-threaded on purpose: a 32x32 JPEG decodes in ~40 us, the whole of CIFAR-10 in ~3 s.
+    with _progress(progress and len(every) >= _PROGRESS_MIN, f"decoding {source.name}", len(every)) as advance:
+        for split, ids in split_ids.items():
+            out = np.empty((len(ids) if not failed else 0, target[0], target[1], 3), dtype=np.uint8)
+            for k, example_id in enumerate(ids):
+                if example_id not in failed:
+                    try:
+                        with open_image(example_id) as f:
+                            img = _decode_one(f, target)
+                        if not failed:
+                            out[k] = img
+                    except Exception as err:
+                        failed[example_id] = _short_error(err)
+                done += 1
+                if done % 500 == 0:
+                    advance(done)
+            arrays[split] = out
+    if failed:
+        raise _unreadable(source, [(i, failed[i]) for i in every if i in failed], len(every))
+    return arrays, note
+
+
 # ---------------------------------------------------------------------------------------- cache
-def _cache_key(source: Path, names: Iterable[str] | None) -> tuple[Path, str]:
-    """Cache folder for this source: one per path, one version per (size, mtime) state."""
+def _cache_key(source: Path, names: Iterable[str] | None,
+               size: tuple[int, int] | None = None) -> tuple[Path, str]:
+    """Cache folder for this source: one per path, one version per (size, mtime, size policy) state."""
     path_hash = hashlib.sha1(str(source).encode()).hexdigest()[:16]
-    h = hashlib.sha1(f"v{_CACHE_VERSION}".encode())
+    h = hashlib.sha1(f"v{_CACHE_VERSION}:{size}".encode())
     if names is None:  # archive: its own size and mtime
         st = source.stat()
         h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
@@ -196,7 +322,7 @@ def _cache_key(source: Path, names: Iterable[str] | None) -> tuple[Path, str]:
     return cache_dir() / "folders" / path_hash, h.hexdigest()[:16]
 
 
-def _cache_load(base: Path, version: str) -> tuple[dict[str, np.ndarray], dict[str, list[str]]] | None:
+def _cache_load(base: Path, version: str) -> tuple[dict[str, np.ndarray], dict[str, list[str]], str | None] | None:
     meta_file = base / version / "meta.json"
     if not meta_file.is_file():
         return None
@@ -205,13 +331,13 @@ def _cache_load(base: Path, version: str) -> tuple[dict[str, np.ndarray], dict[s
         arrays = {s: np.load(base / version / f"{s}.npy") for s in meta["ids"]}
         if any(len(arrays[s]) != len(meta["ids"][s]) for s in arrays):
             return None
-        return arrays, meta["ids"]
+        return arrays, meta["ids"], meta.get("note")
     except (OSError, ValueError, KeyError):
         return None  # a damaged cache is simply rebuilt
 
 
 def _cache_save(base: Path, version: str, source: Path, arrays: dict[str, np.ndarray],
-                ids: dict[str, list[str]]) -> None:
+                ids: dict[str, list[str]], note: str | None = None) -> None:
     try:
         if base.is_dir():  # older states of the same source are dead weight
             for old in base.iterdir():
@@ -225,7 +351,7 @@ def _cache_save(base: Path, version: str, source: Path, arrays: dict[str, np.nda
             os.replace(tmp, target / f"{split}.npy")
         # meta.json is written last: its presence marks a complete cache entry.
         tmp = target / f".meta.{os.getpid()}.json"
-        tmp.write_text(json.dumps({"source": str(source), "ids": ids}))
+        tmp.write_text(json.dumps({"source": str(source), "ids": ids, "note": note}))
         os.replace(tmp, target / "meta.json")
     except OSError:
         pass  # caching is an optimisation; a read-only home must not stop loading
@@ -239,6 +365,7 @@ def read_image_folder(
     cache: bool = True,
     progress: bool = True,
     name: str | None = None,
+    image_size: int | Sequence[int] | None = None,
 ) -> dict[str, LabeledData]:
     """Read every split of an image folder.
 
@@ -256,6 +383,11 @@ def read_image_folder(
         Show a rich progress bar for large folders.
     name : str, optional
         Source name used in ``LabeledData.name`` (default: the file/folder name without suffix).
+    image_size : int or (height, width), optional
+        Resize every image to this size. None: a folder whose images share one size keeps it; a
+        folder of mixed sizes is resized to the median height and the median width of its images
+        (bicubic, aspect ratio not kept; a warning says so). Grey, palette, 16-bit and transparent
+        images become RGB (transparency composited on white; EXIF rotation applied).
 
     Returns
     -------
@@ -267,8 +399,8 @@ def read_image_folder(
     Raises
     ------
     DataError
-        Missing path, no images, wrong layout, a missing or undecodable file (named), or images
-        of different sizes.
+        Missing path, no images, wrong layout, or missing / undecodable files (all of them named in
+        one message, up to a limit).
     """
     source = Path(path).expanduser().resolve()
     if not source.exists():
@@ -278,11 +410,12 @@ def read_image_folder(
         raise DataError(f"{source}: not a folder or a tar archive; {_LAYOUT_HELP}.")
     src_name = name or source.name.split(".")[0]
 
+    size = parse_image_size(image_size)
     listed = _list_directory(source) if is_dir else None
-    base, version = _cache_key(source, listed) if cache else (None, "")
+    base, version = _cache_key(source, listed, size) if cache else (None, "")
     hit = _cache_load(base, version) if base is not None else None
     if hit is not None:
-        arrays, split_ids = hit
+        arrays, split_ids, note = hit
     else:
         blobs = None if is_dir else _read_archive(source, progress)
         members = listed if is_dir else list(blobs)
@@ -295,19 +428,21 @@ def read_image_folder(
         for example_id in ids:  # layout errors before the slow decoding, not after
             _class_and_file(example_id, has_split_level, source)
 
-        def read(example_id: str) -> bytes:
+        def open_image(example_id: str):
             member = prefix + example_id
             if blobs is not None:
-                return blobs[member]
-            try:
-                return (source / member).read_bytes()
-            except OSError as err:
-                raise DataError(f"{source}: image {example_id!r} is missing or unreadable ({err}); "
-                                "restore the file or remove it from the folder.") from err
+                return io.BytesIO(blobs[member])
+            return open(source / member, "rb")
 
-        arrays = {s: _decode_all(v, read, source, progress) for s, v in split_ids.items()}
+        arrays, note = _decode_all(split_ids, open_image, source, progress, size)
         if base is not None:
-            _cache_save(base, version, source, arrays, split_ids)
+            _cache_save(base, version, source, arrays, split_ids, note)
+    if note:  # also on a cache hit: the arrays are resized every time they are used
+        import warnings
+
+        from .labels import DataWarning
+
+        warnings.warn(DataWarning(note), stacklevel=3)
 
     return _label_splits(arrays, split_ids, class_names, source, src_name)
 
@@ -346,6 +481,7 @@ def load_image_folder(
     cache: bool = True,
     progress: bool = True,
     name: str | None = None,
+    image_size: int | Sequence[int] | None = None,
 ) -> DatasetSplits:
     """Load an image folder as train/test splits.
 
@@ -353,7 +489,8 @@ def load_image_folder(
     set is ``test``, else ``val``/``valid``/``validation``, else None. Parameters are those of
     :func:`read_image_folder`.
     """
-    splits = read_image_folder(path, class_names=class_names, cache=cache, progress=progress, name=name)
+    splits = read_image_folder(path, class_names=class_names, cache=cache, progress=progress, name=name,
+                               image_size=image_size)
     if "train" not in splits:
         raise DataError(f"{path}: has split folders {sorted(splits)} but no 'train' folder; rename the "
                         "training split folder to 'train'.")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from .cifar import find_cifar, load_cifar, read_cifar
 from .cifar10_jpeg import JPEG_ARCHIVE, load_cifar10_jpeg
 from .cifarn import ALIASES, LABEL_SETS, canonical_label_set, with_cifar_n_labels
-from .folder import load_image_folder
+from .folder import load_image_folder, parse_image_size, resize_images
 from .labeled import DataError, DatasetSplits
 from .paths import resolve_data_dir
 from .tabular import load_csv, load_digits_splits, load_npz
@@ -76,8 +77,18 @@ def _user_path(kind: str, raw: str, data_dir: Path | None) -> Path:
     return path
 
 
+def _resized(splits: DatasetSplits, size: tuple[int, int], name: str) -> DatasetSplits:
+    """Every image of ``splits`` at ``size = (h, w)`` (``data.image_size`` for sources other than folders)."""
+    if not splits.train.is_image:
+        raise DataError(f"data.image_size={list(size)} but {name} holds feature rows, not images; remove "
+                        "data.image_size.")
+    parts = [d if d is None or d.x.shape[1:3] == size else replace(d, x=resize_images(d.x, size))
+             for d in (splits.train, splits.test)]
+    return DatasetSplits(train=parts[0], test=parts[1])
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
-                 label_column: str = "label") -> DatasetSplits:
+                 label_column: str = "label", image_size=None) -> DatasetSplits:
     """Load a dataset by name.
 
     Parameters
@@ -94,6 +105,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
         data dir; for ``cifar10`` this then wins over the lossy JPEG archive.
     label_column : str
         Label column of ``csv:`` sources.
+    image_size : int or (height, width), optional
+        ``data.image_size``: resize every image to this size. None keeps the images as they are, except
+        that an image folder of mixed sizes is resized to its median height and width (see
+        :func:`noisyfit.data.folder.read_image_folder`).
 
     Returns
     -------
@@ -105,13 +120,18 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     DataError
         Unknown name (the message lists the valid ones), missing data dir or files.
     """
+    size = parse_image_size(image_size)
+    if size is not None and name.strip().lower().startswith("folder:"):
+        pass  # decoded straight to the size
+    elif size is not None:
+        return _resized(load_dataset(name, data_dir, download=download, label_column=label_column), size, name)
     dd = resolve_data_dir(data_dir)
     kind, sep, rest = name.strip().partition(":")
     if sep and kind.lower() in _PATH_KINDS:
         kind = kind.lower()
         path = _user_path(kind, rest.strip(), dd)
         if kind == "folder":
-            return load_image_folder(path)
+            return load_image_folder(path, image_size=size)
         if kind == "csv":
             return load_csv(path, label_column=label_column)
         return load_npz(path)

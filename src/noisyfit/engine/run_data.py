@@ -30,7 +30,8 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
     if splits is None:
         from noisyfit.data.sources import load_dataset
 
-        splits = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, label_column=cfg.label_column)
+        splits = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, label_column=cfg.label_column,
+                              image_size=getattr(cfg, "image_size", None))
     full = splits.train
     noise_info: dict = {}
     if cfg.noise and cfg.noisy_labels_file:
