@@ -37,7 +37,7 @@ def audit_run(run_dir: Path, summary_out: Path) -> dict:
     out = run_dir / "audit"
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "noisyfit.cli", "audit", "--run", str(run_dir), "--out", str(out),
-           "--no-progress"]
+           "--no-progress", "--overwrite"]  # a re-run replaces the last audit of the run
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")

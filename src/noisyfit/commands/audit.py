@@ -10,9 +10,11 @@ Sources of evidence (one at a time):
 * ``--annotators A,B``   several label columns (e.g. CIFAR-10N ``random1,random2,random3``): the given
   labels are audited against their consensus;
 * none of these:         out-of-fold probabilities from K-fold training at a cheap budget (``--folds``,
-  ``--epochs``, CE by default), saved as OUT/pred_probs.npy.
+  ``--epochs``, CE by default), saved as OUT/pred_probs.npy. Each finished fold is kept in OUT/folds/, so
+  a killed audit re-run with ``--resume`` trains only the folds it had not finished.
 
-Writes OUT/issues.csv, OUT/summary.json and OUT/report.html.
+Writes OUT/issues.csv, OUT/summary.json and OUT/report.html. OUT must be new or empty unless ``--resume``
+(continue: finished folds, the --method run) or ``--overwrite`` (delete the audit's files first) is given.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ def register(sub) -> None:
     src.add_argument("--run", metavar="RUN_DIR", help="audit a finished `noisyfit train --out RUN_DIR`")
     src.add_argument("--annotators", metavar="COLS", help="comma-separated label columns (extra labels of DATA), "
                                                           "e.g. random1,random2,random3")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder: new or empty, unless --resume or --overwrite")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an audit in OUT: finished out-of-fold folds (OUT/folds/) and the --method run "
+                        "(OUT/run/) are reused")
+    p.add_argument("--overwrite", action="store_true", help="start again in a non-empty OUT: the audit's files in "
+                                                            "it are deleted first")
     p.add_argument("--data-dir", help="data folder (default: $NOISYFIT_DATA_DIR or ../shared/data)")
     p.add_argument("--label-column", default=None, help="label column of a csv: source")
     p.add_argument("--noise", help="plant synthetic noise first, e.g. sym:0.2 (then true labels are known)")
@@ -122,7 +129,9 @@ def _load_train(args, name: str | None, data_dir: str | None):
 
     if not name:
         raise DataError("audit needs DATA (e.g. `noisyfit audit digits --out audit/`), or --run RUN_DIR.")
-    train = load_dataset(name, data_dir, label_column=args.label_column or "label").train
+    data = _config(args, "ce").data  # label column, image size, download: flags and key=value overrides
+    train = load_dataset(name, data_dir, download=data.download, label_column=data.label_column,
+                         image_size=data.image_size).train
     if args.noise and args.noisy_labels:
         raise DataError("--noise and --noisy-labels are both set; keep one of them")
     if args.noise:
@@ -170,6 +179,10 @@ def _summary_table(issues, seconds: float, out: Path) -> None:
     console.print(f"written: {out / 'issues.csv'}, {out / 'summary.json'}, {out / 'report.html'}")
 
 
+def _log_line(line: str) -> None:
+    print(f"noisyfit audit: {line}", file=sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------------------------------------- command
 def cmd_audit(args) -> int:
     from noisyfit import __version__
@@ -178,10 +191,12 @@ def cmd_audit(args) -> int:
     from noisyfit.detect.cleanlab_backend import BackendUnavailableError
     from noisyfit.report import write_report
 
+    from noisyfit.commands.preflight import AUDIT_FILES, check_method_args, prepare_out_dir
+
     t0 = time.time()
     _split_items(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder first: a typo in --out must not cost a K-fold training
+    out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="audit", owned=AUDIT_FILES)
     progress = not args.no_progress
     data_name, data_dir = args.data, args.data_dir
     train = None  # the source training set, for thumbnails / rows
@@ -191,8 +206,10 @@ def cmd_audit(args) -> int:
             from noisyfit.engine.trainer import Trainer
 
             cfg = _config(args, args.method)
+            check_method_args(cfg)
             run_dir = out / "run"
-            Trainer(cfg, run_dir, command=["noisyfit", *sys.argv[1:]]).fit()
+            resume = args.resume and (run_dir / "checkpoint.pt").is_file()
+            Trainer(cfg, run_dir, resume=resume, command=["noisyfit", *sys.argv[1:]]).fit()
             mode = f"method {args.method} (trained in {run_dir})"
         else:
             run_dir = Path(args.run)
@@ -204,7 +221,8 @@ def cmd_audit(args) -> int:
         try:
             from noisyfit.data.sources import load_dataset
 
-            train = load_dataset(data_name, data_dir, label_column=run_cfg.get("label_column", "label")).train
+            train = load_dataset(data_name, data_dir, label_column=run_cfg.get("label_column", "label"),
+                                 image_size=run_cfg.get("image_size")).train
             if train.ids is not None:
                 issues.ids = [train.ids[int(i)] for i in issues.index]
         except (DataError, OSError) as err:  # the audit stands without thumbnails
@@ -235,9 +253,14 @@ def cmd_audit(args) -> int:
             if not data_name:
                 raise DataError("audit needs DATA (e.g. `noisyfit audit digits --out audit/`), or --run RUN_DIR.")
             cfg = _config(args, args.oof_method or "ce")
-            splits = load_dataset(data_name, data_dir, label_column=cfg.data.label_column)
+            check_method_args(cfg)
+            splits = load_dataset(data_name, data_dir, download=cfg.data.download, label_column=cfg.data.label_column,
+                                  image_size=cfg.data.image_size)
+            # a live bar on a terminal; otherwise (a log file, a pipe) one line per fold and epoch
+            bar = progress and sys.stderr.isatty()
             oof = out_of_fold(cfg, splits, folds=args.folds, epochs=args.epochs, seed=args.seed or 0,
-                              progress=progress)
+                              progress=bar, cache_dir=out / "folds", log=None if bar else _log_line,
+                              log_epochs=not bar)
             np.save(out / "pred_probs.npy", oof.pred_probs)
             train = splits.train  # inputs; the labels audited are the folds' (after any injected noise)
             probs, labels, true, index, ids = oof.pred_probs, oof.labels, oof.true_labels, oof.index, oof.ids

@@ -25,8 +25,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", help="auto, fp32, bf16, fp16")
-    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--out", required=True, help="run folder: new or empty, unless --resume or --overwrite")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a non-empty OUT: its run files (results, checkpoints, logs) are deleted first")
     p.add_argument("--stop-after", type=int, metavar="N",
                    help="stop (checkpointed) after N epochs; continue later with --resume")
     p.add_argument("--no-progress", action="store_true")
@@ -60,9 +62,11 @@ def training_flags(args) -> dict:
 
 
 def cmd_train(args) -> int:
+    from noisyfit.commands.preflight import RUN_FILES, check_method_args, prepare_out_dir
     from noisyfit.config import load_config
     from noisyfit.engine.trainer import Trainer
 
+    prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="train", owned=RUN_FILES)
     config_path = args.config
     if args.resume and config_path is None:
         config_path = Path(args.out) / "config.yaml"
@@ -72,6 +76,7 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--resume: {args.out} holds no run to resume (config.yaml and checkpoint.pt "
                               "are written after the first epoch); run without --resume to start it")
     cfg = load_config(config_path, args.overrides, flags=training_flags(args))
+    check_method_args(cfg)  # before the data is loaded
     trainer = Trainer(cfg, args.out, resume=args.resume, command=["noisyfit", *sys.argv[1:]])
     results = trainer.fit(stop_after_epoch=args.stop_after)
     if results is not None and trainer.is_main:

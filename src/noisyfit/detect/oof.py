@@ -97,7 +97,7 @@ def _save_fold(path: Path, held_idx: np.ndarray, fingerprint: str, probs: np.nda
 
 def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int = 5, epochs: int | None = None,
                 seed: int = 0, progress: bool = True, cache_dir: str | Path | None = None,
-                log=None) -> OutOfFold:
+                log=None, log_epochs: bool = False) -> OutOfFold:
     """K-fold out-of-fold probabilities for the training set of ``cfg.data`` (or ``splits``).
 
     Parameters
@@ -120,6 +120,8 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
         K-fold run loses at most the fold in progress.
     log : callable, optional
         Gets one line per fold (start, cached, done), e.g. ``print`` when no progress bar is shown.
+    log_epochs : bool
+        Also give ``log`` one line per finished epoch of a fold (loss, seconds).
 
     Returns
     -------
@@ -156,6 +158,9 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
         for k, (train_idx, held_idx) in enumerate(skf.split(np.zeros(n), full.labels)):
             cache = None if cache_dir is None else Path(cache_dir) / f"fold{k}.npz"
             cached = None if cache is None else _load_fold(cache, held_idx, fingerprint)
+            if cached is None and cache is not None and cache.is_file():
+                say(f"out-of-fold: fold {k + 1}/{folds}: {cache} is from another setup (config, data or folds "
+                    "differ); training the fold again")
             if cached is not None:
                 out[held_idx], info = cached
                 fold_of[held_idx] = k
@@ -174,6 +179,11 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
             def tick(row, _log=log_epoch, _k=k):  # advance the bar once per finished epoch
                 _log(row)
                 bar.advance(1, info=f"fold {_k + 1}/{folds}")
+                if log_epochs:
+                    loss = row.get("train_loss")
+                    say(f"out-of-fold: fold {_k + 1}/{folds} epoch {row['epoch'] + 1}/{row['num_epochs']}"
+                        + (f": loss {loss:.4f}" if loss is not None else "")
+                        + f" ({row.get('train_seconds', 0.0):.1f} s)")
 
             trainer.logger.log_epoch = tick
             trainer.fit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,14 @@ import torch
 
 
 def atomic_write_bytes(path: Path, write_fn) -> None:
-    """Call ``write_fn(file_object)`` on a temp file next to ``path`` and rename it into place."""
+    """Call ``write_fn(file_object)`` on a temp file next to ``path`` and rename it into place.
+
+    The file gets the permissions of any new file (``0o666`` less the umask), as ``config.yaml`` does, not
+    the ``0o600`` of :func:`tempfile.mkstemp`: results are meant to be read by others who can read the folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
@@ -27,6 +31,17 @@ def atomic_write_bytes(path: Path, write_fn) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, exclusive temp file next to ``path``, created with mode 0o666 so that the umask applies."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name next to {path}")
 
 
 def atomic_write_json(path: Path, obj) -> None:
