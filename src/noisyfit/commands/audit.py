@@ -50,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="start again in a non-empty OUT: the audit's files in "
                                                             "it are deleted first")
     p.add_argument("--data-dir", help="data folder (default: $NOISYFIT_DATA_DIR or ../shared/data)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="fetch the official CIFAR archive when it is not in the data dir (= data.download=true)")
     p.add_argument("--label-column", default=None, help="label column of a csv: source")
     p.add_argument("--noise", help="plant synthetic noise first, e.g. sym:0.2 (then true labels are known)")
     p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as the given labels")

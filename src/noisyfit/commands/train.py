@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--config", help="YAML config (see configs/); with --resume defaults to OUT/config.yaml")
     p.add_argument("--dataset", help="cifar10n-worst, cifar10, digits, folder:PATH, csv:PATH, npz:PATH, ...")
     p.add_argument("--data-dir", help="folder with the data (default: $NOISYFIT_DATA_DIR or ../shared/data)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="fetch the official CIFAR archive when it is not in the data dir (= data.download=true)")
     p.add_argument("--noise", help="inject synthetic noise into the training labels, e.g. sym:0.4")
     p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as training labels")
     p.add_argument("--method", help="ce, gce, sce, ...")
@@ -58,6 +60,8 @@ def training_flags(args) -> dict:
         put(section, key, attr)
     if getattr(args, "no_progress", False):
         flags.setdefault("train", {})["progress"] = False
+    if getattr(args, "download", None):
+        flags.setdefault("data", {})["download"] = True
     return flags
 
 

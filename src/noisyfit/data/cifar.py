@@ -107,7 +107,7 @@ def _unpickle(data: bytes, where: str) -> dict[str, object]:
         obj = _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
     except Exception as err:  # pickle raises a zoo of types on damaged input
         raise DataError(f"{where}: not a readable CIFAR pickle ({err}); replace it with the official "
-                        "file (or delete it and use download=True).") from err
+                        "file (or delete it and use --download (data.download=true)).") from err
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a pickled dict, got {type(obj).__name__}.")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
@@ -149,8 +149,8 @@ def _check_md5(path: Path, expected: str) -> None:
     if got != expected:
         raise DataError(
             f"{path}: md5 {got} does not match the official {expected}; the archive is incomplete, "
-            "corrupt or not the official file. Delete it and download it again (download=True / "
-            "--download), or use the extracted folder instead."
+            "corrupt or not the official file. Delete it and download it again with --download "
+            "(data.download=true), or use the extracted folder instead."
         )
 
 
@@ -302,7 +302,8 @@ def load_cifar(name: str, data_dir: str | os.PathLike | None = None, *, download
             raise DataError(
                 f"{name}: neither {spec.folder}/ nor {spec.archive} found in "
                 f"{data_dir if data_dir is not None else '(no data dir)'} or {download_dir()}. Put the "
-                "official python version there, pass --data-dir / set NOISYFIT_DATA_DIR, or use --download."
+                "official python version there, pass --data-dir / set NOISYFIT_DATA_DIR, or use --download "
+                "(data.download=true)."
             )
         path = download_cifar(name, download_dir())
     return read_cifar(path, name, check_md5=check_md5)

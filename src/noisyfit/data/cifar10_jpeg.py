@@ -88,7 +88,7 @@ def load_cifar10_jpeg(data_dir: str | os.PathLike, *, cache: bool = True,
     archive = data_dir / JPEG_ARCHIVE
     if not archive.is_file():
         raise DataError(f"{archive}: not found; put {JPEG_ARCHIVE} (or the official cifar-10-batches-py) "
-                        "in the data dir, or use --download for the official CIFAR-10.")
+                        "in the data dir, or use --download (data.download=true) for the official CIFAR-10.")
     partial = data_dir / LOSSLESS_PARTIAL
     if not partial.is_file():
         raise DataError(f"{partial}: not found; it holds y_test_full, the original test order that "

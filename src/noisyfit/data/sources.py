@@ -16,9 +16,9 @@ from .paths import resolve_data_dir
 from .tabular import load_csv, load_digits_splits, load_npz
 
 _DESCRIPTIONS = {
-    "cifar10": "CIFAR-10: official python batches if in the data dir, else cifar10-jpeg.tar.gz "
-               "restored to the original order (lossy JPEG)",
-    "cifar100": "CIFAR-100: official python batches or archive (--download fetches it)",
+    "cifar10": "CIFAR-10: official python batches if in the data dir (--download fetches them: "
+               "data.download=true), else cifar10-jpeg.tar.gz restored to the original order (lossy JPEG)",
+    "cifar100": "CIFAR-100: official python batches or archive (--download fetches it: data.download=true)",
     **{f"cifar10n-{s}": f"CIFAR-10 with CIFAR-10N '{s}' human labels (clean test set)"
        for s in LABEL_SETS["cifar10n"]},
     "cifar100n-noisy": "CIFAR-100 with CIFAR-100N human labels (needs CIFAR-100 images)",
