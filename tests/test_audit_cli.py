@@ -140,7 +140,7 @@ def test_cleanlab_detector(tmp_path, blobs_csv):
     assert summary["detection"]["f1"] == 1.0
 
 
-def test_annotators_against_consensus(tmp_path):
+def test_annotators_against_consensus(tmp_path, capsys):
     rng = np.random.default_rng(0)
     n, c = 400, 3
     true = rng.integers(0, c, n)
@@ -157,5 +157,5 @@ def test_annotators_against_consensus(tmp_path):
     assert acc["dawid_skene"] > acc["majority_vote"]
     assert summary["detection"]["f1"] > 0.85
     assert "<section id='annotators'>" in page
-    bad = main(["audit", f"npz:{tmp_path / 'crowd.npz'}", "--annotators", "a,zz", "--out", str(out)])
-    assert bad == 2
+    bad = main(["audit", f"npz:{tmp_path / 'crowd.npz'}", "--annotators", "a,zz", "--out", str(tmp_path / "bad")])
+    assert bad == 2 and "no label column(s) ['zz']" in capsys.readouterr().err

@@ -168,7 +168,8 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
                 bar.advance(epochs, info=f"fold {k + 1}/{folds} (cached)")
                 say(f"out-of-fold: fold {k + 1}/{folds} loaded from {cache} ({info['seconds']:.0f} s when trained)")
                 continue
-            say(f"out-of-fold: fold {k + 1}/{folds}: training on {len(train_idx)} examples for {epochs} epochs")
+            say(f"out-of-fold: fold {k + 1}/{folds}: training on {len(train_idx)} examples for {epochs} "
+                f"epoch{'s' if epochs != 1 else ''}")
             tk = time.time()
             fold_splits = DatasetSplits(train=full.subset(train_idx, name=f"{full.name}/fold{k}-train"),
                                         test=full.subset(held_idx, name=f"{full.name}/fold{k}-heldout"))
