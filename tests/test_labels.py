@@ -122,6 +122,19 @@ def test_one_validator_for_data_noise_and_detection():
         encode_labels({"label": ["cat"] * 4})
 
 
+def test_a_damaged_noise_file_names_the_entry_and_the_file(tmp_path):
+    from noisyfit.data.noise import load_noisy_labels, save_noisy_labels
+
+    path = save_noisy_labels(tmp_path / "n.npz", symmetric_flip(np.arange(20) % 4, 0.25, 4, seed=0), "toy")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["labels"][3] = 12
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=rf"{path}: labels\[3\] = 12 is outside \[0, 4\) \(1 such entry\)\. "
+                                        "Regenerate the file"):
+        load_noisy_labels(path)
+
+
 # ------------------------------------------------------------------------------------ end to end
 def test_labels_1_to_3_train_and_audit_with_their_names_in_every_output(tmp_path, capsys):
     rng = np.random.default_rng(0)

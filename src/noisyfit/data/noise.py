@@ -915,6 +915,8 @@ def load_noisy_labels(path: str | os.PathLike, *, num_examples: int | None = Non
     if num_classes is not None and c != num_classes:
         raise DataError(f"{path}: the noise file is for {c} classes (made for {data_name!r}) but the dataset "
                         f"has {num_classes}; regenerate it with `noisyfit noise`.")
+    for key in ("labels", "true_labels"):  # a damaged or hand-made file: name the entry and the file
+        check_labels(d[key], c, name=key, where=str(path), hint="Regenerate the file with `noisyfit noise`.")
     seed = int(d["seed"])
     info = json.loads(str(d["info"]))
     info["data_name"] = data_name
