@@ -194,3 +194,21 @@ def test_a_killed_audit_resumes_at_the_fold_in_progress(tmp_path, capsys, monkey
     # --overwrite starts over: every fold trains again
     calls.clear()
     assert main([*args, "--overwrite"]) == 0 and len(calls) == 3
+
+
+def test_audit_with_a_method_resumes_its_run(tmp_path, capsys, monkeypatch, blobs_csv):
+    from noisyfit.engine.trainer import Trainer
+
+    fit = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, **k: fit(self, stop_after_epoch=1))  # as if killed
+    out = tmp_path / "audit"
+    args = ["audit", f"csv:{blobs_csv}", "--method", "ce", "--epochs", "2", "--out", str(out), "--device", "cpu",
+            "--precision", "fp32", "--no-progress", "model.args.hidden=[16]", "train.batch_size=64"]
+    assert main(args) == 2
+    assert "has not finished" in said(capsys) and (out / "run" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(Trainer, "fit", fit)
+    assert main([*args, "--resume"]) == 0
+    assert "resumed from" in said(capsys)
+    results = json.loads((out / "run" / "results.json").read_text())
+    assert [e["epoch"] for e in results["epochs"]] == [0, 1] and len(results["compute"]["sessions"]) == 2
+    assert json.loads((out / "summary.json").read_text())["num_examples"] == 240
