@@ -19,7 +19,7 @@ probe() {  # name, seed, then extra arguments for `noisyfit train`
   [ "$seed" != 0 ] && name=$name-seed$seed  # seed 0 keeps the name of the first runs
   local run=runs/protocol/$name
   if [ -f "$OUT/$name.json" ]; then echo "$name: have results, skip"; return; fi
-  local resume=()
+  local resume=(--overwrite)  # a folder left without a checkpoint holds nothing worth keeping
   [ -f "$run/checkpoint.pt" ] && resume=(--resume)
   echo "$name: training ($(date -u +%H:%M))"
   $NF train --config ce/cpu-cifar10n --dataset cifar10n-worst --seed "$seed" --out "$run" --no-progress \
