@@ -1,0 +1,382 @@
+"""Saved models that predict on raw inputs: a run's ``model.pt`` and the :class:`Predictor` that reads it.
+
+A finished run (``Trainer.fit`` with a run folder) writes ``model.pt`` next to ``results.json``. It holds
+everything needed to turn raw inputs into class probabilities, without the config, the training data or
+the run's other files:
+
+* the method's name, hyper-parameters and backbone (the predict path is ``Method.predict_logits``, the
+  one the trainer's test and validation accuracies use);
+* the weights of the model the run selected: those of ``best_model.pt`` (the epoch with the best noisy
+  validation accuracy) when the run held out a validation split and kept checkpoints, else those of the
+  last epoch. Per-sample training state (ELR targets, DivideMix losses, final training probabilities, a
+  method's extra state) is left out: it is not needed to predict;
+* the input normalisation computed inside the trainer: per-channel mean and std (``[0, 1]`` units) for
+  ``uint8`` NHWC images, per-feature mean and std for feature rows, with the raw input shape;
+* the class names (label ``i`` is ``class_names[i]``), the autocast precision and evaluation batch size
+  of the run, and which weights these are (``selected`` or ``final``, the epoch, and the test and
+  validation accuracies the run recorded for them).
+
+The file is a ``torch.save`` of tensors and plain Python values: ``torch.load(path, weights_only=True)``
+reads it without running pickled code. Predicting with the run's device, precision and batch size
+reproduces the run's recorded test accuracy exactly (``tests/test_predict.py``).
+
+Example
+-------
+>>> from noisyfit.predictor import load_predictor
+>>> model = load_predictor("runs/x")            # a run folder, or the path of a model.pt
+>>> probs = model.predict_proba(images_uint8_nhwc)  # [N, C]
+>>> names = [model.class_names[k] for k in probs.argmax(1)]
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from noisyfit import __version__
+from noisyfit.data.augment import Augmenter
+from noisyfit.data.labeled import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from noisyfit.engine.trainer import Trainer
+
+PREDICTOR_SCHEMA = "noisyfit.predictor/1"
+#: the predictor's file name in a run folder
+PREDICTOR_FILE = "model.pt"
+_EXTRA_STATE_SUFFIX = "_extra_state"  # torch's key of get_extra_state() in a state_dict
+
+
+class PredictorError(DataError):
+    """A run folder without a usable ``model.pt``, or inputs the model cannot take; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _prediction_weights(state_dict: dict, method) -> dict[str, torch.Tensor]:
+    """The entries of a method's state_dict that predicting needs: no per-sample or extra state."""
+    skip = set(method.per_sample_state) | {"final_probs"}
+    return {k: v.detach().cpu() for k, v in state_dict.items()
+            if k not in skip and not k.endswith(_EXTRA_STATE_SUFFIX)}
+
+
+def _float(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def predictor_state(trainer: "Trainer", results: dict | None = None, *, weights: str = "auto") -> dict:
+    """The content of ``model.pt`` for a finished :class:`~noisyfit.engine.trainer.Trainer`.
+
+    Parameters
+    ----------
+    trainer : Trainer
+        After ``fit()``.
+    results : dict, optional
+        The run's results (its ``created`` time ties ``model.pt`` to ``results.json``).
+    weights : {"auto", "selected", "final"}
+        ``auto``: the selected epoch's weights (``best_model.pt``) when the run wrote them, else the last
+        epoch's; ``final``: the last epoch's (the trainer's current state).
+    """
+    cfg, method = trainer.cfg, trainer.method
+    best_file = trainer.out_dir / "best_model.pt" if trainer.out_dir is not None else None
+    has_best = trainer.best.get("epoch") is not None and best_file is not None and best_file.is_file()
+    if weights == "selected" and not has_best:
+        raise ValueError("the run selected no model (no validation split, or no best_model.pt was written)")
+    if weights not in ("auto", "selected", "final"):
+        raise ValueError(f"weights={weights!r}: use 'auto', 'selected' or 'final'")
+    last = trainer.history[-1] if trainer.history else {}
+    if weights != "final" and has_best:
+        state = torch.load(best_file, map_location="cpu", weights_only=False)  # written by this run
+        record = {"weights": "selected", "epoch": trainer.best["epoch"], "test_acc": trainer.best["test_acc"],
+                  "val_acc": trainer.best["val_acc"]}
+    else:
+        state = method.state_dict()
+        record = {"weights": "final", "epoch": last.get("epoch"), "test_acc": last.get("test_acc"),
+                  "val_acc": last.get("val_acc")}
+    record = {"weights": record["weights"], "epoch": None if record["epoch"] is None else int(record["epoch"]),
+              "test_acc": _float(record["test_acc"]), "val_acc": _float(record["val_acc"])}
+    tr = trainer.data.train
+    if trainer.is_image:
+        normalisation = {"mean": trainer.augmenter.mean.detach().cpu().clone(),
+                         "std": trainer.augmenter.std.detach().cpu().clone()}
+        shape = [int(s) for s in tr.x.shape[1:]]  # H, W, C
+    else:
+        normalisation = {"mean": trainer.feature_mean.detach().cpu().clone(),
+                         "std": trainer.feature_std.detach().cpu().clone()}
+        shape = [int(tr.x.shape[1])]
+    return {
+        "schema": PREDICTOR_SCHEMA,
+        "noisyfit_version": __version__,
+        "method": {"name": cfg.method.name, "args": dict(cfg.method.args), "num_samples": len(tr)},
+        "model": {"backbone": cfg.model.backbone, "args": dict(cfg.model.args)},
+        "class_names": [str(c) for c in tr.class_names],
+        "input": {"kind": "image" if trainer.is_image else "features", "shape": shape,
+                  "channels_last": bool(trainer.is_image and cfg.train.channels_last), **normalisation},
+        "precision": trainer.precision,
+        "eval_batch_size": int(cfg.train.eval_batch_size),
+        "record": {**record, "run_created": None if results is None else results.get("created")},
+        "weights": _prediction_weights(state, method),
+    }
+
+
+def write_predictor(trainer: "Trainer", results: dict | None = None) -> Path | None:
+    """Write ``model.pt`` into the trainer's run folder (atomically); nothing without a run folder."""
+    if trainer.out_dir is None:
+        return None
+    from noisyfit.engine.checkpoint import atomic_write_bytes
+
+    state = predictor_state(trainer, results)
+    path = trainer.out_dir / PREDICTOR_FILE
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PredictorError(f"device {str(device)!r} but CUDA is not available here; use cpu")
+    return dev
+
+
+class Predictor:
+    """A trained method with its input normalisation: raw inputs in, class probabilities out.
+
+    Build one with :func:`load_predictor` (a run folder or ``model.pt``), :meth:`from_trainer` (a finished
+    Trainer in memory) or ``Predictor(state)`` (the dict of :func:`predictor_state`).
+
+    Parameters
+    ----------
+    state : dict
+        The content of ``model.pt``.
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+    precision : str
+        ``auto``: the run's autocast precision (fp16 becomes fp32 on a CPU), or ``fp32``, ``bf16``, ``fp16``.
+
+    Attributes
+    ----------
+    class_names : list of str
+    is_image : bool
+        True: inputs are ``uint8`` images ``[N, H, W, C]``; False: feature rows ``[N, D]``.
+    input_shape : tuple of int
+        ``(H, W, C)`` or ``(D,)``: one raw example.
+    record : dict
+        Which weights these are: ``weights`` (``selected`` or ``final``), ``epoch``, and the ``test_acc``
+        and ``val_acc`` the run recorded for them.
+    """
+
+    def __init__(self, state: dict, *, device: str | torch.device = "cpu", precision: str = "auto"):
+        if not isinstance(state, dict) or state.get("schema") != PREDICTOR_SCHEMA:
+            got = state.get("schema") if isinstance(state, dict) else type(state).__name__
+            raise PredictorError(f"not a noisyfit predictor (schema {got!r}, expected {PREDICTOR_SCHEMA!r})")
+        from noisyfit.methods.base import get_method_class
+        from noisyfit.models.backbones import create_backbone
+
+        self._meta = {k: v for k, v in state.items() if k != "weights"}
+        self.device = _resolve_device(device)
+        self.class_names = list(state["class_names"])
+        inp = state["input"]
+        self.is_image = inp["kind"] == "image"
+        self.input_shape = tuple(int(s) for s in inp["shape"])
+        self.record = dict(state.get("record") or {})
+        self.batch_size = int(state.get("eval_batch_size") or 1024)
+        run_precision = state.get("precision", "fp32")
+        if precision == "auto":
+            precision = "fp32" if run_precision == "fp16" and self.device.type == "cpu" else run_precision
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise PredictorError(f"precision={precision!r}: use auto, fp32, bf16 or fp16")
+        self.precision = precision
+        mean, std = inp["mean"].float(), inp["std"].float()
+        if self.is_image:
+            self._feature_mean = self._feature_std = None
+            self._augmenter = Augmenter(mean, std, is_image=True, channels_last=bool(inp["channels_last"])
+                                        ).to(self.device)
+            backbone_shape = (self.input_shape[2], self.input_shape[0], self.input_shape[1])
+        else:
+            self._feature_mean, self._feature_std = mean.to(self.device), std.to(self.device)
+            self._augmenter = Augmenter(torch.zeros(1), torch.ones(1), is_image=False, channels_last=False)
+            backbone_shape = self.input_shape
+        num_classes = len(self.class_names)
+        spec, model = state["method"], state["model"]
+
+        def make_backbone():
+            return create_backbone(model["backbone"], num_classes=num_classes, input_shape=backbone_shape,
+                                   **dict(model["args"]))
+
+        cls = get_method_class(spec["name"])
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+            method = cls(dict(spec["args"]), num_classes, int(spec["num_samples"]), make_backbone).to(self.device)
+        if self.is_image and inp["channels_last"]:
+            method = method.to(memory_format=torch.channels_last)
+        expected_missing = set(method.state_dict()) - set(_prediction_weights(method.state_dict(), method))
+        missing, unexpected = method.load_state_dict(state["weights"], strict=False)
+        if unexpected or set(missing) - expected_missing:
+            raise PredictorError(
+                f"the weights do not fit method {spec['name']!r} of this noisyfit ({__version__}; the file was "
+                f"written by {state.get('noisyfit_version')}): missing {sorted(set(missing) - expected_missing)}, "
+                f"unexpected {sorted(unexpected)}. Predict with the version that trained it, or train again.")
+        method.eval()
+        self.method = method
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_trainer(cls, trainer: "Trainer", *, weights: str = "final", device=None) -> "Predictor":
+        """The predictor of a finished Trainer (default: its last epoch's weights), on the trainer's device."""
+        return cls(predictor_state(trainer, weights=weights), device=device or trainer.device)
+
+    def state(self) -> dict:
+        """The content of ``model.pt`` for this predictor (weights as they are now)."""
+        return {**self._meta, "weights": _prediction_weights(self.method.state_dict(), self.method)}
+
+    def save(self, path: str | Path) -> Path:
+        from noisyfit.engine.checkpoint import atomic_write_bytes
+
+        path = Path(path)
+        state = self.state()
+        atomic_write_bytes(path, lambda f: torch.save(state, f))
+        return path
+
+    def __reduce__(self):  # pickled as its state (the method's backbone factory is a closure)
+        return _unpickle, (self.state(), str(self.device), self.precision)
+
+    def __repr__(self) -> str:
+        kind = "images " + "x".join(map(str, self.input_shape)) if self.is_image else f"{self.input_shape[0]} features"
+        return (f"Predictor(method={self._meta['method']['name']!r}, backbone={self._meta['model']['backbone']!r}, "
+                f"{kind}, {len(self.class_names)} classes, weights={self.record.get('weights')!r})")
+
+    # ------------------------------------------------------------------ inputs
+    def describe_input(self) -> str:
+        if self.is_image:
+            h, w, c = self.input_shape
+            return f"uint8 images of {h}x{w} pixels with {c} channel(s), as an [N, {h}, {w}, {c}] (NHWC) array"
+        return f"feature rows of {self.input_shape[0]} values, as an [N, {self.input_shape[0]}] array"
+
+    def check_inputs(self, x) -> np.ndarray:
+        """``x`` as the model takes it, or :class:`PredictorError` saying what it expected and what it got."""
+        x = np.asarray(x)
+        want = self.describe_input()
+        if self.is_image:
+            h, w, c = self.input_shape
+            if x.ndim == 3 and c == 1 and x.dtype == np.uint8:
+                x = x[..., None]
+            if x.ndim == 2:
+                raise PredictorError(f"got feature rows of shape {list(x.shape)}, but this model was trained on "
+                                     f"images: it takes {want}.")
+            if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, c):
+                raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}. Resize or "
+                                     "convert the images to the training size and channels first.")
+            if x.dtype != np.uint8:
+                raise PredictorError(f"got images of dtype {x.dtype}; this model takes {want} with values 0..255 "
+                                     "(the raw pixels: the model normalises them itself).")
+            return x
+        d = self.input_shape[0]
+        if x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8):
+            raise PredictorError(f"got images of shape {list(x.shape)}, but this model was trained on feature "
+                                 f"rows: it takes {want}.")
+        if x.ndim != 2 or x.shape[1] != d:
+            raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}.")
+        if x.dtype.kind not in "biuf":
+            raise PredictorError(f"got values of dtype {x.dtype}; this model takes numeric {want}.")
+        x = np.asarray(x, dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if bad.size:
+            raise PredictorError(f"row {int(bad[0])} has NaN or infinite values ({bad.size} such row(s)); fill or "
+                                 "drop them first.")
+        return x
+
+    # ------------------------------------------------------------------ prediction
+    def _autocast(self):
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def logits(self, x, *, batch_size: int | None = None) -> torch.Tensor:
+        """``Method.predict_logits`` of raw inputs, float32 ``[N, C]`` on the CPU, in the trainer's batches."""
+        x = self.check_inputs(x)
+        bs = int(batch_size or self.batch_size)
+        data = torch.from_numpy(np.ascontiguousarray(x))
+        if self.is_image:
+            data = data.permute(0, 3, 1, 2).contiguous()  # stored as the trainer stores: uint8 NCHW
+        else:  # standardised once with the training statistics, as the trainer does
+            data = (data.to(self.device) - self._feature_mean) / self._feature_std
+        outs = []
+        with self._autocast():
+            for s in range(0, len(data), bs):
+                xb = self._augmenter.normalize(data[s:s + bs].to(self.device))
+                outs.append(self.method.predict_logits(xb).float().cpu())
+        if not outs:
+            return torch.zeros(0, len(self.class_names))
+        return torch.cat(outs)
+
+    def predict_proba(self, x, *, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities ``float64 [N, C]`` (softmax of the logits); column ``k`` is ``class_names[k]``."""
+        return torch.softmax(self.logits(x, batch_size=batch_size).double(), dim=1).numpy()
+
+    def predict(self, x, *, batch_size: int | None = None) -> np.ndarray:
+        """Class indices ``int64 [N]`` (argmax of the logits, as the trainer's accuracies count them)."""
+        return self.logits(x, batch_size=batch_size).argmax(1).numpy()
+
+
+def _unpickle(state: dict, device: str, precision: str) -> Predictor:
+    return Predictor(state, device=device, precision=precision)
+
+
+def read_predictor_file(path: str | Path) -> dict:
+    """The content of a ``model.pt``, read without running pickled code."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PredictorError(f"{path} not found.") from None
+    except Exception as err:  # not a torch file, truncated, or holding objects beyond tensors and plain values
+        raise PredictorError(f"{path}: cannot read it as a noisyfit model file ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}).") from None
+    if not isinstance(state, dict) or state.get("schema") != PREDICTOR_SCHEMA:
+        raise PredictorError(f"{path}: not a noisyfit model file (no schema {PREDICTOR_SCHEMA!r}).")
+    return state
+
+
+def load_predictor(run: str | Path, *, device: str = "auto", precision: str = "auto") -> Predictor:
+    """The predictor of a finished run: ``run`` is its folder (``--out`` of ``noisyfit train``) or a ``model.pt``.
+
+    Raises
+    ------
+    PredictorError
+        The folder does not exist, holds no finished run, a run written before ``model.pt`` existed, or a
+        ``model.pt`` of an earlier run in the same folder.
+    """
+    run = Path(run)
+    if not run.exists():
+        raise PredictorError(f"{run} not found; pass the --out folder of a finished `noisyfit train` run (or its "
+                             f"{PREDICTOR_FILE}).")
+    if run.is_file():
+        return Predictor(read_predictor_file(run), device=device, precision=precision)
+    model, results_path = run / PREDICTOR_FILE, run / "results.json"
+    if not results_path.is_file():
+        if (run / "checkpoint.pt").is_file():
+            raise PredictorError(f"{run}: the run has not finished (checkpoint.pt but no results.json); finish it "
+                                 f"with `noisyfit train --resume --out {run}`.")
+        raise PredictorError(f"{run} is not a noisyfit run folder (no results.json, {PREDICTOR_FILE} or "
+                             "checkpoint.pt); pass the --out folder of a finished `noisyfit train` run.")
+    if not model.is_file():
+        raise PredictorError(f"{run}: the run finished without {PREDICTOR_FILE} (a noisyfit from before `noisyfit "
+                             "predict` trained it); train it again to get one: `noisyfit train --config "
+                             f"{run / 'config.yaml'} --out NEW_FOLDER`.")
+    state = read_predictor_file(model)
+    try:
+        created = json.loads(results_path.read_text()).get("created")
+    except (OSError, ValueError):
+        created = None
+    written_for = (state.get("record") or {}).get("run_created")
+    if created is not None and written_for is not None and created != written_for:
+        raise PredictorError(f"{model} belongs to an earlier run in this folder (written for the run of "
+                             f"{written_for}, results.json is from {created}); train again into a new folder.")
+    return Predictor(state, device=device, precision=precision)
