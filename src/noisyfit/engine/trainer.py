@@ -33,6 +33,7 @@ from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, t
 from noisyfit.methods.base import get_method_class
 from noisyfit.metrics import detection_metrics, health_figures
 from noisyfit.models.backbones import create_backbone
+from noisyfit.predictor import write_predictor
 
 RESULTS_SCHEMA = "noisyfit.results/1"
 
@@ -547,6 +548,7 @@ class Trainer:
         ps = self.per_sample()
         ps["class_names"] = np.array(self.data.train.class_names, dtype=str)  # label i is class_names[i]
         atomic_write_bytes(self.out_dir / "per_sample.npz", lambda f: np.savez_compressed(f, **ps))
+        write_predictor(self, results)  # model.pt: predicts on raw inputs (noisyfit.predictor)
         atomic_write_json(self.out_dir / "results.json", results)
 
 
