@@ -1,0 +1,221 @@
+"""`noisyfit predict RUN DATA --out preds.csv`: a finished run's model (its ``model.pt``) on raw inputs.
+
+DATA is one of
+
+* a data set as ``noisyfit train --dataset`` takes it (``npz:PATH``, ``csv:PATH``, ``folder:PATH``, ``digits``,
+  ``cifar10``...): its test split, or its training split when it has no test split (``--split`` chooses).
+  Images of an image folder are decoded as for training and resized to the model's input size. When the
+  data carry labels, the accuracy against them is printed;
+* a ``.npy`` array of raw inputs: ``uint8`` images ``[N, H, W, C]`` (``[N, H, W]`` for grey) or feature rows
+  ``[N, D]`` as the run was trained on them (the model normalises them itself);
+* an ``.npz`` without labels (its ``x``, or ``x_test``, and optional ``ids``), or a ``.csv`` without a label
+  column (every column but ``id``, ``split``, ``true_label`` is a feature, in the training file's order);
+  with labels, a bare ``.npz`` / ``.csv`` / folder path is read as ``npz:`` / ``csv:`` / ``folder:``.
+
+The CSV has one row per sample: ``id`` (the data's ids, else the row number), ``predicted`` (a class name)
+and ``prob_<class>`` for every class of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predict the classes of new data with a finished run's model",
+                       description="Predict with a finished run's model.pt: writes OUT (CSV: id, predicted, "
+                                   "prob_<class>...). DATA: a data set as --dataset takes it (npz:PATH, csv:PATH, "
+                                   "folder:PATH, digits...), or an .npy/.npz/.csv of raw inputs.")
+    p.add_argument("run", metavar="RUN", help="the --out folder of a finished `noisyfit train` run, or its model.pt")
+    p.add_argument("data", metavar="DATA", help="npz:PATH, csv:PATH, folder:PATH, a data set name, or an .npy of "
+                                                "raw inputs")
+    p.add_argument("--out", required=True, help="CSV to write (id, predicted, prob_<class> per class)")
+    p.add_argument("--split", choices=("auto", "test", "train"), default="auto",
+                   help="which split of a data set to predict (auto: test when there is one, else train)")
+    p.add_argument("--data-dir", help="folder with the data (default: $NOISYFIT_DATA_DIR or ../shared/data)")
+    p.add_argument("--label-column", default="label", help="label column of a CSV (default: label)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, help="samples per forward pass (default: the run's eval batch size)")
+    p.set_defaults(func=cmd_predict)
+
+
+@dataclass
+class Inputs:
+    x: np.ndarray
+    ids: list[str]
+    labels: list[str] | None  # class names of the data's labels, when it has labels
+    true_labels: list[str] | None
+    what: str  # for messages: "the test split of npz:data.npz"
+
+
+def cmd_predict(args) -> int:
+    from noisyfit.predictor import load_predictor
+
+    model = load_predictor(args.run, device=args.device)
+    inputs = read_inputs(args.data, model, split=args.split, data_dir=args.data_dir, label_column=args.label_column)
+    logits = model.logits(inputs.x, batch_size=args.batch_size)
+    pred = logits.argmax(1).numpy()
+    import torch
+
+    probs = torch.softmax(logits.double(), dim=1).numpy()
+    out = write_predictions(args.out, inputs.ids, pred, probs, model.class_names)
+    rec = model.record
+    epoch = "" if rec.get("epoch") is None else f", epoch {rec['epoch'] + 1}"
+    acc = "" if rec.get("test_acc") is None else f"; the run recorded test accuracy {rec['test_acc']:.4f} for it"
+    print(f"{len(pred)} predictions of {inputs.what} -> {out} (model: {rec.get('weights', '?')} weights{epoch}{acc})")
+    names = np.array(model.class_names, dtype=object)[pred]
+    for label_set, which in ((inputs.labels, "labels"), (inputs.true_labels, "true labels")):
+        if label_set is None or not len(pred):
+            continue
+        given = np.array(label_set, dtype=object)
+        unknown = sorted(set(given) - set(model.class_names))
+        if unknown:
+            print(f"no accuracy against the data's {which}: {len(unknown)} of their classes are not classes of the "
+                  f"model (e.g. {unknown[0]!r})")
+            continue
+        print(f"accuracy against the data's {which}: {float(np.mean(names == given)):.4f} ({len(pred)} samples)")
+    return 0
+
+
+def write_predictions(path, ids, pred: np.ndarray, probs: np.ndarray, class_names: list[str]) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        from noisyfit.data.labeled import DataError
+
+        raise DataError(f"--out {path} is a folder; give a file name, e.g. --out {path / 'preds.csv'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "predicted", *(f"prob_{c}" for c in class_names)])
+        for i, k in enumerate(pred):
+            w.writerow([ids[i], class_names[k], *(f"{p:.6g}" for p in probs[i])])
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def read_inputs(spec: str, model, *, split: str = "auto", data_dir=None, label_column: str = "label") -> Inputs:
+    """The inputs DATA names (see the module docstring), checked against what ``model`` takes."""
+    from noisyfit.data.labeled import DataError
+
+    kind, sep, _ = spec.partition(":")
+    path = Path(spec).expanduser()
+    if not (sep and kind.lower() in ("folder", "csv", "npz")) and path.exists():
+        suffix = path.suffix.lower()
+        if path.is_file() and suffix == ".npy":
+            x = _load_npy(path)
+            inputs = Inputs(x, [str(i) for i in range(len(x))], None, None, str(path))
+        elif path.is_file() and suffix == ".npz":
+            inputs = _raw_npz(path, split) or _dataset(f"npz:{spec}", model, split, data_dir, label_column)
+        elif path.is_file() and suffix == ".csv":
+            inputs = _raw_csv(path, split, label_column) or _dataset(f"csv:{spec}", model, split, data_dir,
+                                                                    label_column)
+        elif path.is_dir() or suffix in (".tar", ".gz", ".tgz"):
+            inputs = _dataset(f"folder:{spec}", model, split, data_dir, label_column)
+        else:
+            raise DataError(f"{path}: cannot tell what it holds; pass an .npy/.npz/.csv, an image folder, or a "
+                            "data set as --dataset takes it (npz:PATH, csv:PATH, folder:PATH, ...).")
+    else:
+        inputs = _dataset(spec, model, split, data_dir, label_column)
+    from noisyfit.predictor import PredictorError
+
+    try:
+        inputs.x = model.check_inputs(inputs.x)
+    except PredictorError as err:
+        raise PredictorError(f"{inputs.what}: {err}") from None
+    return inputs
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    from noisyfit.data.labeled import DataError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: cannot read it as an .npy array ({err}).") from None
+
+
+def _choose(split: str, has_test: bool, what: str) -> str:
+    from noisyfit.data.labeled import DataError
+
+    if split == "auto":
+        return "test" if has_test else "train"
+    if split == "test" and not has_test:
+        raise DataError(f"{what} has no test split; predict its rows with --split train.")
+    return split
+
+
+def _dataset(spec: str, model, split: str, data_dir, label_column: str) -> Inputs:
+    from noisyfit.data.sources import load_dataset
+
+    folder = spec.strip().lower().startswith("folder:")
+    size = list(model.input_shape[:2]) if folder and model.is_image else None  # decoded as for training
+    splits = load_dataset(spec, data_dir, label_column=label_column, image_size=size)
+    which = _choose(split, splits.test is not None, spec)
+    data = splits.test if which == "test" else splits.train
+    names = list(data.class_names)
+    ids = list(data.ids) if data.ids is not None else [str(i) for i in range(len(data))]
+    true = None if data.true_labels is None else [names[k] for k in data.true_labels]
+    return Inputs(data.x, ids, [names[k] for k in data.labels], true, f"the {which} split of {spec}")
+
+
+def _raw_npz(path: Path, split: str) -> Inputs | None:
+    """An .npz without labels: its inputs and ids; None when it has labels (then it is a data set)."""
+    from noisyfit.data.labeled import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if keys & {"y", "labels"}:
+                return None
+            which = _choose(split, "x_test" in keys, str(path))
+            key = "x_test" if which == "test" else "x"
+            if key not in keys:
+                raise DataError(f"{path}: no array 'x' (found {sorted(keys)}); store the inputs as x.")
+            x = z[key]
+            id_key = "ids_test" if which == "test" else "ids"
+            ids = [str(i) for i in z[id_key]] if id_key in keys else [str(i) for i in range(len(x))]
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: cannot read it as an .npz ({err}).") from None
+    return Inputs(x, ids, None, None, f"{path} ({key})")
+
+
+def _raw_csv(path: Path, split: str, label_column: str) -> Inputs | None:
+    """A CSV of feature rows without a label column; None when it has one (then it is a data set)."""
+    from noisyfit.data.labeled import DataError
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read ({err}); expected a UTF-8 CSV file with a header row.") from None
+    if not rows:
+        raise DataError(f"{path}: empty file; expected a header row and data rows.")
+    header = [h.strip() for h in rows[0]]
+    if label_column in header:
+        return None
+    body = rows[1:]
+    col = {h: i for i, h in enumerate(header)}
+    for k, r in enumerate(body):
+        if len(r) != len(header):
+            raise DataError(f"{path}: data row {k + 1} has {len(r)} fields but the header has {len(header)}; fix "
+                            "the row (quote fields that contain commas).")
+    ids = [r[col["id"]] for r in body] if "id" in col else [f"row{k}" for k in range(len(body))]
+    if "split" in col:
+        marks = [r[col["split"]].strip().lower() for r in body]
+        which = _choose(split, "test" in marks, str(path))
+        keep = [k for k, m in enumerate(marks) if m == which]
+        body, ids = [body[k] for k in keep], [ids[k] for k in keep]
+    features = [i for i, h in enumerate(header) if h not in ("id", "split", "true_label")]
+    x = np.empty((len(body), len(features)), dtype=np.float32)
+    for k, r in enumerate(body):
+        for j, i in enumerate(features):
+            try:
+                x[k, j] = float(r[i])
+            except ValueError:
+                raise DataError(f"{path}: column {header[i]!r} must be numeric but the row of id {ids[k]!r} has "
+                                f"{r[i]!r}.") from None
+    return Inputs(x, ids, None, None, str(path))

@@ -1,0 +1,219 @@
+"""A finished run's model.pt predicts on raw inputs (`noisyfit predict`, noisyfit.predictor): the run's recorded
+test accuracy reproduced exactly, the normalisation and the weights it holds, and the errors on a bad run folder
+or inputs of the wrong shape."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import blobs, tiny_cfg, tiny_images
+
+from noisyfit.cli import main
+from noisyfit.data.labeled import DatasetSplits, LabeledData
+from noisyfit.data.tabular import save_npz
+from noisyfit.engine.trainer import Trainer
+from noisyfit.predictor import PredictorError, load_predictor
+
+IMAGE_NET = ["model.backbone=fastcnn", "model.args.widths=[8,16,16]", "model.args.stem_width=8"]
+
+
+def read_preds(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def said(capsys):
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.out + captured.err
+
+
+def train(cfg, out):
+    trainer = Trainer(cfg, out)
+    trainer.logger.console.quiet = True
+    return trainer, trainer.fit()
+
+
+@pytest.fixture
+def image_npz(tmp_path):
+    return save_npz(DatasetSplits(tiny_images(96), tiny_images(64, seed=1)), tmp_path / "images.npz")
+
+
+@pytest.fixture
+def blobs_csv(tmp_path):
+    """Feature rows with string labels, 150 training and 90 test rows (a split column), ids."""
+    x, y = blobs(240, d=5, c=3, seed=2)
+    path = tmp_path / "blobs.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "f0", "f1", "f2", "f3", "f4", "label", "split"])
+        for i in range(240):
+            w.writerow([f"s{i}", *map(float, x[i]), ["ant", "bee", "cow"][y[i]], "train" if i < 150 else "test"])
+    return path
+
+
+# ------------------------------------------------------------------------------------------ exact reproduction
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_predicting_an_image_run_reproduces_its_recorded_test_accuracy(tmp_path, capsys, image_npz, precision):
+    run = tmp_path / "run"
+    trainer, results = train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "data.noise=null",
+                                      "data.val_fraction=0.2", "train.epochs=4", f"train.precision={precision}"), run)
+    best = results["selected"]
+    assert best["epoch"] is not None
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run), f"npz:{image_npz}", "--out", str(out), "--device", "cpu"]) == 0
+    text = said(capsys)
+    header, rows = read_preds(out)
+    assert header == ["id", "predicted", "prob_k0", "prob_k1", "prob_k2", "prob_k3"]
+    test = tiny_images(64, seed=1)
+    assert len(rows) == 64 and [r[0] for r in rows] == [str(i) for i in range(64)]  # no ids stored: row numbers
+    predicted = np.array([r[1] for r in rows])
+    correct = int(np.sum(predicted == np.array([f"k{k}" for k in test.labels])))
+    acc = correct / 64
+    # model.pt holds the selected epoch's model (best_model.pt) and reproduces the accuracy the run recorded
+    assert correct == round(best["test_acc"] * 64)
+    assert f"accuracy against the data's labels: {acc:.4f}" in text and "selected weights" in text
+    probs = np.array([[float(v) for v in r[2:]] for r in rows])
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+    # the same logits as the trainer's own evaluation of those weights, bit for bit
+    model = load_predictor(run, device="cpu")
+    assert model.record["weights"] == "selected" and model.record["epoch"] == best["epoch"]
+    trainer.method.load_state_dict(torch.load(run / "best_model.pt", weights_only=False))
+    expected = trainer.predict_over(trainer.test_x, trainer.method.predict_logits)
+    assert torch.equal(model.logits(test.x), expected)
+    assert np.array_equal(probs.argmax(1), expected.argmax(1).numpy())
+    # raw uint8 images in an .npy give the same predictions
+    np.save(tmp_path / "test.npy", test.x)
+    assert main(["predict", str(run), str(tmp_path / "test.npy"), "--out", str(tmp_path / "p2.csv")]) == 0
+    assert [r[1] for r in read_preds(tmp_path / "p2.csv")[1]] == list(predicted)
+
+
+def test_model_file_holds_the_training_normalisation_and_no_per_sample_state(tmp_path, image_npz):
+    run = tmp_path / "run"
+    trainer, _ = train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "data.noise=null", "train.epochs=1",
+                                "method.name=elr", "data.val_fraction=0.25"), run)
+    state = torch.load(run / "model.pt", weights_only=True)  # tensors and plain values only
+    rows = np.load(run / "per_sample.npz")["train_index"]
+    x = tiny_images(96).x[rows].astype(np.float64) / 255.0  # the 72 training rows, not the held-out ones
+    assert state["input"]["kind"] == "image" and state["input"]["shape"] == [16, 16, 3]
+    assert np.allclose(state["input"]["mean"].numpy(), x.mean(axis=(0, 1, 2)), atol=1e-6)
+    assert np.allclose(state["input"]["std"].numpy(), x.std(axis=(0, 1, 2)), atol=1e-6)
+    assert state["class_names"] == ["k0", "k1", "k2", "k3"] and state["method"]["name"] == "elr"
+    # ELR's per-sample targets [72, 4] and the final training probabilities stay out; the network is all there
+    assert "target" in trainer.method.state_dict() and "target" not in state["weights"]
+    assert "final_probs" not in state["weights"]
+    net = {k for k in trainer.method.state_dict() if k.startswith("net.")}
+    assert net and net <= set(state["weights"])
+    assert state["record"]["run_created"] == json.loads((run / "results.json").read_text())["created"]
+
+
+def test_predicting_a_tabular_run_with_string_labels(tmp_path, capsys, blobs_csv):
+    run = tmp_path / "run"
+    trainer, results = train(tiny_cfg(f"data.dataset=csv:{blobs_csv}", "data.val_fraction=0", "train.epochs=8",
+                                      "train.batch_size=32"), run)
+    assert results["selected"]["epoch"] is None  # no validation split: the last epoch's model
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run), str(blobs_csv), "--out", str(out)]) == 0
+    text = said(capsys)
+    header, rows = read_preds(out)
+    assert header == ["id", "predicted", "prob_ant", "prob_bee", "prob_cow"]
+    assert [r[0] for r in rows] == [f"s{i}" for i in range(150, 240)]  # the test split, by id
+    with open(blobs_csv, newline="") as f:
+        labels = [r[-2] for r in csv.reader(f)][151:]
+    correct = sum(r[1] == k for r, k in zip(rows, labels))
+    acc = correct / 90
+    assert correct == round(results["final"]["test_acc"] * 90) and acc > 0.9
+    assert "final weights" in text and f"accuracy against the data's labels: {acc:.4f}" in text
+    model = load_predictor(run / "model.pt")
+    assert torch.equal(model.logits(trainer.data.test.x), trainer.predict_over(trainer.test_x,
+                                                                                trainer.method.predict_logits))
+    # standardised with the training rows' mean and std, as the trainer did
+    x_train = trainer.data.train.x
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert np.allclose(state["input"]["mean"].numpy(), x_train.mean(0), atol=1e-5)
+    assert np.allclose(state["input"]["std"].numpy(), x_train.std(0), atol=1e-5)
+
+    # the same rows without labels (a CSV of features and ids): the same predictions and probabilities
+    with open(blobs_csv, newline="") as f, open(tmp_path / "raw.csv", "w", newline="") as g:
+        w = csv.writer(g)
+        for i, r in enumerate(csv.reader(f)):
+            if i == 0 or i > 150:
+                w.writerow(r[:6])
+    assert main(["predict", str(run), str(tmp_path / "raw.csv"), "--out", str(tmp_path / "raw_preds.csv")]) == 0
+    assert read_preds(tmp_path / "raw_preds.csv")[1] == rows
+    # the training split on request, compared with the (noisy) labels the run trained on
+    assert main(["predict", str(run), f"csv:{blobs_csv}", "--split", "train", "--out", str(out)]) == 0
+    assert len(read_preds(out)[1]) == 150
+
+
+# ------------------------------------------------------------------------------------------ errors
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("predict") / "run"
+    x, y = blobs(120, d=4, c=3)
+    splits = DatasetSplits(LabeledData(x, y, ["a", "b", "c"]), LabeledData(x[:30], y[:30], ["a", "b", "c"]))
+    trainer = Trainer(tiny_cfg("train.epochs=1"), run, splits=splits)
+    trainer.logger.console.quiet = True
+    trainer.fit()
+    return run
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((5, 3), np.float32), "got an array of shape [5, 3]; this model takes feature rows of 4 values"),
+    (np.zeros((5, 8, 8, 3), np.uint8), "got images of shape [5, 8, 8, 3], but this model was trained on feature"),
+    (np.array([[0, 1, 2, np.nan]], np.float32), "row 0 has NaN or infinite values"),
+])
+def test_inputs_of_the_wrong_shape_exit_2_saying_what_the_model_takes(tmp_path, capsys, tiny_run, array, message):
+    np.save(tmp_path / "x.npy", array)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tiny_run), str(tmp_path / "x.npy"), "--out", str(out)]) == 2
+    err = said(capsys)
+    assert "noisyfit predict: error:" in err and message in err
+    assert not out.exists()
+
+
+def test_images_of_another_size_exit_2(tmp_path, capsys, image_npz):
+    run = tmp_path / "run"
+    train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "train.epochs=1"), run)
+    np.save(tmp_path / "x.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    assert main(["predict", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert ("got an array of shape [2, 8, 8, 3]; this model takes uint8 images of 16x16 pixels with 3 channel(s)"
+            in said(capsys))
+    np.save(tmp_path / "x.npy", np.zeros((2, 16, 16, 3), np.float32))
+    assert main(["predict", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "got images of dtype float32" in said(capsys)
+
+
+def test_bad_run_folders_exit_2_with_the_fix(tmp_path, capsys, tiny_run):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 4), np.float32))
+
+    def predict(run):
+        assert main(["predict", str(run), str(x), "--out", str(tmp_path / "p.csv")]) == 2
+        return said(capsys)
+
+    assert "not found; pass the --out folder of a finished `noisyfit train` run" in predict(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    assert "is not a noisyfit run folder" in predict(tmp_path / "empty")
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "checkpoint.pt").write_bytes(b"")
+    assert "the run has not finished" in predict(tmp_path / "unfinished")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text((tiny_run / "results.json").read_text())
+    assert "the run finished without model.pt" in predict(old)
+    # a model.pt left from an earlier run in the folder is not taken for this run's
+    results = json.loads((tiny_run / "results.json").read_text())
+    (old / "model.pt").write_bytes((tiny_run / "model.pt").read_bytes())
+    (old / "results.json").write_text(json.dumps({**results, "created": "2001-01-01T00:00:00+0000"}))
+    assert "belongs to an earlier run in this folder" in predict(old)
+    (old / "model.pt").write_bytes(b"not a torch file")
+    assert "cannot read it as a noisyfit model file" in predict(old / "model.pt")
+    with pytest.raises(PredictorError):
+        load_predictor(tmp_path / "empty")
+    # the good run works with the same inputs
+    assert main(["predict", str(tiny_run), str(x), "--out", str(tmp_path / "p.csv")]) == 0
