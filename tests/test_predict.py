@@ -217,3 +217,16 @@ def test_bad_run_folders_exit_2_with_the_fix(tmp_path, capsys, tiny_run):
         load_predictor(tmp_path / "empty")
     # the good run works with the same inputs
     assert main(["predict", str(tiny_run), str(x), "--out", str(tmp_path / "p.csv")]) == 0
+
+
+def test_overwrite_removes_the_model_of_the_replaced_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    quick = ["--dataset", "digits", "--backbone", "mlp", "--epochs", "2", "--device", "cpu", "--no-progress",
+             "model.args.hidden=[16]", "train.tensorboard=false", "data.train_subset=200"]
+    assert main(["train", "--out", str(out), *quick]) == 0 and (out / "model.pt").is_file()
+    # the new run stops after its first epoch: no model.pt yet, and the old one is gone
+    assert main(["train", "--out", str(out), "--overwrite", "--stop-after", "1", "--seed", "3", *quick]) == 0
+    assert not (out / "model.pt").exists()
+    said(capsys)
+    assert main(["predict", str(out), "digits", "--out", str(tmp_path / "p.csv")]) == 2
+    assert "the run has not finished" in said(capsys)

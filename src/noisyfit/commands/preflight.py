@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 #: what `noisyfit train` writes into its --out folder (removed by --overwrite; other files are left alone)
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best_model.pt", "results.json", "per_sample.npz",
-             "tensorboard")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best_model.pt", "model.pt", "results.json",
+             "per_sample.npz", "tensorboard")
 #: what `noisyfit audit` writes into its --out folder
 AUDIT_FILES = ("issues.csv", "summary.json", "report.html", "pred_probs.npy", "folds", "run")
 #: bookkeeping `noisyfit bench` writes into a run folder before it starts `noisyfit train` there; hidden
