@@ -31,6 +31,7 @@ Example
 from __future__ import annotations
 
 import json
+import pickle
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,7 +68,7 @@ def _float(v) -> float | None:
     return None if v is None else float(v)
 
 
-def predictor_state(trainer: "Trainer", results: dict | None = None, *, weights: str = "auto") -> dict:
+def predictor_state(trainer: Trainer, results: dict | None = None, *, weights: str = "auto") -> dict:
     """The content of ``model.pt`` for a finished :class:`~noisyfit.engine.trainer.Trainer`.
 
     Parameters
@@ -122,7 +123,7 @@ def predictor_state(trainer: "Trainer", results: dict | None = None, *, weights:
     }
 
 
-def write_predictor(trainer: "Trainer", results: dict | None = None) -> Path | None:
+def write_predictor(trainer: Trainer, results: dict | None = None) -> Path | None:
     """Write ``model.pt`` into the trainer's run folder (atomically); nothing without a run folder."""
     if trainer.out_dir is None:
         return None
@@ -226,7 +227,7 @@ class Predictor:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_trainer(cls, trainer: "Trainer", *, weights: str = "final", device=None) -> "Predictor":
+    def from_trainer(cls, trainer: Trainer, *, weights: str = "final", device=None) -> Predictor:
         """The predictor of a finished Trainer (default: its last epoch's weights), on the trainer's device."""
         return cls(predictor_state(trainer, weights=weights), device=device or trainer.device)
 
@@ -336,9 +337,12 @@ def read_predictor_file(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise PredictorError(f"{path} not found.") from None
-    except Exception as err:  # not a torch file, truncated, or holding objects beyond tensors and plain values
-        raise PredictorError(f"{path}: cannot read it as a noisyfit model file ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else ''}).") from None
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
+        # not a torch file, truncated, or holding objects beyond tensors and plain values (torch's advice to load
+        # those with weights_only=False is not passed on: a model file never needs it)
+        detail = "" if isinstance(err, pickle.UnpicklingError) else f": {str(err).splitlines()[0]}" if str(err) else ""
+        raise PredictorError(f"{path}: cannot read it as a noisyfit model file ({type(err).__name__}{detail}); "
+                             "it is damaged or not a model.pt written by noisyfit.") from None
     if not isinstance(state, dict) or state.get("schema") != PREDICTOR_SCHEMA:
         raise PredictorError(f"{path}: not a noisyfit model file (no schema {PREDICTOR_SCHEMA!r}).")
     return state
