@@ -1,0 +1,278 @@
+"""`NoisyClassifier`: any noisyfit method as a scikit-learn classifier on arrays.
+
+``fit(X, y)`` runs the noisyfit :class:`~noisyfit.engine.trainer.Trainer` on the arrays (no config file, no
+run folder) and keeps the method's per-sample verdict on the training labels; ``predict`` and
+``predict_proba`` go through the same :class:`~noisyfit.predictor.Predictor` as ``noisyfit predict`` and a
+run's ``model.pt``: the training statistics normalise raw inputs, ``Method.predict_logits`` predicts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def _validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
+        return estimator._validate_data(X, y, **kwargs)
+
+
+#: scikit-learn estimator checks that NoisyClassifier is expected to fail, with the reason (passed as
+#: ``expected_failed_checks`` to ``parametrize_with_checks`` / ``check_estimator`` in tests/test_estimator.py;
+#: every other check of scikit-learn's suite runs and passes)
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@contextmanager
+def _global_rng_kept():
+    """The Trainer seeds torch's and numpy's global generators; an estimator must leave the caller's alone."""
+    import torch
+
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+
+
+class NoisyClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier trained with a noisy-label method, that also says which training labels look wrong.
+
+    Parameters
+    ----------
+    method : str
+        A registered method (``noisyfit list``): ``ce``, ``gce``, ``sce``, ``elr``, ``coteaching``,
+        ``dividemix``, ...
+    backbone : str
+        ``mlp`` for feature rows (it also takes images, flattened); ``fastcnn``, ``preact_resnet18``,
+        ``resnet34`` for images.
+    epochs, batch_size : int
+        Training length and mini-batch size (a batch larger than the training set is cut to it).
+    lr : float
+        Peak learning rate (cosine schedule; config ``optim.lr``).
+    optimizer : {"sgd", "adam", "adamw"}
+        SGD uses Nesterov momentum 0.9.
+    weight_decay : float
+    method_args : dict, optional
+        The method's hyper-parameters (its docstring lists them with paper defaults), e.g. ``{"q": 0.7}`` for
+        ``gce``.
+    backbone_args : dict, optional
+        Backbone options, e.g. ``{"hidden": [64]}`` for ``mlp``, ``{"widths": [64, 128, 128]}`` for ``fastcnn``.
+    val_fraction : float
+        Share of the training rows held out as a (noisy) validation split; the model of the epoch with the best
+        validation accuracy is kept. Default 0: every row trains and the last epoch's model is kept.
+    random_state : int, RandomState or None
+        An int is the run's seed (noise-free runs: initialisation, batch order, augmentation, hold-out); None
+        draws one from numpy's global generator. The caller's global torch and numpy generators are left as
+        they were.
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
+    precision : str
+        ``auto`` (fp32 on a CPU, bf16/fp16 on CUDA), ``fp32``, ``bf16``, ``fp16``.
+    overrides : list of str, optional
+        Further config settings as ``key=value`` (``noisyfit train`` syntax), applied last, e.g.
+        ``["optim.schedule=constant", "train.threads=2"]``.
+    verbose : bool
+        Print one line per epoch (and a progress bar).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The distinct labels of ``y`` (any values: integers, strings...), sorted; ``predict`` returns them.
+    n_features_in_ : int
+        Features per row (for images, values per image: H * W * C).
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` was a DataFrame with string column names.
+    label_issues_ : ndarray of bool
+        Per training row: the method flags its label as wrong (rows held out for validation: False).
+    clean_scores_ : ndarray of float
+        Per training row: the method's score of its label being right, higher = cleaner (held-out rows: NaN).
+    suggested_labels_ : ndarray
+        Per training row: the label the method would give (a value of ``classes_``; held-out rows: their own).
+    noise_rate_ : float or None
+        The method's estimate of the share of wrong labels.
+    history_ : list of dict
+        One row per epoch (loss, learning rate, validation accuracy when held out, seconds).
+    predictor_ : noisyfit.predictor.Predictor
+        The trained model with its input normalisation (``predictor_.save("model.pt")`` writes it for
+        ``noisyfit predict``).
+
+    Notes
+    -----
+    Inputs are arrays of feature rows ``[n_samples, n_features]`` (standardised inside with the training
+    statistics, as ``noisyfit train`` does) or ``uint8`` images ``[n_samples, H, W, C]`` (``[n, H, W]`` for grey),
+    normalised per channel and augmented (random crop and flip) during training.
+
+    scikit-learn's estimator checks (``sklearn.utils.estimator_checks``, scikit-learn 1.9) all pass, on the fast
+    setting of ``tests/test_estimator.py`` (``parametrize_with_checks``: 55 checks) and with the defaults (on a
+    CPU): none is skipped or expected to fail here, so ``EXPECTED_FAILED_CHECKS`` is empty and no tag is changed.
+    scikit-learn itself skips ``check_array_api_input`` unless the environment sets ``SCIPY_ARRAY_API=1``; with it
+    set, that check passes too (NumPy inputs under array-API dispatch; the estimator declares no array-API
+    support, its arrays go to torch). Determinism (fit twice with an int ``random_state``, same predictions,
+    which ``check_fit_idempotent`` asserts) holds on a CPU; on CUDA, non-deterministic kernels may change the
+    last digits.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import cross_val_score
+    >>> clf = NoisyClassifier("gce", epochs=30, backbone_args={"hidden": [256, 256]}, random_state=0)
+    >>> cross_val_score(clf, X, y_noisy, cv=3)  # doctest: +SKIP
+    >>> clf.fit(X, y_noisy).label_issues_.sum()  # doctest: +SKIP
+    """
+
+    def __init__(self, method="ce", backbone="mlp", *, epochs=30, batch_size=128, lr=0.05, optimizer="sgd",
+                 weight_decay=5e-4, method_args=None, backbone_args=None, val_fraction=0.0, random_state=None,
+                 device="auto", precision="auto", overrides=None, verbose=False):
+        self.method = method
+        self.backbone = backbone
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.method_args = method_args
+        self.backbone_args = backbone_args
+        self.val_fraction = val_fraction
+        self.random_state = random_state
+        self.device = device
+        self.precision = precision
+        self.overrides = overrides
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def _images(X) -> np.ndarray | None:
+        """``X`` as uint8 NHWC images when it is an image array, else None (then it is a feature table)."""
+        if isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4):
+            return X[..., None] if X.ndim == 3 else X
+        return None
+
+    def _check_X(self, X, y=None, *, reset: bool):
+        """X (and y, when fitting) checked as scikit-learn checks them; images keep their uint8 NHWC layout."""
+        from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+        images = self._images(X)
+        if images is None:
+            if not reset and getattr(self, "image_shape_", None) is not None:
+                raise ValueError(f"X has shape {list(np.shape(X))}, but {type(self).__name__} was fitted on uint8 "
+                                 f"images of shape [n, {', '.join(map(str, self.image_shape_))}].")
+            if reset:
+                X, y = _validate_data(self, X, y, dtype=np.float32)
+                self.image_shape_ = None
+            else:
+                X = _validate_data(self, X, reset=False, dtype=np.float32)
+            return np.array(X, dtype=np.float32, order="C"), y  # a writable copy: torch shares numpy memory
+        if len(images) == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={images.shape}) while a minimum of 1 is required.")
+        if reset:
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(images, y)
+            self.image_shape_ = tuple(int(s) for s in images.shape[1:])
+            self.n_features_in_ = int(np.prod(self.image_shape_))
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif getattr(self, "image_shape_", None) != tuple(images.shape[1:]):
+            want = (f"feature rows of {self.n_features_in_} features" if self.image_shape_ is None
+                    else f"uint8 images of shape [n, {', '.join(map(str, self.image_shape_))}]")
+            raise ValueError(f"X has shape {list(images.shape)}, but {type(self).__name__} was fitted on {want}.")
+        return np.array(images, order="C"), y
+
+    def _config(self, seed: int):
+        from noisyfit.config import load_config
+
+        flags = {"method": {"name": self.method, "args": dict(self.method_args or {})},
+                 "model": {"backbone": self.backbone, "args": dict(self.backbone_args or {})},
+                 "optim": {"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay},
+                 "data": {"val_fraction": self.val_fraction},
+                 "train": {"epochs": self.epochs, "batch_size": self.batch_size, "seed": seed, "device": self.device,
+                           "precision": self.precision, "progress": bool(self.verbose), "tensorboard": False}}
+        return load_config(None, list(self.overrides or []), flags=flags)
+
+    def _seed(self) -> int:
+        rs = self.random_state
+        if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
+            return int(rs)
+        from sklearn.utils import check_random_state
+
+        return int(check_random_state(rs).randint(0, 2**31 - 1))
+
+    # ------------------------------------------------------------------ fit / predict
+    def fit(self, X, y):
+        """Train on ``X`` with the (possibly wrong) labels ``y``; returns self.
+
+        Parameters
+        ----------
+        X : array of shape [n_samples, n_features], or uint8 images [n_samples, H, W, C] / [n_samples, H, W]
+        y : array-like of shape [n_samples]
+            Labels of any values (integers, strings...); at least 2 distinct ones.
+        """
+        from noisyfit.data.labeled import DatasetSplits, LabeledData
+        from noisyfit.engine.trainer import Trainer
+        from noisyfit.predictor import PREDICTOR_FILE, Predictor, load_predictor
+
+        x, y = self._check_X(X, y, reset=True)
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"y has 1 class ({classes[0]!r}); a classifier needs at least 2 classes.")
+        names = [str(c) for c in classes]
+        data = LabeledData(x, codes.reshape(-1), names, name=f"{type(self).__name__}.fit")
+        seed = self._seed()
+        cfg = self._config(seed)
+        with _global_rng_kept(), tempfile.TemporaryDirectory(prefix="noisyfit-fit-") as tmp:
+            # a validation split selects an epoch: the trainer keeps that epoch's weights in its run folder
+            out = tmp if cfg.data.val_fraction > 0 else None
+            cfg.train.checkpoint = out is not None
+            trainer = Trainer(cfg, out, splits=DatasetSplits(train=data), command=[type(self).__name__ + ".fit"])
+            trainer.logger.console.quiet = not self.verbose
+            trainer.fit()
+            if out is not None:
+                self.predictor_ = load_predictor(f"{tmp}/{PREDICTOR_FILE}", device=trainer.device)
+            else:
+                self.predictor_ = Predictor.from_trainer(trainer)
+        self.classes_ = classes
+        method, labels, rows = trainer.method, trainer.data.train.labels, trainer.data.train_index
+        n = len(x)
+        scores = method.clean_scores(labels)
+        flags = method.noisy_flags(labels)
+        suggested = method.suggested_labels()
+        self.clean_scores_ = np.full(n, np.nan)
+        self.label_issues_ = np.zeros(n, dtype=bool)
+        suggested_codes = codes.reshape(-1).copy()
+        if scores is not None:
+            self.clean_scores_[rows] = np.asarray(scores, dtype=np.float64)
+        if flags is not None:
+            self.label_issues_[rows] = np.asarray(flags, dtype=bool)
+        if suggested is not None:
+            suggested_codes[rows] = np.asarray(suggested)
+        self.suggested_labels_ = classes[suggested_codes]
+        rate = method.estimated_noise_rate(labels)
+        self.noise_rate_ = None if rate is None else float(rate)
+        self.history_ = list(trainer.history)
+        return self
+
+    def _logits(self, X):
+        check_is_fitted(self, "predictor_")
+        x, _ = self._check_X(X, reset=False)
+        return self.predictor_.logits(x)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities ``[n_samples, n_classes]``; column ``k`` belongs to ``classes_[k]``."""
+        import torch
+
+        return torch.softmax(self._logits(X).double(), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable label (a value of ``classes_``) of each row or image."""
+        index = self._logits(X).argmax(1).numpy()
+        return self.classes_[index]

@@ -1,0 +1,137 @@
+"""noisyfit.NoisyClassifier: scikit-learn's estimator checks, labels of any values, the per-sample verdict on the
+training labels, cross_val_score and a Pipeline, images, the validation hold-out, and the same predictions as
+`noisyfit predict` on its saved model."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import blobs, tiny_images
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from noisyfit import NoisyClassifier
+from noisyfit.cli import main
+from noisyfit.estimator import EXPECTED_FAILED_CHECKS
+
+FAST = {"epochs": 20, "batch_size": 64, "lr": 0.01, "optimizer": "adam", "backbone_args": {"hidden": [16]},
+        "device": "cpu"}
+
+
+@parametrize_with_checks([NoisyClassifier(**FAST, random_state=0)],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def noisy_blobs(n=300, rate=0.3, seed=0):
+    """Three blobs with string labels; ``rate`` of the training labels moved to the next class."""
+    x, y = blobs(n, d=6, c=3, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    wrong = rng.random(n) < rate
+    given = np.where(wrong, (y + 1) % 3, y)
+    names = np.array(["ant", "bee", "cow"])
+    return x, names[given], names[y], wrong
+
+
+def test_labels_of_any_values_and_the_verdict_on_the_training_labels():
+    x, given, true, wrong = noisy_blobs()
+    clf = NoisyClassifier("gce", epochs=15, batch_size=32, backbone_args={"hidden": [32]}, device="cpu",
+                          random_state=0)
+    assert clf.fit(x, given) is clf
+    assert list(clf.classes_) == ["ant", "bee", "cow"] and clf.n_features_in_ == 6
+    pred = clf.predict(x)
+    assert pred.dtype == given.dtype and set(pred) <= set(clf.classes_)
+    assert clf.score(x, true) > 0.95  # the true labels, learned through 30% wrong ones
+    proba = clf.predict_proba(x)
+    assert proba.shape == (300, 3) and np.allclose(proba.sum(1), 1.0)
+    assert np.array_equal(clf.classes_[proba.argmax(1)], pred)
+    # per training row, in the order of X: the flags find the wrong labels, the scores rank them
+    assert clf.label_issues_.shape == (300,) and clf.label_issues_.dtype == bool
+    precision, recall = wrong[clf.label_issues_].mean(), clf.label_issues_[wrong].mean()
+    assert precision > 0.9 and recall > 0.9
+    assert clf.clean_scores_[wrong].mean() < 0.3 and clf.clean_scores_[~wrong].mean() > 0.7
+    assert abs(clf.noise_rate_ - wrong.mean()) < 0.05
+    assert (clf.suggested_labels_[wrong] == true[wrong]).mean() > 0.9
+    assert len(clf.history_) == 15 and all("train_loss" in h for h in clf.history_)
+    # integer labels of any values map to 0..C-1 and back
+    codes = np.array([10, 20, 30])[np.searchsorted(["ant", "bee", "cow"], given)]
+    clf_int = NoisyClassifier("gce", epochs=15, batch_size=32, backbone_args={"hidden": [32]}, device="cpu",
+                              random_state=0).fit(x, codes)
+    assert list(clf_int.classes_) == [10, 20, 30]
+    assert np.array_equal(np.array([10, 20, 30])[np.searchsorted(clf.classes_, pred)], clf_int.predict(x))
+
+
+def test_cross_val_score_and_a_pipeline():
+    x, given, _, _ = noisy_blobs(240, rate=0.2, seed=3)
+    x = x * 50.0 + 7.0  # far from standardised: the pipeline's scaler and the estimator's own both cope
+    clf = NoisyClassifier(**{**FAST, "epochs": 10}, random_state=0)
+    scores = cross_val_score(clf, x, given, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.7  # accuracy against 20% wrong labels: at most ~0.8
+    pipe = make_pipeline(StandardScaler(), NoisyClassifier(**{**FAST, "epochs": 10}, random_state=0))
+    piped = cross_val_score(pipe, x, given, cv=3)
+    assert piped.min() > 0.7
+    pipe.fit(x, given)
+    assert pipe.score(x, given) > 0.75 and pipe[-1].label_issues_.shape == (240,)
+    # parameters as given, settable in a grid-search manner
+    assert pipe.get_params()["noisyclassifier__epochs"] == 10
+    pipe.set_params(noisyclassifier__method="sce", noisyclassifier__method_args={"alpha": 0.5})
+    assert pipe[-1].method == "sce" and pipe[-1].method_args == {"alpha": 0.5}
+
+
+def test_fitting_twice_gives_the_same_model_and_leaves_the_global_generators_alone():
+    x, given, _, _ = noisy_blobs(120)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    a = NoisyClassifier(**FAST, random_state=5).fit(x, given)
+    after = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected = torch.rand(3), np.random.rand(3)
+    assert torch.equal(after[0], expected[0]) and np.array_equal(after[1], expected[1])
+    b = NoisyClassifier(**FAST, random_state=5).fit(x, given)
+    assert np.array_equal(a.predict_proba(x), b.predict_proba(x))
+    c = NoisyClassifier(**FAST, random_state=6).fit(x, given)
+    assert not np.array_equal(a.predict_proba(x), c.predict_proba(x))
+
+
+def test_val_fraction_holds_rows_out_and_keeps_the_selected_epoch():
+    x, given, _, _ = noisy_blobs(200)
+    clf = NoisyClassifier(**{**FAST, "epochs": 6}, val_fraction=0.2, random_state=0).fit(x, given)
+    held_out = np.isnan(clf.clean_scores_)
+    assert held_out.sum() == 40 and not clf.label_issues_[held_out].any()
+    assert (clf.suggested_labels_[held_out] == given[held_out]).all()
+    vals = [h["val_acc"] for h in clf.history_]
+    assert clf.predictor_.record["weights"] == "selected"
+    assert clf.predictor_.record["epoch"] == int(np.argmax(vals))
+    # without a hold-out every row trains and the last epoch is kept
+    full = NoisyClassifier(**{**FAST, "epochs": 6}, random_state=0).fit(x, given)
+    assert not np.isnan(full.clean_scores_).any()
+    assert full.predictor_.record == {**full.predictor_.record, "weights": "final", "epoch": 5}
+
+
+def test_uint8_images(tmp_path):
+    data = tiny_images(64, size=8)
+    clf = NoisyClassifier("ce", "fastcnn", epochs=2, batch_size=32, backbone_args={"widths": [8, 8, 8],
+                          "stem_width": 8}, device="cpu", random_state=0)
+    clf.fit(data.x, np.array(data.class_names)[data.labels])
+    assert clf.n_features_in_ == 8 * 8 * 3 and clf.predict_proba(data.x).shape == (64, 4)
+    assert set(clf.predict(data.x)) <= {"k0", "k1", "k2", "k3"}
+    with pytest.raises(ValueError, match=r"fitted on uint8 images of shape \[n, 8, 8, 3\]"):
+        clf.predict(np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"fitted on uint8 images"):
+        clf.predict(data.x.reshape(64, -1).astype(np.float32))
+
+
+def test_the_saved_model_predicts_as_the_estimator(tmp_path, capsys):
+    x, given, _, _ = noisy_blobs(150)
+    clf = NoisyClassifier(**FAST, random_state=0).fit(x, given)
+    clf.predictor_.save(tmp_path / "model.pt")
+    np.save(tmp_path / "x.npy", x)
+    assert main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "x.npy"), "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    rows = [line.split(",") for line in (tmp_path / "p.csv").read_text().splitlines()]
+    assert rows[0] == ["id", "predicted", "prob_ant", "prob_bee", "prob_cow"]
+    assert [r[1] for r in rows[1:]] == list(clf.predict(x))
+    assert np.allclose(np.array([r[2:] for r in rows[1:]], dtype=float), clf.predict_proba(x), atol=1e-5)
