@@ -149,11 +149,19 @@ def _choose(split: str, has_test: bool, what: str) -> str:
 
 
 def _dataset(spec: str, model, split: str, data_dir, label_column: str) -> Inputs:
+    from noisyfit.data.labeled import DataError
     from noisyfit.data.sources import load_dataset
 
     folder = spec.strip().lower().startswith("folder:")
     size = list(model.input_shape[:2]) if folder and model.is_image else None  # decoded as for training
-    splits = load_dataset(spec, data_dir, label_column=label_column, image_size=size)
+    try:
+        splits = load_dataset(spec, data_dir, label_column=label_column, image_size=size)
+    except DataError as err:
+        if not folder:
+            raise
+        raise DataError(f"{err} `noisyfit predict` reads image folders in the training layout (root/<class>/<file> "
+                        "or root/<split>/<class>/<file>, 2 or more class folders); to predict unlabelled images, "
+                        "save them as one uint8 [N, H, W, C] array (.npy).") from None
     which = _choose(split, splits.test is not None, spec)
     data = splits.test if which == "test" else splits.train
     names = list(data.class_names)
