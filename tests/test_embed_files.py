@@ -1,0 +1,147 @@
+"""Embedders from files: torch.export, ONNX and TorchScript files give the source module's output; a run's
+backbone gives the features its head was trained on; the input pipeline (resize, normalisation) by hand."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_images
+
+from noisyfit.config import load_config
+from noisyfit.data.labeled import DatasetSplits, LabeledData
+from noisyfit.data.tabular import save_npz
+from noisyfit.embed import (EmbedderError, FeatureExtractor, detect_format, embed_data, export_backbone,
+                            load_embedder, save_embedder)
+from noisyfit.models.backbones import create_backbone
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+def _source_module(seed=0):
+    """A small CNN with BatchNorm running statistics that are not the identity (so eval mode matters)."""
+    torch.manual_seed(seed)
+    net = create_backbone("fastcnn", num_classes=4, input_shape=(3, 16, 16), widths=(8, 16, 16), stem_width=8)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return FeatureExtractor(net).eval()
+
+
+META = {"input": "image", "input_size": [16, 16], "channels": 3, "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.2, 0.3]}
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".onnx", ".ts"])
+def test_file_embeddings_equal_the_source_module(tmp_path, suffix):
+    module = _source_module()
+    path = save_embedder(module, torch.zeros(2, 3, 16, 16), tmp_path / f"m{suffix}", meta=META)
+    emb = load_embedder(path, batch_size=3)  # 7 images: batches of 3, 3 and 1 (the batch dimension is dynamic)
+    assert emb.kind == {".pt2": "torch.export", ".onnx": "onnx", ".ts": "torchscript"}[suffix]
+    assert detect_format(path) == emb.kind
+    # the stored settings come back as the embedder's defaults
+    assert emb.input_size == (16, 16) and emb.mean == (0.5, 0.4, 0.3) and emb.std == (0.25, 0.2, 0.3)
+    x = np.random.default_rng(1).integers(0, 256, (7, 16, 16, 3), dtype=np.uint8)
+    with torch.no_grad():
+        ref = module(emb.preprocess(x)).numpy()
+    out = embed_data(emb, LabeledData(x=x, labels=np.zeros(7, int), class_names=["a", "b"]), progress=False).x
+    assert out.shape == (7, 16)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_preprocess_by_hand(tmp_path):
+    """pixels / 255, then F.interpolate to the stored size, then (x - mean) / std, per channel."""
+    path = save_embedder(_source_module(), torch.zeros(2, 3, 16, 16), tmp_path / "m.pt2", meta=META)
+    emb = load_embedder(path)
+    x = np.zeros((1, 8, 8, 3), dtype=np.uint8)
+    x[..., 0], x[..., 1], x[..., 2] = 255, 51, 0  # constant channels: resizing keeps them constant
+    t = emb.preprocess(x)
+    assert t.shape == (1, 3, 16, 16)
+    np.testing.assert_allclose(t[0, :, 5, 5].numpy(), [(1 - 0.5) / 0.25, (0.2 - 0.4) / 0.2, (0 - 0.3) / 0.3], atol=1e-6)
+    # a non-constant image: the same as torch's antialiased bilinear resize of the [0, 1] image
+    y = np.random.default_rng(0).integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
+    ref = F.interpolate(torch.from_numpy(y).permute(0, 3, 1, 2).float() / 255, size=(16, 16), mode="bilinear",
+                        align_corners=False, antialias=True)
+    ref = (ref - torch.tensor(META["mean"]).view(1, 3, 1, 1)) / torch.tensor(META["std"]).view(1, 3, 1, 1)
+    np.testing.assert_allclose(emb.preprocess(y).numpy(), ref.numpy(), atol=1e-6)
+    # the caller's settings beat the file's; a foreign file without metadata gets ImageNet's statistics
+    emb = load_embedder(path, input_size="12,10", mean="none", std="none")
+    assert emb.preprocess(y).shape == (2, 3, 12, 10) and float(emb.preprocess(x)[0, 0, 0, 0]) == pytest.approx(1.0)
+    bare = save_embedder(_source_module(), torch.zeros(2, 3, 16, 16), tmp_path / "bare.ts")
+    emb = load_embedder(bare)
+    emb.prepare(x)
+    assert emb.mean == (0.485, 0.456, 0.406) and emb.defaults["mean"] == "imagenet"
+    assert emb.input_size is None  # TorchScript stores no input shape: the data's own size is used
+
+
+def test_static_onnx_shape_sets_size_and_fixed_batch(tmp_path):
+    """An ONNX model exported for a fixed batch of 2 at 16x16: 5 images of 12x12 are resized and padded."""
+    module = _source_module()
+    path = tmp_path / "static.onnx"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(2, 3, 16, 16),), str(path), dynamo=False, input_names=["images"])
+    emb = load_embedder(path)
+    assert emb.input_size == (16, 16) and emb.fixed_batch == 2 and "input_size" not in emb.defaults
+    x = np.random.default_rng(2).integers(0, 256, (5, 12, 12, 3), dtype=np.uint8)
+    out = emb(x)
+    with torch.no_grad():
+        ref = module(emb.preprocess(x)).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 1-epoch fastcnn CE run on 64 tiny images (npz data set), with a noisy-validation split."""
+    from noisyfit.engine.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("run")
+    data = tiny_images(n=64, size=12)
+    data.ids = [f"img{i:02d}" for i in range(64)]
+    save_npz(DatasetSplits(data), root / "tiny.npz")
+    torch.manual_seed(0)
+    cfg = load_config(None, [f"data.dataset=npz:{root / 'tiny.npz'}", "model.backbone=fastcnn",
+                             "model.args.widths=[8,16,16]", "model.args.stem_width=8", "train.epochs=1",
+                             "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
+                             "train.precision=fp32", "train.device=cpu", "data.val_fraction=0.25"])
+    Trainer(cfg, root / "run").fit()
+    return root / "run", data
+
+
+def test_run_backbone_gives_the_features_its_head_was_trained_on(tiny_run):
+    """The run's head on our embeddings reproduces the run's own final training probabilities (per_sample.npz):
+    the weights, the normalisation (mean/std of the run's training split) and forward_features all agree."""
+    run, data = tiny_run
+    emb = load_embedder(run)
+    assert emb.kind == "run" and emb.input_size == (12, 12) and emb.meta["network"] == "net"
+    ps = np.load(run / "per_sample.npz")
+    train_idx = ps["train_index"]
+    feats = embed_data(emb, data, progress=False).x[train_idx]
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["method"]
+    logits = torch.from_numpy(feats) @ state["net.head.weight"].T + state["net.head.bias"]
+    np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), ps["probs"], atol=1e-4)
+    # normalisation = the channel statistics of the run's training split (not of all 64 images)
+    from noisyfit.data.augment import channel_stats
+
+    mean, std = channel_stats(data.x[train_idx])
+    np.testing.assert_allclose(emb.mean, mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(emb.std, std.numpy(), rtol=1e-5)
+    assert load_embedder(run / "checkpoint.pt").kind == "run"
+    with pytest.raises(EmbedderError, match="network 1 asked for"):
+        load_embedder(run, network=1)
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
+def test_exported_run_backbone_is_self_contained(tiny_run, tmp_path, suffix):
+    run, data = tiny_run
+    ref = embed_data(load_embedder(run), data, progress=False).x
+    path = export_backbone(run, tmp_path / f"backbone{suffix}")
+    emb = load_embedder(path)  # no run folder and no data needed: the settings are in the file
+    assert emb.meta["backbone"] == "fastcnn" and emb.meta["source"] == "noisyfit run"
+    assert emb.input_size == (12, 12) and emb.defaults == {}
+    np.testing.assert_allclose(embed_data(emb, data, progress=False).x, ref, rtol=1e-4, atol=1e-5)
+    assert json.loads(json.dumps(emb.describe()))["format"] == {".pt2": "torch.export", ".onnx": "onnx"}[suffix]
