@@ -191,6 +191,7 @@ def cmd_audit(args) -> int:
     from noisyfit.data.labeled import DataError
     from noisyfit.detect import audit_label_issues, consensus_issues, issues_from_run, load_pred_probs
     from noisyfit.detect.cleanlab_backend import BackendUnavailableError
+    from noisyfit.detect.guardrails import audit_log, check_pred_probs, model_quality
     from noisyfit.report import write_report
 
     from noisyfit.commands.preflight import AUDIT_FILES, check_method_args, prepare_out_dir
@@ -248,6 +249,8 @@ def cmd_audit(args) -> int:
             probs = load_pred_probs(args.pred_probs)
             labels, true, index, ids = train.labels, train.true_labels, None, train.ids
             mode = f"pred_probs {args.pred_probs}"
+            extra["model_quality"] = check_pred_probs(labels, probs, source=args.pred_probs, true_labels=true,
+                                                      log=audit_log)  # warns when the rows look misaligned
         else:
             from noisyfit.data.sources import load_dataset
             from noisyfit.detect.oof import out_of_fold
@@ -268,6 +271,8 @@ def cmd_audit(args) -> int:
             probs, labels, true, index, ids = oof.pred_probs, oof.labels, oof.true_labels, oof.index, oof.ids
             extra["out_of_fold"] = {**oof.info, "seconds": oof.seconds, "pred_probs": "pred_probs.npy"}
             mode = f"out-of-fold {cfg.method.name}, {oof.info['folds']} folds x {oof.info['epochs']} epochs"
+            extra["model_quality"] = model_quality(labels, probs, fold=oof.fold, true_labels=true, log=audit_log,
+                                                   what=f"the out-of-fold {cfg.method.name} {cfg.model.backbone}")
         names = train.class_names
         try:
             if args.detector == "cleanlab":

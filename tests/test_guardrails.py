@@ -1,0 +1,89 @@
+"""Guardrails: agreement with the given labels against chance, the near-chance warning, misaligned pred_probs."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from noisyfit.cli import main
+from noisyfit.data.sources import load_dataset
+from noisyfit.detect.guardrails import QualityWarning, agreement_stats, check_pred_probs, model_quality
+
+
+def test_agreement_stats_by_hand():
+    # given 0 0 1 1, predicted 0 1 1 1: agreement 3/4; p_given = (.5, .5), p_pred = (.25, .75)
+    s = agreement_stats(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2)
+    assert s["agreement"] == 0.75
+    assert s["chance"] == pytest.approx(0.5 * 0.25 + 0.5 * 0.75)  # 0.5
+    assert s["kappa"] == pytest.approx((0.75 - 0.5) / (1 - 0.5))  # 0.5
+    assert s["z"] == pytest.approx(0.25 / np.sqrt(0.5 * 0.5 / 4))  # 1.0
+    assert s["majority_share"] == 0.5
+    # always predicting one class agrees exactly at chance: kappa 0
+    s = agreement_stats(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]), 2)
+    assert s["agreement"] == s["chance"] == 0.75 and s["kappa"] == 0.0
+
+
+def _probs(labels, correct, c, seed=0):
+    """One-hot-ish probabilities whose argmax is the label on a `correct` share of rows, another class elsewhere."""
+    rng = np.random.default_rng(seed)
+    pred = labels.copy()
+    wrong = rng.random(len(labels)) > correct
+    pred[wrong] = (labels[wrong] + rng.integers(1, c, wrong.sum())) % c
+    p = np.full((len(labels), c), 0.1 / (c - 1))
+    p[np.arange(len(labels)), pred] = 0.9
+    return p
+
+
+def test_misaligned_pred_probs_warn_only_when_shuffled():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 400)
+    probs = _probs(labels, 0.85, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all on aligned rows
+        q = check_pred_probs(labels, probs, source="p.npy")
+    assert q["aligned"] and q["warnings"] == [] and q["agreement"] == pytest.approx(np.mean(probs.argmax(1) == labels))
+    shuffled = probs[rng.permutation(len(labels))]
+    with pytest.warns(QualityWarning, match="only at chance level.*not in the order"):
+        q = check_pred_probs(labels, shuffled, source="p.npy")
+    assert not q["aligned"] and abs(q["kappa"]) < 0.1 and "p.npy" in q["warnings"][0]
+    # a weak but aligned model (55% right on 4 classes, kappa ~0.4) is not called misaligned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_pred_probs(labels, _probs(labels, 0.55, 4), source="p.npy")["aligned"]
+    # shapes for the detector to reject: no verdict here
+    assert check_pred_probs(labels[:10], probs) is None
+
+
+def test_model_quality_per_fold_and_near_chance():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+    true = labels.copy()
+    true[0] = 1  # one label is wrong
+    probs = np.eye(3)[true] * 0.8 + 0.2 / 3  # the model predicts the true class everywhere
+    fold = np.array([0] * 6 + [1] * 6)
+    q = model_quality(labels, probs, fold=fold, true_labels=true, what="m", warn=False)
+    assert q["agreement"] == pytest.approx(11 / 12) and q["accuracy_true"] == 1.0
+    assert [r["agreement_with_given"] for r in q["per_fold"]] == [pytest.approx(5 / 6), 1.0]
+    assert [r["n"] for r in q["per_fold"]] == [6, 6] and not q["near_chance"]
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 300)
+    with pytest.warns(QualityWarning, match="near the .* chance"):
+        q = model_quality(labels, rng.dirichlet(np.ones(3), 300), what="a guessing model")
+    assert q["near_chance"] and q["kappa"] < 0.2
+
+
+def test_audit_with_shuffled_pred_probs_says_so(tmp_path, capsys):
+    labels = load_dataset("digits").train.labels
+    probs = _probs(labels, 0.9, 10)
+    np.save(tmp_path / "aligned.npy", probs)
+    np.save(tmp_path / "shuffled.npy", probs[np.random.default_rng(0).permutation(len(labels))])
+    for name in ("aligned", "shuffled"):
+        assert main(["audit", "digits", "--pred-probs", str(tmp_path / f"{name}.npy"), "--out", str(tmp_path / name),
+                     "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        q = json.loads((tmp_path / name / "summary.json").read_text())["model_quality"]
+        assert "model quality: pred_probs" in err
+        if name == "aligned":
+            assert q["aligned"] and "warning" not in err and q["agreement"] == pytest.approx(0.9, abs=0.03)
+        else:
+            assert not q["aligned"] and "noisyfit audit: warning: " in err and "chance level" in err
