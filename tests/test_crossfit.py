@@ -1,0 +1,67 @@
+"""K-fold cross-fitted classifiers on embeddings, then confident learning: planted label errors on a separable
+set are found exactly, with their true class suggested."""
+
+import numpy as np
+import pytest
+
+from noisyfit.detect.crossfit import audit_embeddings, cross_fit
+from noisyfit.detect.validation import DetectInputError
+from noisyfit.embed import Embeddings
+
+# three tight clusters far apart: any classifier that did not see an example's label predicts its cluster, and
+# with points this close to their centre every example of a cluster gets about the same probabilities, so an
+# example planted in another class scores its cluster's clean level, above that cluster's confident threshold
+# (the mean over the examples *given* the class, which the planted ones pull down)
+CENTRES = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+PLANTED = {3: 1, 17: 2, 40: 0, 41: 2, 75: 0, 88: 1}  # index -> the wrong label given
+
+
+def separable(n_per=30, seed=0):
+    rng = np.random.default_rng(seed)
+    true = np.repeat(np.arange(3), n_per)
+    x = CENTRES[true] + rng.normal(0, 0.1, (len(true), 2))
+    given = true.copy()
+    for i, wrong in PLANTED.items():
+        assert wrong != true[i]
+        given[i] = wrong
+    return x.astype(np.float32), given, true
+
+
+@pytest.mark.parametrize("classifier", ["logreg", "mlp"])
+def test_planted_errors_are_found(classifier):
+    x, given, true = separable()
+    issues = audit_embeddings(x, given, class_names=["a", "b", "c"], true_labels=true, folds=5,
+                              classifier=classifier, ids=[f"s{i}" for i in range(len(given))])
+    assert sorted(np.flatnonzero(issues.is_issue).tolist()) == sorted(PLANTED)
+    assert all(issues.suggested[i] == true[i] for i in PLANTED)  # the cluster each came from
+    assert {r["id"] for r in issues.records()} == {f"s{i}" for i in PLANTED}
+    q = issues.info["model_quality"]
+    # every out-of-fold prediction is the true cluster: agreement with the given labels = 84 / 90
+    assert q["agreement"] == pytest.approx(84 / 90) and q["accuracy_true"] == 1.0 and not q["near_chance"]
+    per_fold = issues.info["cross_fit"]["per_fold"]
+    assert [f["held_out"] for f in per_fold] == [18] * 5
+    assert sum(f["held_out_agreement_with_given"] * 18 for f in per_fold) == pytest.approx(84)
+    d = issues.detection_metrics()
+    assert d["precision"] == 1.0 and d["recall"] == 1.0 and d["suggestion_accuracy"] == 1.0
+
+
+def test_cross_fit_is_out_of_fold_and_takes_embeddings_objects():
+    x, given, true = separable()
+    cf = cross_fit(x, given, folds=3, seed=1)
+    assert cf.pred_probs.shape == (90, 3) and np.allclose(cf.pred_probs.sum(1), 1, atol=1e-5)
+    assert sorted(np.bincount(cf.fold).tolist()) == [30, 30, 30]
+    # a planted row's own (wrong) label never reached its classifier: its probability stays low
+    assert all(cf.pred_probs[i, given[i]] < 0.2 for i in PLANTED)
+    emb = Embeddings(x=x, labels=given, class_names=["a", "b", "c"], ids=[str(i) for i in range(90)], true_labels=true)
+    issues = audit_embeddings(emb, folds=3)
+    assert sorted(issues.index[issues.is_issue].tolist()) == sorted(PLANTED)
+
+
+def test_bad_inputs():
+    x, given, _ = separable()
+    with pytest.raises(DetectInputError, match="89 labels"):
+        cross_fit(x, given[:89])
+    with pytest.raises(DetectInputError, match="classifier 'svm'"):
+        cross_fit(x, given, classifier="svm")
+    with pytest.raises(DetectInputError, match="fewer than 5 examples"):
+        cross_fit(x[:6], np.array([0, 0, 1, 1, 2, 2]), folds=5)
