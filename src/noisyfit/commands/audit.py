@@ -43,6 +43,9 @@ def register(sub) -> None:
     src.add_argument("--run", metavar="RUN_DIR", help="audit a finished `noisyfit train --out RUN_DIR`")
     src.add_argument("--annotators", metavar="COLS", help="comma-separated label columns (extra labels of DATA), "
                                                           "e.g. random1,random2,random3")
+    from noisyfit.embed.cli import add_audit_options
+
+    add_audit_options(p, src)  # --embedder FILE (a model, or the embeddings of `noisyfit embed`) and its settings
     p.add_argument("--out", required=True, help="output folder: new or empty, unless --resume or --overwrite")
     p.add_argument("--resume", action="store_true",
                    help="continue an audit in OUT: finished out-of-fold folds (OUT/folds/) and the --method run "
@@ -251,6 +254,14 @@ def cmd_audit(args) -> int:
             mode = f"pred_probs {args.pred_probs}"
             extra["model_quality"] = check_pred_probs(labels, probs, source=args.pred_probs, true_labels=true,
                                                       log=audit_log)  # warns when the rows look misaligned
+        elif args.embedder:
+            from noisyfit.embed.cli import audit_on_embeddings
+
+            e = audit_on_embeddings(args, out, (lambda: _load_train(args, data_name, data_dir)) if data_name else None,
+                                    progress=progress)
+            train, probs, labels, true, index, ids, mode = (e.train, e.pred_probs, e.labels, e.true_labels, e.index,
+                                                            e.ids, e.mode)
+            extra.update(e.summary)
         else:
             from noisyfit.data.sources import load_dataset
             from noisyfit.detect.oof import out_of_fold

@@ -1,0 +1,91 @@
+"""`noisyfit embed` (a data set's embeddings from a model file) and `noisyfit export-backbone` (a run's backbone
+as a model file).
+
+    noisyfit embed folder:photos --model backbone.pt2 --out emb.npz
+    noisyfit export-backbone runs/x --out backbone.onnx
+
+The embeddings file holds ``x`` (``[N, D]`` float32), ``y`` (given labels), ``ids``, ``class_names``,
+``index``, ``true_labels`` when known and ``info`` (the embedder and its settings, as JSON); it is also a
+data set for ``npz:PATH`` and the input of ``noisyfit audit --embedder emb.npz``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _log(command: str):
+    def log(line: str) -> None:
+        print(f"noisyfit {command}: {line}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def register(sub) -> None:
+    from noisyfit.embed.cli import add_settings_options
+
+    p = sub.add_parser("embed", help="embeddings of a data set from a model file (run, torch.export, TorchScript, "
+                                     "ONNX), with sample ids",
+                       description="Embeddings of DATA's training split (in its row order) from a model file, written "
+                                   "with sample ids and given labels.")
+    p.add_argument("data", metavar="DATA", help="digits, cifar10, folder:PATH, csv:PATH, npz:PATH ... (its training "
+                                                "split is embedded, in its row order)")
+    p.add_argument("--model", required=True, metavar="FILE",
+                   help="a noisyfit run folder, a torch.export program (.pt2), a TorchScript module or an ONNX "
+                        "model (onnxruntime: pip install 'noisyfit[onnx]')")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="embeddings file to write")
+    p.add_argument("--data-dir", help="data folder (default: $NOISYFIT_DATA_DIR or ../shared/data)")
+    p.add_argument("--label-column", default="label", help="label column of a csv: source")
+    p.add_argument("--image-size", default=None, metavar="N|H,W",
+                   help="data.image_size of an image folder (the size images are decoded to; --input-size is the "
+                        "embedder's)")
+    add_settings_options(p.add_argument_group("embedder"))
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_embed)
+
+    e = sub.add_parser("export-backbone", help="write a finished run's backbone (features before the head) as a "
+                                               "torch.export, ONNX or TorchScript embedder file")
+    e.add_argument("run", metavar="RUN_DIR", help="a finished `noisyfit train --out` folder")
+    e.add_argument("--out", required=True, metavar="FILE",
+                   help=".pt2 (torch.export), .onnx (pip install 'noisyfit[onnx]') or .pt / .ts (TorchScript)")
+    e.add_argument("--format", choices=("torch.export", "onnx", "torchscript"), default=None,
+                   help="default: from the suffix of --out")
+    e.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                   help="the last epoch (checkpoint.pt) or best_model.pt")
+    e.add_argument("--network", type=int, default=0, help="two-network methods: which network (default 0)")
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_embed(args) -> int:
+    from noisyfit.data.folder import parse_image_size
+    from noisyfit.data.sources import load_dataset
+    from noisyfit.embed import embed_data, load_embedder
+    from noisyfit.embed.cli import settings_from_args
+    from noisyfit.embed.models import parse_size
+
+    log = _log("embed")
+    # the model first: a typo in --model must not wait for a data set to decode
+    embedder = load_embedder(args.model, settings_from_args(args), checkpoint=args.checkpoint, network=args.network)
+    size = parse_size(args.image_size)
+    size = parse_image_size(list(size)) if size is not None else None
+    splits = load_dataset(args.data, args.data_dir, label_column=args.label_column, image_size=size)
+    train = splits.train
+    emb = embed_data(embedder, train, progress=not args.no_progress, log=log)
+    emb.info["command"] = ["noisyfit", *sys.argv[1:]]
+    path = emb.save(args.out)
+    d = emb.info["embedder"]
+    log(f"{path}: {len(emb):,} examples x {emb.dim} dimensions with ids and given labels ({emb.info['seconds']:.1f} s; "
+        f"{d['format']} model, input {'x'.join(map(str, d['input_size'])) if d['input_size'] else 'as stored'}, "
+        f"mean {d['mean']}, std {d['std']})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from noisyfit.embed import export_backbone, load_embedder
+
+    path = export_backbone(args.run, args.out, format=args.format, checkpoint=args.checkpoint, network=args.network)
+    d = load_embedder(path).describe()
+    print(f"{path}: {d['format']} embedder of {d.get('backbone')} ({d.get('network')}, {args.checkpoint} checkpoint of "
+          f"{args.run}), {d.get('feature_dim')}-d features; input {d['input']} "
+          f"{'x'.join(map(str, d['input_size'])) if d['input_size'] else ''}, mean {d['mean']}, std {d['std']}")
+    return 0

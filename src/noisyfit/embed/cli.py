@@ -1,0 +1,169 @@
+"""Command-line glue: the embedder options, and ``noisyfit audit --embedder`` (embed, cross-fit, check quality).
+
+``noisyfit audit`` calls :func:`add_audit_options` when it builds its parser and
+:func:`audit_on_embeddings` when ``--embedder`` is given; the detectors and the report stay the audit's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from noisyfit.data.labeled import LabeledData
+from noisyfit.detect.crossfit import CLASSIFIERS, cross_fit
+from noisyfit.detect.guardrails import audit_log, model_quality
+from noisyfit.embed.extract import Embeddings, embed_data, load_embeddings
+from noisyfit.embed.models import EmbedderError, EmbedSettings, load_embedder
+
+
+def add_settings_options(g, *, batch_flag: str = "--batch-size", device: bool = True) -> None:
+    """``--input-size``, ``--mean``, ``--std``, the batch size, ``--checkpoint``, ``--network`` (and ``--device``)."""
+    g.add_argument("--input-size", metavar="N|H,W",
+                   help="image size the embedder takes (images are resized with F.interpolate); default: the "
+                        "model file's, else its static input shape, else the data's own size")
+    g.add_argument("--mean", metavar="M", help="per-channel mean in [0, 1] pixel units (e.g. 0.485,0.456,0.406), or "
+                                               "imagenet, data (the images' own) or none; default: the model file's, "
+                                               "else imagenet")
+    g.add_argument("--std", metavar="S", help="per-channel std, as --mean (a model taking 0..255 pixels: --mean 0 "
+                                              "--std 0.00392157)")
+    g.add_argument(batch_flag, dest="embed_batch_size", type=int, default=256, metavar="N",
+                   help="examples per forward pass of the embedder (default 256)")
+    g.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                   help="a run folder as embedder: its last epoch (checkpoint.pt) or best_model.pt")
+    g.add_argument("--network", type=int, default=0,
+                   help="a run folder of a two-network method: which network's backbone (default 0)")
+    if device:
+        g.add_argument("--device", default="cpu", help="cpu or cuda, for torch models (default cpu)")
+
+
+def settings_from_args(args) -> EmbedSettings:
+    return EmbedSettings(input_size=args.input_size, mean=args.mean, std=args.std,
+                         batch_size=args.embed_batch_size, device=getattr(args, "device", None) or "cpu")
+
+
+def add_audit_options(p, src) -> None:
+    """``--embedder`` (in the audit's group of evidence sources) and its settings."""
+    src.add_argument("--embedder", metavar="FILE",
+                     help="embed DATA with this model (a noisyfit run folder, a torch.export .pt2, TorchScript, "
+                          "an .onnx) or read the embeddings of `noisyfit embed` (.npz); cross-fitted classifiers on "
+                          "the embeddings give the out-of-fold pred_probs (seconds to minutes on a CPU)")
+    g = p.add_argument_group("embedder (--embedder)")
+    add_settings_options(g, batch_flag="--embed-batch-size", device=False)
+    g.add_argument("--classifier", choices=CLASSIFIERS, default="logreg",
+                   help="classifier cross-fitted on the embeddings (--folds folds): logistic regression (default) "
+                        "or a one-hidden-layer MLP")
+    g.add_argument("--logreg-c", type=float, default=0.1, metavar="C",
+                   help="L2 strength of the logistic regression (smaller = stronger; default 0.1)")
+
+
+def _fingerprint(path: Path, settings: EmbedSettings, args, data: LabeledData) -> str:
+    """What the embeddings depend on: the model file (size, mtime), the settings, the examples' ids."""
+    h = hashlib.sha1()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update(json.dumps([settings.input_size, settings.mean, settings.std, args.checkpoint, args.network],
+                        default=str).encode())
+    h.update("\n".join(data.ids if data.ids is not None else [str(len(data))]).encode())
+    h.update(str(data.x.shape).encode())
+    return h.hexdigest()[:16]
+
+
+def _embed(args, out: Path, data: LabeledData, progress: bool, log) -> tuple[Embeddings, str]:
+    """Embeddings of DATA with the --embedder model; reused from OUT/embeddings.npz under --resume."""
+    path = Path(args.embedder).expanduser()
+    settings = settings_from_args(args)
+    cache = out / "embeddings.npz"
+    key = _fingerprint(path, settings, args, data) if path.exists() else None
+    if getattr(args, "resume", False) and key and cache.is_file():
+        try:
+            emb = load_embeddings(cache)
+            if emb.info.get("fingerprint") == key:
+                log(f"embeddings: reusing {cache} (same model, settings and examples)")
+                return emb, str(cache)
+        except EmbedderError:
+            pass
+    embedder = load_embedder(path, settings, checkpoint=args.checkpoint, network=args.network)
+    d = embedder.describe()
+    log(f"embedding {len(data):,} examples with {d['format']} model {path} (input "
+        f"{'x'.join(map(str, d['input_size'])) if d['input_size'] else 'as stored'}, batch {embedder.batch_size})")
+    emb = embed_data(embedder, data, progress=progress, log=log)
+    emb.info["fingerprint"] = key
+    emb.save(cache)
+    log(f"embeddings: {len(emb):,} x {emb.dim} in {emb.info['seconds']:.1f} s, written to {cache}")
+    return emb, str(cache)
+
+
+def _from_file(args, data: LabeledData | None) -> tuple[Embeddings, LabeledData]:
+    """An embeddings .npz, checked against DATA when DATA is given; DATA's labels win (after --noise)."""
+    emb = load_embeddings(args.embedder)
+    if data is None:
+        if getattr(args, "noise", None) or getattr(args, "noisy_labels", None):
+            raise EmbedderError("--noise / --noisy-labels change DATA's labels: give DATA too "
+                                "(`noisyfit audit DATA --embedder emb.npz ...`).")
+        # the file is the data set: its rows are the examples (its ids name them)
+        data = LabeledData(x=emb.x, labels=emb.labels, class_names=emb.class_names, ids=emb.ids,
+                           true_labels=emb.true_labels, name=Path(args.embedder).stem)
+        return emb, data
+    if len(emb) != len(data):
+        raise EmbedderError(f"{args.embedder}: {len(emb):,} rows, but {data.name} has {len(data):,} training examples; "
+                            "embed this data set (`noisyfit embed DATA --model FILE`).")
+    if data.ids is not None and list(emb.ids) != list(data.ids):
+        k = next(i for i, (a, b) in enumerate(zip(emb.ids, data.ids)) if a != b)
+        raise EmbedderError(f"{args.embedder}: row {k} is {emb.ids[k]!r}, but example {k} of {data.name} is "
+                            f"{data.ids[k]!r}: the embeddings are not in the data set's row order (or are of another "
+                            "data set). Embed it again with `noisyfit embed`.")
+    if list(emb.class_names) != list(data.class_names):
+        raise EmbedderError(f"{args.embedder}: classes {emb.class_names} differ from {data.name}'s {data.class_names}.")
+    return emb, data
+
+
+def audit_on_embeddings(args, out: Path, load_data: Callable[[], LabeledData] | None, *,
+                        progress: bool = True, log: Callable[[str], None] = audit_log) -> SimpleNamespace:
+    """``noisyfit audit --embedder``: embeddings (a model's, or a file's), cross-fitted pred_probs, quality.
+
+    Returns
+    -------
+    SimpleNamespace
+        ``train`` (the examples, for the report), ``pred_probs``, ``labels``, ``true_labels``, ``index``,
+        ``ids``, ``mode`` (one line for the report) and ``summary`` (for summary.json: ``embedder``,
+        ``cross_fit``, ``model_quality``). OUT gets ``embeddings.npz`` (a model's) and ``pred_probs.npz``
+        (``pred_probs``, ``ids``, ``labels``, ``fold``, ``index``; usable as ``--pred-probs``).
+    """
+    t0 = time.time()
+    path = Path(args.embedder).expanduser()
+    data = load_data() if load_data is not None else None
+    if path.suffix.lower() == ".npz":
+        emb, data = _from_file(args, data)
+        source, written = "embeddings file", str(path)
+    else:
+        if data is None:
+            raise EmbedderError("--embedder MODEL needs DATA, the examples to embed (e.g. `noisyfit audit "
+                                "folder:photos --embedder backbone.pt2 --out audit/`).")
+        emb, written = _embed(args, out, data, progress, log)
+        source = "model"
+    labels, true = data.labels, data.true_labels
+    ids = list(data.ids) if data.ids is not None else list(emb.ids)
+    index = np.arange(len(labels))
+    seed = args.seed if getattr(args, "seed", None) is not None else 0
+    cf = cross_fit(emb.x, labels, num_classes=data.num_classes, folds=args.folds, classifier=args.classifier,
+                   seed=seed, C=args.logreg_c, true_labels=true, log=log)
+    np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, ids=np.array(ids, dtype=str), labels=labels,
+             fold=cf.fold, index=index)
+    what = f"cross-fitted {args.classifier} on {emb.dim}-d embeddings"
+    quality = model_quality(labels, cf.pred_probs, fold=cf.fold, true_labels=true, what=what, log=log)
+    embedder_info = {**emb.info.get("embedder", {}), "source": source, "embeddings": written,
+                     "embed_seconds": emb.info.get("seconds"), "dim": emb.dim}
+    summary = {"embedder": embedder_info,
+               "cross_fit": {**cf.info, "seconds": cf.seconds, "pred_probs": "pred_probs.npz"},
+               "model_quality": quality, "embedding_audit_seconds": time.time() - t0}
+    mode = f"{args.classifier} cross-fitted on embeddings ({path.name}), {args.folds} folds"
+    return SimpleNamespace(train=data, pred_probs=cf.pred_probs, labels=labels, true_labels=true, index=index,
+                           ids=ids, mode=mode, summary=summary)
