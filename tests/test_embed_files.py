@@ -16,8 +16,12 @@ from noisyfit.embed import (EmbedderError, FeatureExtractor, detect_format, embe
                             load_embedder, save_embedder)
 from noisyfit.models.backbones import create_backbone
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+
+
+def _needs_onnx(suffix=".onnx"):
+    if suffix == ".onnx":  # in the test extra; without it only the ONNX cases skip
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnx")
 
 
 def _source_module(seed=0):
@@ -36,6 +40,7 @@ META = {"input": "image", "input_size": [16, 16], "channels": 3, "mean": [0.5, 0
 
 @pytest.mark.parametrize("suffix", [".pt2", ".onnx", ".ts"])
 def test_file_embeddings_equal_the_source_module(tmp_path, suffix):
+    _needs_onnx(suffix)
     module = _source_module()
     path = save_embedder(module, torch.zeros(2, 3, 16, 16), tmp_path / f"m{suffix}", meta=META)
     emb = load_embedder(path, batch_size=3)  # 7 images: batches of 3, 3 and 1 (the batch dimension is dynamic)
@@ -78,6 +83,7 @@ def test_preprocess_by_hand(tmp_path):
 
 def test_static_onnx_shape_sets_size_and_fixed_batch(tmp_path):
     """An ONNX model exported for a fixed batch of 2 at 16x16: 5 images of 12x12 are resized and padded."""
+    _needs_onnx()
     module = _source_module()
     path = tmp_path / "static.onnx"
     import warnings
@@ -137,6 +143,7 @@ def test_run_backbone_gives_the_features_its_head_was_trained_on(tiny_run):
 
 @pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
 def test_exported_run_backbone_is_self_contained(tiny_run, tmp_path, suffix):
+    _needs_onnx(suffix)
     run, data = tiny_run
     ref = embed_data(load_embedder(run), data, progress=False).x
     path = export_backbone(run, tmp_path / f"backbone{suffix}")
