@@ -26,7 +26,7 @@ def fake_result(seed, acc_sel, acc_last, *, spe=1.0, rss=400.0, wall=100.0, epoc
     curve = [{"epoch": e, "train_seconds": spe, "eval_seconds": 0.1, "val_acc": 0.5,
               "test_acc": acc_last - 0.01 * (epochs - 1 - e)} for e in range(epochs)]
     det = ({"precision": f1, "recall": f1, "f1": f1, "auroc": 0.9, "auprc": 0.8, "estimated_noise_rate": 0.3,
-            "true_noise_rate": 0.4, "noise_rate_error": -0.1} if noisy else None)
+            "true_noise_rate": 0.4, "noise_rate_error": -0.1, "f1_at_true_k": f1 + 0.1} if noisy else None)
     return {"schema": "noisyfit.results/1", "noisyfit_version": "0.1.0", "commit": "abc123",
             "machine": machine, "created": "2026-01-02T03:04:05+0000", "seed": seed, "config": cfg,
             "epochs": curve, "final": {"epoch": epochs - 1, "test_acc": acc_last},
@@ -55,7 +55,18 @@ def results(tmp_path):
     # seed 1 trained in 2 sessions but the bench recorded 1 (killed outright): its wall time is a lower bound
     gce1["compute"]["sessions"], gce1["bench"]["sessions"] = [{}, {}], 1
     gce0["compute"]["sessions"], gce0["bench"]["sessions"] = [{}, {}], 2
+    # gce's runs predate the common-rule figure: it is read off their stored PR curves (seed 0's crosses
+    # precision = recall between (p 0.6, r 0.8) and (p 0.7, r 0.6): 0.6 + (-0.2 / -0.3) * 0.1 = 0.6667)
+    for g in (gce0, gce1):
+        del g["detection"]["f1_at_true_k"]
+    gce0["epochs"][-1]["memorised"], gce0["epochs"][-1]["fit_clean"] = 0.25, 0.9
+    gce0["epochs"][1]["health"] = {"selected_share": 0.5}
+    gce0["epochs"][2]["health"] = {"selected_share": 0.55, "tipping_epoch": 2.0}
     put(root, "smoke", "gce", "sym40", 0, gce0)
+    (root / "smoke" / "gce__sym40__seed0.pr.json").write_text(json.dumps(
+        {"precision": [0.4, 0.6, 0.7, 0.9], "recall": [1.0, 0.8, 0.6, 0.2], "auprc": 0.8, "positives": 4, "n": 10}))
+    (root / "smoke" / "gce__sym40__seed1.pr.json").write_text(json.dumps(
+        {"precision": [0.4, 0.8], "recall": [1.0, 0.6], "auprc": 0.8, "positives": 4, "n": 10}))
     put(root, "smoke", "gce", "sym40", 1, gce1)
     # a gce run with a different config (20 epochs): a variant, never averaged with the two above
     put(root, "smoke", "gce", "sym40", 2, fake_result(2, 0.80, 0.80, epochs=20))
@@ -124,8 +135,19 @@ def test_report_tables(results, tmp_path):
     assert _row(md, "gce", rec) == "| gce | 0.50 (n=2)† | 0.25 (n=2)† |"
 
     det = "#### Detection"
-    assert _row(md, "ce", det) == ("| ce | sym40 | 3 | 50.0 ± 10.0 | 50.0 ± 10.0 | 50.0 ± 10.0 "
+    assert _row(md, "ce", det) == ("| ce | sym40 | 3 | 50.0 ± 10.0 | 50.0 ± 10.0 | 50.0 ± 10.0 | 60.0 ± 10.0 "
                                    "| 90.0 ± 0.0 | 80.0 ± 0.0 | 30.0 ± 0.0 | 40.0 ± 0.0 |")
+    # gce: 0.6667 (seed 0) and seed 1's crossing (0.4 + (-0.6 / -0.8) * 0.4 = 0.7): mean 68.3, std 2.4
+    assert _row(md, "gce", det).split(" | ")[6] == "68.3 ± 2.4 ≈"
+    assert "read off their stored 101-point precision-recall curve" in md
+
+    health = "#### Mechanism health"
+    assert _row(md, "gce", health) == "| gce | sym40 | 0 | `fit_clean` | e3 0.9 | 0.9 |"
+    section = md[md.index(health):md.index("#### Cost")]
+    assert "| gce | sym40 | 0 | `memorised` | e3 0.25 | 0.25 |" in section
+    assert "| gce | sym40 | 0 | `selected_share` | e2 0.5 · e3 0.55 | 0.55 |" in section
+    assert "| gce | sym40 | 0 | `tipping_epoch` | e3 2 | 2 |" in section
+    assert "| ce |" not in section  # nothing recorded: no rows
     assert "| oracle |" not in md[md.index(det):md.index("#### Cost")]  # clean labels: nothing to detect
 
     cost = "#### Cost"

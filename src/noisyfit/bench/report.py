@@ -311,7 +311,9 @@ def _health_rows(cell: Cell) -> list[list[str]]:
         for k, v in (e.get("health") or {}).items():
             series.setdefault(k, []).append((e["epoch"] + 1, v))
     rows = []
-    for key, points in series.items():
+    ordered = [k for k in FIT_KEYS if k in series] + [k for k in series if k not in FIT_KEYS]
+    for key in ordered:
+        points = series[key]
         idx = sorted({round(i * (len(points) - 1) / max(HEALTH_POINTS - 1, 1)) for i in range(HEALTH_POINTS)})
         shown = " · ".join(f"e{points[i][0]} {_fmt_health(points[i][1])}" for i in idx if i < len(points))
         rows.append([cell.label, cell.label_set, str(run.seed), f"`{key}`", shown, _fmt_health(points[-1][1])])
