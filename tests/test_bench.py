@@ -391,3 +391,23 @@ def test_run_child_beats_while_the_child_runs_and_stops_when_it_exits(tmp_path):
     assert runner_mod.run_child([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "log",
                                 on_tick=lambda: beats.append(1), tick_seconds=30.0) == 3
     assert len(beats) == n  # a child that exits before the first tick is never beaten for
+
+
+def test_the_long_suite_has_a_preset_for_every_row_it_plans():
+    # cpu-cifar10n-long names its rows explicitly (issue 17's list): each needs its own preset, a variant
+    # its variant preset, and every preset must inherit the long protocol (never the 12-epoch one).
+    from noisyfit.bench.suites import SEED_METHODS
+    from noisyfit.methods.base import get_method_class
+
+    suite = SUITES["cpu-cifar10n-long"]
+    named = {m for st in suite.stages for m in st.methods if not m.startswith("best:")}
+    assert set(SEED_METHODS) <= named | {"plremix", "bkd"}
+    protocol = load_config("protocols/cpu-cifar10n-long")
+    for method in sorted(named):
+        config, _ = resolve_config(suite, method)
+        cfg = load_config(config)
+        base = "ce" if method == "oracle" else method.partition("-")[0]
+        assert cfg.method.name == base, (config, cfg.method.name)
+        get_method_class(base).resolve_hyper(cfg.method.args)
+        assert cfg.train.track_fit and cfg.data.train_subset == protocol.data.train_subset, config
+        assert cfg.train.epochs == protocol.train.epochs, config

@@ -175,6 +175,28 @@ def _cifar10n_stages() -> tuple[Stage, ...]:
     )
 
 
+#: the five methods this toolkit was founded on (issue 17: show each of them working)
+SEED_METHODS: tuple[str, ...] = ("pemm", "car", "jump_teaching", "plremix", "bkd")
+
+
+def _long_stages() -> tuple[Stage, ...]:
+    # Order (issue 17): the baseline and the ceiling, then the cheap seed methods and their variants, the
+    # cheap peers, more seeds of CE and the oracle, then the expensive two-network methods (hours each),
+    # and extra seeds of the two best last.
+    cheap_seed = ("pemm", "car", "car-lam05", "jump_teaching", "bkd")
+    return (
+        Stage(("ce",), ("worst",), (0,), "CE baseline, seed 0"),
+        Stage((ORACLE,), ("clean",), (0,), "oracle: CE on the clean labels, seed 0"),
+        Stage(cheap_seed, ("worst",), (0,), "the cheap seed methods and CAR's non-saturating lambda"),
+        Stage(("gce", "elr", "coteaching"), ("worst",), (0,), "the cheap peers"),
+        Stage(("ce",), ("worst",), (1, 2), "CE seeds 1 and 2"),
+        Stage((ORACLE,), ("clean",), (1, 2), "oracle seeds 1 and 2"),
+        Stage(("dividemix", "plremix", "plremix-ownproto"), ("worst",), (0,),
+              "the two-network SSL methods (several hours each) and PLReMix's prototype ablation"),
+        Stage(("best:2",), ("worst",), (1, 2), "the two best methods on worst: seeds 1 and 2"),
+    )
+
+
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
         name="smoke",
@@ -205,6 +227,19 @@ SUITES: dict[str, Suite] = {
         variants=("bkd-detach",),
         published=True,
         ce_seconds_guess=15 * 60.0,  # protocols/cpu-cifar10n.yaml: "about 13-15 minutes on 2 cores"
+    ),
+    "cpu-cifar10n-long": Suite(
+        name="cpu-cifar10n-long",
+        description="CIFAR-10N on 2 CPU cores where cross-entropy memorises the wrong labels "
+                    "(protocols/cpu-cifar10n-long.yaml; chosen by the probes in benchmarks/LONG_PROBES.md): "
+                    "a stratum of the training set, many passes over each image, every epoch's fit of the "
+                    "given labels and each mechanism's health recorded; selection on the noisy validation split",
+        preset="{method}/cpu-cifar10n-long",
+        label_sets=_CIFAR10N_LABEL_SETS,
+        stages=_long_stages(),
+        rank_label_set="worst",
+        published=False,
+        ce_seconds_guess=35 * 60.0,
     ),
     "paper-cifar10n": Suite(
         name="paper-cifar10n",
