@@ -149,7 +149,17 @@ class Method(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def on_epoch_start(self, epoch: int, ctx: TrainContext) -> None:
-        """Selection, GMM fits, schedules. Called on every rank before the epoch's first step."""
+        """Selection, GMM fits, schedules. Called on every rank before the epoch's first step.
+
+        The default resets the method's :class:`~noisyfit.ops.epoch_record.EpochRecord` submodules (an
+        override that keeps records calls ``super().on_epoch_start``)."""
+        for record in self._epoch_records().values():
+            record.reset()
+
+    def _epoch_records(self) -> dict:
+        from noisyfit.ops.epoch_record import EpochRecord
+
+        return {name: m for name, m in self.named_modules() if isinstance(m, EpochRecord)}
 
     def training_step(self, batch: "Batch", epoch: int) -> dict:
         """Return ``{'loss': scalar tensor, ...floats to log}`` for one batch."""
@@ -231,12 +241,16 @@ class Method(nn.Module):
     # ---------------------------------------------------------------- checkpoints
     def transient_state(self) -> dict:
         """State an epoch builds up between steps outside buffers and extra state (e.g. a running sum,
-        the queue of unlabelled samples), saved in mid-epoch checkpoints. Default: none."""
-        return {}
+        the queue of unlabelled samples), saved in mid-epoch checkpoints. Default: the method's
+        :class:`~noisyfit.ops.epoch_record.EpochRecord` submodules, by attribute name."""
+        return {name: record.state() for name, record in self._epoch_records().items()}
 
     def load_transient_state(self, state: dict) -> None:
         """Restore :meth:`transient_state` when a run resumes inside an epoch (``on_epoch_start`` is not
-        called again for that epoch)."""
+        called again for that epoch). Default: the epoch records (a record missing from an older
+        checkpoint is reset)."""
+        for name, record in self._epoch_records().items():
+            record.load(state.get(name))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # Buffers whose size is only known after training (final_probs) must be resized before loading.

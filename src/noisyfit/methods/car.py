@@ -264,15 +264,6 @@ class CAR(Method):
             pen = -torch.log(tau)
         return {"loss_main": main.mean(), "loss_penalty": pen.mean(), "loss_aux": aux.mean()}
 
-    def on_epoch_start(self, epoch, ctx):
-        self.epoch_tau.reset()
-
-    def transient_state(self) -> dict:
-        return {"epoch_tau": self.epoch_tau.state()}
-
-    def load_transient_state(self, state: dict) -> None:
-        self.epoch_tau.load(state.get("epoch_tau"))
-
     def training_step(self, batch, epoch):
         logits, tau = self.forward_heads(batch.x)
         self.epoch_tau.write(batch.index, tau.float())

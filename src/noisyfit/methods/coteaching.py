@@ -138,7 +138,7 @@ class CoTeaching(Method):
         return 1.0 - coteaching_forget_rate(epoch, self.hp.forget_rate, self.hp.num_gradual)
 
     def on_epoch_start(self, epoch, ctx):
-        self.epoch_picks.reset()
+        super().on_epoch_start(epoch, ctx)  # resets the epoch record
         # Official Adam plan; the original base lr / beta1 are remembered in the group (they are saved
         # with the optimiser state, so a resumed run applies the same plan).
         for g in ctx.optimizer.param_groups:
@@ -170,12 +170,6 @@ class CoTeaching(Method):
                 "kept2": float(picks[:, 1].float().mean()),
                 "pick_agreement": float((picks[:, 0] == picks[:, 1]).float().mean()),
                 "stale_batch": float(self.selection.last_was_stale)}
-
-    def transient_state(self) -> dict:
-        return {"epoch_picks": self.epoch_picks.state()}
-
-    def load_transient_state(self, state: dict) -> None:
-        self.epoch_picks.load(state.get("epoch_picks"))
 
     def health(self, epoch):
         """The picks applied this epoch, per network and their union (see the module docstring)."""

@@ -163,15 +163,6 @@ class JumpTeaching(Method):
         return self.codes.shape[1]
 
     # ---------------------------------------------------------------- training
-    def on_epoch_start(self, epoch, ctx):
-        self.epoch_selected.reset()
-
-    def transient_state(self) -> dict:
-        return {"epoch_selected": self.epoch_selected.state()}
-
-    def load_transient_state(self, state: dict) -> None:
-        self.epoch_selected.load(state.get("epoch_selected"))
-
     def _input(self, batch, warm: bool) -> torch.Tensor:
         if warm or self.hp.blend_alpha <= 0:
             return batch.x

@@ -5,10 +5,10 @@ confidence's ranking), but single-network and per-batch mechanisms decide at eve
 collects those per-step decisions by sample index during the epoch, so ``health`` reads them at the
 end without an extra forward pass.
 
-Why not persistent: the record describes the epoch in progress only. It is reset by the method's
-``on_epoch_start`` and left out of ``state_dict``, so checkpoints written before it existed still load
+Why not persistent: the record describes the epoch in progress only. It is reset by the base
+``Method.on_epoch_start`` and left out of ``state_dict``, so checkpoints written before it existed still load
 and an epoch-boundary resume (which calls ``on_epoch_start``) is exact. Inside an epoch it is part of
-the method's ``transient_state`` (:meth:`state` / :meth:`load`), which mid-epoch checkpoints save. List
+the base ``Method.transient_state`` (:meth:`state` / :meth:`load`), which mid-epoch checkpoints save. List
 ``"<attribute>.values"`` in the method's ``per_sample_state`` so that, under DDP, each rank's rows are
 gathered by sample index before ``health`` runs.
 
