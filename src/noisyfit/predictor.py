@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +41,7 @@ import torch
 from noisyfit import __version__
 from noisyfit.data.augment import Augmenter
 from noisyfit.data.labeled import DataError
+from noisyfit.engine.precision import autocast_context
 
 if TYPE_CHECKING:  # pragma: no cover
     from noisyfit.engine.trainer import Trainer
@@ -292,12 +292,6 @@ class Predictor:
         return x
 
     # ------------------------------------------------------------------ prediction
-    def _autocast(self):
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.no_grad()
     def logits(self, x, *, batch_size: int | None = None) -> torch.Tensor:
         """``Method.predict_logits`` of raw inputs, float32 ``[N, C]`` on the CPU, in the trainer's batches."""
@@ -309,7 +303,7 @@ class Predictor:
         else:  # standardised once with the training statistics, as the trainer does
             data = (data.to(self.device) - self._feature_mean) / self._feature_std
         outs = []
-        with self._autocast():
+        with autocast_context(self.device, self.precision):
             for s in range(0, len(data), bs):
                 xb = self._augmenter.normalize(data[s:s + bs].to(self.device))
                 outs.append(self.method.predict_logits(xb).float().cpu())

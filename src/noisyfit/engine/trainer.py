@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from noisyfit.engine.checkpoint import (atomic_write_bytes, atomic_write_json, l
 from noisyfit.engine.logging import RunLogger
 from noisyfit.engine.machine import OthersCpuMeter, git_commit, machine_info, peak_memory_mb
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
+from noisyfit.engine.precision import autocast_context
 from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
 from noisyfit.methods.base import get_method_class
 from noisyfit.metrics import detection_metrics, health_figures
@@ -207,10 +207,7 @@ class Trainer:
         self.method.attach(self.ctx)
 
     def autocast(self):
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast_context(self.device, self.precision)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
