@@ -51,3 +51,23 @@ def tiny_images(n=96, c=3, size=16, classes=4, seed=0):
     # give each class a brightness so the task is learnable
     x = np.clip(x.astype(int) // 2 + (y[:, None, None, None] * 40), 0, 255).astype(np.uint8)
     return LabeledData(x, y, [f"k{i}" for i in range(classes)], name="tiny-images")
+
+
+@pytest.fixture
+def image_folder(tmp_path, monkeypatch):
+    """root/<class>/<file>.png, 3 classes told apart by colour; 3 images sit in a wrong class folder
+    (cat 0 in dog/, dog 1 in fox/, fox 2 in cat/; each file is named true-<class>-<i>.png)."""
+    from PIL import Image
+
+    monkeypatch.setenv("NOISYFIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "pets"
+    colours = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
+    rng = np.random.default_rng(0)
+    misplaced = {("cat", 0): "dog", ("dog", 1): "fox", ("fox", 2): "cat"}
+    for true, rgb in colours.items():
+        for i in range(8):
+            folder = misplaced.get((true, i), true)
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            img = np.clip(np.array(rgb) + rng.integers(-30, 30, (12, 12, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / folder / f"true-{true}-{i}.png")
+    return root

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from conftest import blobs
-from PIL import Image
 
 from noisyfit.cli import main
 from noisyfit.data.sources import load_dataset
@@ -24,23 +23,6 @@ def _read_csv(path):
 def _outputs(out):
     summary = json.loads((out / "summary.json").read_text())
     return _read_csv(out / "issues.csv"), summary, (out / "report.html").read_text()
-
-
-@pytest.fixture
-def image_folder(tmp_path, monkeypatch):
-    """root/<class>/<file>.png, 3 classes told apart by colour; 3 images sit in a wrong class folder."""
-    monkeypatch.setenv("NOISYFIT_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "pets"
-    colours = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
-    rng = np.random.default_rng(0)
-    misplaced = {("cat", 0): "dog", ("dog", 1): "fox", ("fox", 2): "cat"}
-    for true, rgb in colours.items():
-        for i in range(8):
-            folder = misplaced.get((true, i), true)
-            (root / folder).mkdir(parents=True, exist_ok=True)
-            img = np.clip(np.array(rgb) + rng.integers(-30, 30, (12, 12, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / folder / f"true-{true}-{i}.png")
-    return root
 
 
 def test_image_folder_with_pred_probs(tmp_path, image_folder):

@@ -7,29 +7,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from noisyfit.cli import main
 from noisyfit.data.sources import load_dataset
 from noisyfit.embed import EmbedderError, load_embeddings, save_embedder
 
-MISPLACED = {("cat", 0): "dog", ("dog", 1): "fox", ("fox", 2): "cat"}  # (true class, i) -> folder it sits in
-
-
-@pytest.fixture
-def image_folder(tmp_path, monkeypatch):
-    """root/<class>/<file>.png, 3 classes told apart by colour; 3 images sit in a wrong class folder."""
-    monkeypatch.setenv("NOISYFIT_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "pets"
-    colours = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
-    rng = np.random.default_rng(0)
-    for true, rgb in colours.items():
-        for i in range(8):
-            folder = MISPLACED.get((true, i), true)
-            (root / folder).mkdir(parents=True, exist_ok=True)
-            img = np.clip(np.array(rgb) + rng.integers(-30, 30, (12, 12, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / folder / f"true-{true}-{i}.png")
-    return root
 
 
 class MeanColour(torch.nn.Module):

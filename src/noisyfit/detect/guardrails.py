@@ -139,12 +139,7 @@ def model_quality(labels, pred_probs, *, fold: np.ndarray | None = None, true_la
             f"gives with these class frequencies (kappa {q['kappa']:.2f}): its flags are close to "
             "guesses. Audit with a stronger model first (an embedder: --embedder FILE; more epochs or another "
             "backbone) before acting on them.")
-    if log is not None:
-        for line in quality_lines(q):
-            log(line)
-    if warn:
-        for msg in q["warnings"]:
-            warnings.warn(QualityWarning(msg), stacklevel=2)
+    _emit(q, log=log, warn=warn)
     return q
 
 
@@ -170,13 +165,18 @@ def check_pred_probs(labels, pred_probs, *, source: str = "pred_probs", true_lab
             "set's examples (an image folder is ordered by class, then file name: see the README), or the model "
             "is no better than guessing. Write row i for example i (the ids of `noisyfit embed` and of "
             "issues.csv give the order) before trusting these flags.")]
+    _emit(q, log=log, warn=warn)
+    return q
+
+
+def _emit(q: dict, *, log: Callable[[str], None] | None, warn: bool) -> None:
+    """Print the quality lines and issue its warnings (as :class:`QualityWarning`, at the caller's caller)."""
     if log is not None:
         for line in quality_lines(q):
             log(line)
     if warn:
         for msg in q["warnings"]:
-            warnings.warn(QualityWarning(msg), stacklevel=2)
-    return q
+            warnings.warn(QualityWarning(msg), stacklevel=3)
 
 
 def quality_lines(q: dict | None) -> list[str]:
