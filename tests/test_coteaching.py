@@ -70,7 +70,7 @@ class TableNet(nn.Module):
 
 
 class _Aug:
-    def weak(self, x):
+    def weak(self, x, index=None):
         return x.float()
 
 

@@ -132,10 +132,10 @@ class JumpProbe(JumpTeaching):
 class _Aug:
     """Feature rows: every view is the row itself."""
 
-    def weak(self, x):
+    def weak(self, x, index=None):
         return x.float()
 
-    def strong(self, x):
+    def strong(self, x, index=None):
         return x.float()
 
 

@@ -66,12 +66,21 @@ def create_backbone(name: str, *, num_classes: int, input_shape: Sequence[int], 
 
 class Backbone(nn.Module):
     feature_dim: int
+    #: True when the backbone needs :meth:`init_from_data` before training (e.g. fastcnn's whitening stem)
+    needs_data_init: bool = False
 
     def __init__(self, feature_dim: int, num_classes: int):
         super().__init__()
         self.feature_dim = feature_dim
         self.num_classes = num_classes
         self.head: nn.Module = nn.Linear(feature_dim, num_classes)
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Set data-dependent weights from normalised training inputs; the trainer calls it once, when it
+        builds the backbone, if :attr:`needs_data_init`. Default: nothing."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at the start of every epoch (e.g. to freeze a layer after N epochs)."""
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -108,18 +117,61 @@ class _ConvGroup(nn.Module):
 
 
 class FastCNN(Backbone):
-    """airbench94-shaped CNN (Jordan 2024, arXiv:2404.00498) without its whitening stem or TTA.
+    """airbench94-shaped CNN (Jordan 2024, arXiv:2404.00498).
 
-    Widths default to airbench94's 64/256/256; 64/128/128 is the airbench93 size.
+    Widths default to airbench94's 64/256/256; 64/128/128 is the airbench93 size. By default the stem is a
+    3x3 conv-BN-GELU of ``stem_width`` channels and every conv keeps PyTorch's default initialisation (the
+    protocol's network; the options below leave it unchanged when off).
+
+    Parameters
+    ----------
+    whiten : bool
+        airbench's stem instead: a frozen 2x2 patch-whitening conv (24 channels for RGB, no padding) and a GELU
+        (:class:`~noisyfit.models.whitening.PatchWhitening`); its weights come from the training images
+        (the trainer calls :meth:`init_from_data` once); ``stem_width`` is then unused.
+    whiten_bias_epochs : int
+        Epochs during which the whitening bias trains (airbench: 3); frozen afterwards.
+    dirac : bool
+        airbench's identity initialisation: after the default init, the first ``min(c_out, c_in)`` filters of
+        every 3x3 conv become identity maps (``nn.init.dirac_``), so a group's second conv starts as the
+        identity. Applied to the groups' convs and to the 3x3 stem (not to the whitening conv, whose weights
+        come from data).
+
+    Departures from airbench94 kept in both cases: BatchNorm with a learnable scale and PyTorch's momentum
+    and eps (airbench: no scale, momentum 0.6, eps 1e-12), a linear head with a bias and no 1/9 output
+    scaling, global max pooling of whatever size is left (airbench: MaxPool2d(3) over the 3x3 map).
     """
 
     def __init__(self, num_classes: int, in_channels: int, widths: Sequence[int] = (64, 256, 256),
-                 stem_width: int = 32):
+                 stem_width: int = 32, whiten: bool = False, whiten_bias_epochs: int = 3, dirac: bool = False):
         super().__init__(widths[-1], num_classes)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(stem_width), nn.GELU())
+        if whiten:
+            from noisyfit.models.whitening import PatchWhitening
+
+            self.stem = PatchWhitening(in_channels, 2, whiten_bias_epochs)
+            stem_width = self.stem.out_channels
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(stem_width), nn.GELU())
         chans = [stem_width, *widths]
         self.groups = nn.Sequential(*[_ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.needs_data_init = bool(whiten)
+        if dirac:  # after every default init: consumes no random numbers
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+                        w = m.weight
+                        nn.init.dirac_(w[:min(w.shape[0], w.shape[1])])
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Whitening filters from normalised float NCHW training images (nothing without ``whiten``)."""
+        if self.needs_data_init:
+            self.stem.init_from_data(x)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at the start of every epoch: the whitening bias trains for its first epochs."""
+        if hasattr(self.stem, "set_epoch"):
+            self.stem.set_epoch(epoch)
 
     def forward_features(self, x):
         x = self.groups(self.stem(x))
@@ -127,8 +179,10 @@ class FastCNN(Backbone):
 
 
 @register_backbone("fastcnn")
-def _fastcnn(num_classes, input_shape, widths=(64, 256, 256), stem_width=32):
-    return FastCNN(num_classes, _require_image("fastcnn", input_shape), tuple(widths), stem_width)
+def _fastcnn(num_classes, input_shape, widths=(64, 256, 256), stem_width=32, whiten=False, whiten_bias_epochs=3,
+             dirac=False):
+    return FastCNN(num_classes, _require_image("fastcnn", input_shape), tuple(widths), stem_width, bool(whiten),
+                   int(whiten_bias_epochs), bool(dirac))
 
 
 # ---------------------------------------------------------------------------------------------------
