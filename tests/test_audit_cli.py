@@ -41,7 +41,9 @@ def test_image_folder_with_pred_probs(tmp_path, image_folder):
         assert r["given_label"] == r["id"].split("/")[0]
         assert r["suggested_label"] == r["id"].split("true-")[1].split("-")[0]
         assert r["reason"].startswith("prune_by_noise_rate: ")
-    assert list(rows[0]) == ["index", "id", "given", "given_label", "suggested", "suggested_label", "score", "reason"]
+    assert list(rows[0]) == ["index", "id", "given", "given_label", "suggested", "suggested_label",
+                            "suggested_confidence", "score", "reason"]
+    assert [float(r["suggested_confidence"]) for r in rows] == [0.9, 0.9, 0.9]
     assert summary["num_issues"] == 3 and summary["estimated_noise_rate"] == pytest.approx(3 / 24)
     t = np.array(summary["noise"]["transition"])
     assert t.shape == (3, 3) and np.allclose(t.sum(axis=1), 1.0)
@@ -66,7 +68,9 @@ def test_builtin_digits_with_planted_noise_and_pred_probs(tmp_path):
     assert det["precision"] == 1.0 and det["recall"] == 1.0 and det["suggestion_accuracy"] == 1.0
     assert summary["estimated_noise_rate"] == pytest.approx(det["true_noise_rate"])
     assert rows[0]["id"].startswith("digits/")
-    assert "<table id='suspect-rows'>" in page  # tabular: rows, not thumbnails
+    # digits' 64 features are an 8x8 image: the gallery shows them (24 by default), every flag is in the table
+    assert "Rows drawn as 8x8 grey images" in page and page.count("class='thumb'") == 24
+    assert "<table id='suspect-rows'>" not in page and page.count("<tr data-given=") == summary["num_issues"]
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ Sources of evidence (one at a time):
   ``--epochs``, CE by default), saved as OUT/pred_probs.npy. Each finished fold is kept in OUT/folds/, so
   a killed audit re-run with ``--resume`` trains only the folds it had not finished.
 
-Writes OUT/issues.csv, OUT/summary.json and OUT/report.html. OUT must be new or empty unless ``--resume``
-(continue: finished folds, the --method run) or ``--overwrite`` (delete the audit's files first) is given.
+Writes OUT/issues.csv, OUT/summary.json, OUT/report.html and OUT/cleaned_labels.npz (the flagged
+examples relabelled or dropped, ``--clean``; `noisyfit train --noisy-labels` reads it). OUT must be new
+or empty unless ``--resume`` (continue: finished folds, the --method run) or ``--overwrite`` (delete the
+audit's files first) is given.
 """
 
 from __future__ import annotations
@@ -85,7 +87,14 @@ def register(sub) -> None:
     a = p.add_argument_group("annotators")
     a.add_argument("--consensus", choices=("dawid_skene", "majority_vote"), default="dawid_skene")
     a.add_argument("--crowd-backend", choices=("auto", "builtin", "crowdkit"), default="auto")
-    p.add_argument("--top", type=int, default=24, help="suspects shown in the report")
+    from noisyfit.commands.audit_clean import add_clean_options
+
+    add_clean_options(p)
+    p.add_argument("--top", type=int, default=24, help="suspects shown in the report's gallery (the full list of "
+                                                       "flagged examples is in its table)")
+    p.add_argument("--feature-image", default="auto", metavar="auto|off|HxW[xC]",
+                   help="feature rows drawn as images in the report: auto (a square number of features, side >= 8, "
+                        "none negative: e.g. digits as 8x8), off, or a shape such as 28x28 or 32x32x3")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_audit)
     # argparse binds a positional list only once, so `audit DATA --out X train.epochs=5` would reject the
@@ -134,20 +143,20 @@ def _load_train(args, name: str | None, data_dir: str | None):
 
     if not name:
         raise DataError("audit needs DATA (e.g. `noisyfit audit digits --out audit/`), or --run RUN_DIR.")
-    data = _config(args, "ce").data  # label column, image size, download: flags and key=value overrides
-    train = load_dataset(name, data_dir, download=data.download, label_column=data.label_column,
-                         image_size=data.image_size).train
+    from noisyfit.detect.clean import labelled_source
+
     if args.noise and args.noisy_labels:
         raise DataError("--noise and --noisy-labels are both set; keep one of them")
-    if args.noise:
-        from noisyfit.data.noise import apply_noise
-
-        train, _ = apply_noise(train, args.noise, seed=args.seed if args.seed is not None else 0)
-    elif args.noisy_labels:
-        from noisyfit.data.noise import attach_noisy_labels, load_noisy_labels
-
-        loaded = load_noisy_labels(args.noisy_labels, num_examples=len(train), num_classes=train.num_classes)
-        train = attach_noisy_labels(train, loaded)
+    cfg = _config(args, "ce")  # label column, image size, download, noise: flags and key=value overrides
+    data = cfg.data
+    train = load_dataset(name, data_dir, download=data.download, label_column=data.label_column,
+                         image_size=data.image_size).train
+    # the same labels as `noisyfit train` with these flags (--noise drawn with the training seed)
+    train, keep = labelled_source(train, data, cfg.train.seed)
+    if keep is not None:
+        raise DataError(f"{data.noisy_labels_file} drops {int((~keep).sum())} examples, but this audit reads "
+                        "every row of DATA in order; audit the original labels, a file written with `--clean "
+                        "relabel`, or use the out-of-fold or --method audit, which leave dropped rows out.")
     return train
 
 
@@ -184,6 +193,34 @@ def _summary_table(issues, seconds: float, out: Path) -> None:
     console.print(f"written: {out / 'issues.csv'}, {out / 'summary.json'}, {out / 'report.html'}")
 
 
+def _run_labels(results: dict, train):
+    """A finished run's labels on every source row and its keep mask, or (None, None) with a note."""
+    from noisyfit.config import Config, ConfigError
+    from noisyfit.data.labeled import DataError
+    from noisyfit.detect.clean import labelled_source
+
+    try:
+        cfg = Config.from_dict(results.get("config") or {}, source="the run's results.json config")
+        return labelled_source(train, cfg.data, cfg.train.seed)
+    except (ConfigError, DataError, OSError) as err:
+        _log_line(f"note: the run's training labels were not rebuilt ({err})")
+        return None, None
+
+
+def _feature_image_setting(setting: str, inputs) -> str:
+    """``setting``, or ``off`` with a warning when its shape does not fit the rows (the audit is done by now)."""
+    from noisyfit.report.feature_images import FeatureImageError, feature_images
+
+    if inputs is None or np.ndim(inputs) != 2 or setting in ("auto", "off"):
+        return setting
+    try:
+        feature_images(inputs, setting)
+    except FeatureImageError as err:
+        _log_line(f"warning: {err} The report shows feature values instead.")
+        return "off"
+    return setting
+
+
 def _log_line(line: str) -> None:
     print(f"noisyfit audit: {line}", file=sys.stderr, flush=True)
 
@@ -201,11 +238,20 @@ def cmd_audit(args) -> int:
 
     t0 = time.time()
     _split_items(args)
+    if args.feature_image not in ("auto", "off"):
+        from noisyfit.report.feature_images import parse_shape
+
+        parse_shape(args.feature_image)  # a typo is an error now, not after the audit
+    if args.clean != "none" and (args.clean is not None or args.clean_threshold is not None):
+        from noisyfit.detect.clean import check_threshold
+
+        check_threshold(args.clean or "relabel-or-drop", args.clean_threshold)  # as early
     # the folder first: a typo in --out must not cost a K-fold training
     out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="audit", owned=AUDIT_FILES)
     progress = not args.no_progress
     data_name, data_dir = args.data, args.data_dir
     train = None  # the source training set, for thumbnails / rows
+    labelled, keep = None, None  # every source row with the labels audited, and rows dropped before: cleaned file
     extra: dict = {}
     if args.run or args.method:
         if args.method:
@@ -221,7 +267,8 @@ def cmd_audit(args) -> int:
             run_dir = Path(args.run)
             mode = f"run {run_dir}"
         issues = issues_from_run(run_dir)
-        run_cfg = (json.loads((run_dir / "results.json").read_text()).get("config") or {}).get("data", {})
+        run_results = json.loads((run_dir / "results.json").read_text())
+        run_cfg = (run_results.get("config") or {}).get("data", {})
         data_name = data_name or run_cfg.get("dataset")
         data_dir = data_dir or run_cfg.get("data_dir")
         try:
@@ -231,6 +278,7 @@ def cmd_audit(args) -> int:
                                  image_size=run_cfg.get("image_size")).train
             if train.ids is not None:
                 issues.ids = [train.ids[int(i)] for i in issues.index]
+            labelled, keep = _run_labels(run_results, train)
         except (DataError, OSError) as err:  # the audit stands without thumbnails
             print(f"noisyfit audit: note: inputs of {data_name!r} not loaded ({err}); report without them",
                   file=sys.stderr)
@@ -241,6 +289,7 @@ def cmd_audit(args) -> int:
         if missing:
             raise DataError(f"{train.name}: no label column(s) {missing}; available: {sorted(train.extra_labels)} "
                             "(CIFAR-10N has random1, random2, random3, aggre, worst).")
+        labelled = train
         issues = consensus_issues({c: train.extra_labels[c] for c in cols}, given=train.labels,
                                   method=args.consensus, class_names=train.class_names,
                                   true_labels=train.true_labels, ids=train.ids, backend=args.crowd_backend,
@@ -251,6 +300,7 @@ def cmd_audit(args) -> int:
             train = _load_train(args, data_name, data_dir)
             probs = load_pred_probs(args.pred_probs)
             labels, true, index, ids = train.labels, train.true_labels, None, train.ids
+            labelled = train
             mode = f"pred_probs {args.pred_probs}"
             extra["model_quality"] = check_pred_probs(labels, probs, source=args.pred_probs, true_labels=true,
                                                       log=audit_log)  # warns when the rows look misaligned
@@ -261,9 +311,11 @@ def cmd_audit(args) -> int:
                                     progress=progress)
             train, probs, labels, true, index, ids, mode = (e.train, e.pred_probs, e.labels, e.true_labels, e.index,
                                                             e.ids, e.mode)
+            labelled = train
             extra.update(e.summary)
         else:
             from noisyfit.data.sources import load_dataset
+            from noisyfit.detect.clean import labelled_source
             from noisyfit.detect.oof import out_of_fold
 
             if not data_name:
@@ -279,6 +331,7 @@ def cmd_audit(args) -> int:
                               log_epochs=not bar)
             np.save(out / "pred_probs.npy", oof.pred_probs)
             train = splits.train  # inputs; the labels audited are the folds' (after any injected noise)
+            labelled, keep = labelled_source(train, cfg.data, cfg.train.seed)
             probs, labels, true, index, ids = oof.pred_probs, oof.labels, oof.true_labels, oof.index, oof.ids
             extra["out_of_fold"] = {**oof.info, "seconds": oof.seconds, "pred_probs": "pred_probs.npy"}
             mode = f"out-of-fold {cfg.method.name}, {oof.info['folds']} folds x {oof.info['epochs']} epochs"
@@ -304,15 +357,23 @@ def cmd_audit(args) -> int:
             print(f"noisyfit audit: error: {err}", file=sys.stderr)
             return 2
 
+    from noisyfit.commands.audit_clean import CLEANED_FILE, write_cleaned_labels
+
+    cleaned = write_cleaned_labels(args, out, issues, labelled, keep, data_name, _log_line)
+    files = {"issues": "issues.csv", "report": "report.html"}
+    if cleaned:
+        extra["cleaned_labels"] = cleaned
+        files["cleaned_labels"] = CLEANED_FILE
     seconds = time.time() - t0
     issues.write_csv(out / "issues.csv")
     summary = {"schema": "noisyfit.audit/1", "noisyfit_version": __version__, "command": ["noisyfit", *sys.argv[1:]],
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": data_name, "mode": mode,
                **issues.summary(), **extra, "seconds": seconds,
-               "files": {"issues": "issues.csv", "report": "report.html"}}
+               "files": files}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     inputs = train.x if train is not None else None
     write_report(out / "report.html", issues, inputs=inputs, feature_names=_feature_names(data_name, args.label_column),
-                 title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top)
+                 title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top,
+                 feature_image=_feature_image_setting(args.feature_image, inputs))
     _summary_table(issues, seconds, out)
     return 0

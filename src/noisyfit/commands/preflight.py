@@ -17,7 +17,7 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best_model.pt", "
              "per_sample.npz", "tensorboard")
 #: what `noisyfit audit` writes into its --out folder
 AUDIT_FILES = ("issues.csv", "summary.json", "report.html", "pred_probs.npy", "folds", "run", "embeddings.npz",
-               "pred_probs.npz")
+               "pred_probs.npz", "cleaned_labels.npz")
 #: bookkeeping `noisyfit bench` writes into a run folder before it starts `noisyfit train` there; hidden
 #: files (names starting with ".") do not count either
 BENCH_FILES = ("bench.log", "bench-sessions.jsonl", "bench-session.live.json")

@@ -102,6 +102,9 @@ class NoiseResult:
         The integer seed, or None when a ``np.random.Generator`` was passed.
     info : dict
         JSON-serialisable generator options (``exact``, ``groups``, ``norm_std``, ...).
+    keep : ndarray of bool or None
+        Which examples a run trains on; False drops the example (a cleaned label file of ``noisyfit
+        audit --clean`` drops flagged examples it does not relabel). None: every example is kept.
     """
 
     labels: np.ndarray
@@ -112,6 +115,7 @@ class NoiseResult:
     true_labels: np.ndarray
     seed: int | None = None
     info: dict = field(default_factory=dict)
+    keep: np.ndarray | None = None
 
     @property
     def flipped(self) -> np.ndarray:
@@ -835,7 +839,8 @@ def save_noisy_labels(path: str | os.PathLike, result: NoiseResult, data_name: s
     """Write a noise file (``.npz``) so a run can reuse exactly these labels.
 
     Stored keys: ``labels``, ``true_labels``, ``spec``, ``seed`` (-1 when a Generator was used),
-    ``noise_rate``, ``transition``, ``realised_transition``, ``data_name``, ``info`` (JSON) and ``format``.
+    ``noise_rate``, ``transition``, ``realised_transition``, ``data_name``, ``info`` (JSON) and ``format``;
+    ``keep`` (bool) only when the result drops examples.
 
     Parameters
     ----------
@@ -855,9 +860,10 @@ def save_noisy_labels(path: str | os.PathLike, result: NoiseResult, data_name: s
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    optional = {} if result.keep is None else {"keep": np.asarray(result.keep, dtype=bool)}
     # Write then rename, so a crash never leaves a half-written file under the real name.
     with open(tmp, "wb") as fh:
-        np.savez(fh, format=np.array(_FORMAT), labels=np.asarray(result.labels, dtype=np.int64),
+        np.savez(fh, **optional, format=np.array(_FORMAT), labels=np.asarray(result.labels, dtype=np.int64),
                  true_labels=np.asarray(result.true_labels, dtype=np.int64), spec=np.array(result.spec),
                  seed=np.array(-1 if result.seed is None else int(result.seed), dtype=np.int64),
                  noise_rate=np.array(float(result.noise_rate)),
@@ -900,6 +906,7 @@ def load_noisy_labels(path: str | os.PathLike, *, num_examples: int | None = Non
                 raise DataError(f"{path}: not a noisyfit noise file (missing {missing or ['format']}); "
                                 "regenerate it with `noisyfit noise`.")
             d = {k: z[k] for k in _REQUIRED_KEYS}
+            keep = z["keep"] if "keep" in z.files else None
     except DataError:
         raise
     except (ValueError, OSError) as exc:  # not a zip / corrupt archive
@@ -917,13 +924,17 @@ def load_noisy_labels(path: str | os.PathLike, *, num_examples: int | None = Non
                         f"has {num_classes}; regenerate it with `noisyfit noise`.")
     for key in ("labels", "true_labels"):  # a damaged or hand-made file: name the entry and the file
         check_labels(d[key], c, name=key, where=str(path), hint="Regenerate the file with `noisyfit noise`.")
+    if keep is not None and (keep.dtype != bool or keep.shape != (n,)):
+        raise DataError(f"{path}: 'keep' must be {n} booleans (one per label), got {keep.dtype} {keep.shape}; "
+                        "write the file again with `noisyfit audit --clean`.")
     seed = int(d["seed"])
     info = json.loads(str(d["info"]))
     info["data_name"] = data_name
     return NoiseResult(labels=d["labels"].astype(np.int64), noise_rate=float(d["noise_rate"]),
                        transition=d["transition"], realised_transition=d["realised_transition"],
                        spec=str(d["spec"]), true_labels=d["true_labels"].astype(np.int64),
-                       seed=None if seed < 0 else seed, info=info)
+                       seed=None if seed < 0 else seed, info=info,
+                       keep=None if keep is None or keep.all() else keep)
 
 
 def attach_noisy_labels(data: LabeledData, result: NoiseResult) -> LabeledData:
@@ -945,3 +956,14 @@ def attach_noisy_labels(data: LabeledData, result: NoiseResult) -> LabeledData:
                         f"examples (first index {int(diff[0])}); it was made for other data or another "
                         "example order. Regenerate it with `noisyfit noise`.")
     return data.with_labels(result.labels)
+
+
+def kept_rows(index: np.ndarray, result: NoiseResult | None) -> np.ndarray:
+    """The entries of ``index`` (source rows) that ``result.keep`` keeps; all of them without a mask.
+
+    A run drops rows after drawing its validation split, so a cleaned label file changes no other row's
+    split and the retrained run stays comparable with one on the original labels.
+    """
+    if result is None or result.keep is None:
+        return index
+    return index[result.keep[index]]

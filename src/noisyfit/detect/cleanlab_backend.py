@@ -65,6 +65,6 @@ def audit_with_cleanlab(labels, pred_probs, *, filter_by: str = "prune_by_noise_
                        class_names=names, detector=f"cleanlab {cl.__version__} ({filter_by})",
                        rule=f"cleanlab.filter.find_label_issues(filter_by={filter_by!r})", score_name=rank_by,
                        noise=noise, index=index, ids=list(ids) if ids is not None else None,
-                       true_labels=true_labels,
+                       true_labels=true_labels, suggested_confidence=probs[np.arange(len(lab)), suggested],
                        info={"backend": "cleanlab", "cleanlab_version": cl.__version__, "filter_by": filter_by,
                              "rank_by": rank_by, "seconds": time.time() - t0, **find_kwargs})

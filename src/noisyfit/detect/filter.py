@@ -391,7 +391,8 @@ def audit_label_issues(labels, pred_probs, *, filter_by: FilterBy = "prune_by_no
         is_issue=found.mask, given=sc.labels, suggested=suggested, scores=scores, reasons=found.reasons,
         class_names=names, detector=f"confident learning ({filter_by})",
         rule=_RULES[filter_by], score_name=rank_by, threshold=threshold, noise=noise_from_scan(sc),
-        index=index, ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info)
+        index=index, ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info,
+        suggested_confidence=probs[np.arange(len(suggested)), suggested])
 
 
 _RULES = {

@@ -151,6 +151,7 @@ def issues_from_run(run_dir: str | Path, *, ids: list[str] | None = None) -> Lab
         detector=f"noisyfit method {name}", rule=rule, score_name=f"{name} clean score", threshold=threshold,
         noise=noise, index=index, ids=[ids[int(i)] for i in index] if ids is not None else None,
         true_labels=ps.get("true"),
+        suggested_confidence=None if probs is None else probs[np.arange(n), np.clip(suggested, 0, None)],
         info={"run_dir": str(run_dir), "method": name, "hyper": method.get("hyper"),
               "seed": results.get("seed"), "test_acc": (results.get("final") or {}).get("test_acc"),
               "train_seconds": (results.get("compute") or {}).get("train_seconds_total"),

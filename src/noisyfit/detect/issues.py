@@ -17,7 +17,8 @@ import numpy as np
 
 from noisyfit.detect.count import NoiseEstimate
 
-CSV_COLUMNS = ("index", "id", "given", "given_label", "suggested", "suggested_label", "score", "reason")
+CSV_COLUMNS = ("index", "id", "given", "given_label", "suggested", "suggested_label", "suggested_confidence",
+               "score", "reason")
 
 
 @dataclass
@@ -49,6 +50,9 @@ class LabelIssues:
         Known clean labels (synthetic noise, CIFAR-N): enables :meth:`detection_metrics`.
     info : dict
         Detector details for summary.json (thresholds, cutoffs, timings, annotators, ...).
+    suggested_confidence : ndarray of float (N,) or None
+        The detector's probability of its suggested label (pred_probs, a run's final probabilities, a
+        consensus posterior); None when it has none. Cleaning relabels above a threshold on it.
     """
 
     is_issue: np.ndarray
@@ -66,6 +70,7 @@ class LabelIssues:
     ids: list[str] | None = None
     true_labels: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    suggested_confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.is_issue = np.asarray(self.is_issue, dtype=bool)
@@ -81,6 +86,11 @@ class LabelIssues:
             raise ValueError(f"LabelIssues.ids has {len(self.ids)} entries for {n} examples")
         if self.true_labels is not None:
             self.true_labels = np.asarray(self.true_labels, dtype=np.int64)
+        if self.suggested_confidence is not None:
+            self.suggested_confidence = np.asarray(self.suggested_confidence, dtype=np.float64)
+            if len(self.suggested_confidence) != n:
+                raise ValueError(f"LabelIssues.suggested_confidence has {len(self.suggested_confidence)} entries "
+                                 f"for {n} examples")
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -105,9 +115,11 @@ class LabelIssues:
     def records(self, top: int | None = None) -> list[dict]:
         """One dict per flagged example (columns as in issues.csv), most suspicious first."""
         pos = self.issue_positions()[:top]
+        conf = self.suggested_confidence
         return [{"index": int(self.index[p]), "id": self.ids[p] if self.ids is not None else str(int(self.index[p])),
                  "given": int(self.given[p]), "given_label": self.name(int(self.given[p])),
                  "suggested": int(self.suggested[p]), "suggested_label": self.name(int(self.suggested[p])),
+                 "suggested_confidence": None if conf is None else float(conf[p]),
                  "score": float(self.scores[p]), "reason": self.reasons.get(int(p), self.rule)}
                 for p in pos]
 
@@ -156,6 +168,8 @@ class LabelIssues:
             w.writeheader()
             for r in self.records():
                 r["score"] = f"{r['score']:.6g}"
+                conf = r["suggested_confidence"]
+                r["suggested_confidence"] = "" if conf is None else f"{conf:.4g}"
                 w.writerow(r)
         return path
 

@@ -324,4 +324,5 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
                        class_names=cls, detector=f"{method.replace('_', ' ')} consensus of {len(names)} annotators",
                        rule=f"the {method.replace('_', ' ')} consensus differs from the given label",
                        score_name=f"{what} of the given label", noise=noise,
-                       ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info)
+                       ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info,
+                       suggested_confidence=probs[rows, consensus])

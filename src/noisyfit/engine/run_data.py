@@ -34,6 +34,7 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
                               image_size=getattr(cfg, "image_size", None))
     full = splits.train
     noise_info: dict = {}
+    loaded = None  # a label file's contents (a cleaned one of `noisyfit audit --clean` may drop rows)
     if cfg.noise and cfg.noisy_labels_file:
         raise DataError("data.noise and data.noisy_labels_file are both set; keep one of them")
     if cfg.noise:
@@ -46,7 +47,9 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
 
         loaded = load_noisy_labels(cfg.noisy_labels_file, num_examples=len(full), num_classes=full.num_classes)
         full = attach_noisy_labels(full, loaded)
-        noise_info = {"file": cfg.noisy_labels_file, "spec": loaded.spec, "realised_rate": full.noise_rate}
+        # the file's realised rate: over the rows it keeps (a cleaned file drops some)
+        noise_info = {"file": cfg.noisy_labels_file, "spec": loaded.spec, "realised_rate": loaded.noise_rate,
+                      "dropped": 0 if loaded.keep is None else int((~loaded.keep).sum())}
 
     rng = np.random.default_rng(seed)
     order = np.arange(len(full))
@@ -60,6 +63,10 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
     shuffled = rng.permutation(order)
     val_index = np.sort(shuffled[:n_val])
     train_index = np.sort(shuffled[n_val:])
+    if loaded is not None:  # dropped after the split is drawn, so every other row keeps its split
+        from noisyfit.data.noise import kept_rows
+
+        train_index, val_index = kept_rows(train_index, loaded), kept_rows(val_index, loaded)
     train = full.subset(train_index, name=f"{full.name}/train")
     val = full.subset(val_index, name=f"{full.name}/val") if n_val else None
     _check_classes_present(train)

@@ -2,9 +2,10 @@
 
 It opens from disk with no network: estimated noise and the transition matrix as a heatmap, per-class
 issue counts, the score distribution with the threshold the detector used, and the top suspects as a
-gallery of thumbnails with given vs suggested label (images) or as table rows (tabular data).
-A few lines of script only count the thumbnails that decoded (``data-rendered`` on the gallery), so
-a browser test can tell that the images really render.
+gallery of thumbnails with given vs suggested label (images, and feature rows that are images: see
+``feature_images.py``) or as table rows (other tabular data); then every flagged example in a table
+that sorts and filters in the page (``flagged_table.py``). A few lines of script count the thumbnails
+that decoded (``data-rendered`` on the gallery), so a browser test can tell that the images render.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyfit.detect.issues import LabelIssues
-from noisyfit.report import plots
+from noisyfit.report import flagged_table, plots
+from noisyfit.report.feature_images import feature_images
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -35,6 +37,7 @@ th{background:#f0f0f0}td.l,th.l{text-align:left}.figs{display:flex;flex-wrap:wra
 .suspect img{display:block;margin:0 auto 4px;image-rendering:pixelated;width:96px;height:96px;object-fit:contain}
 .suspect .lab{font-size:12px}.given{color:#c0392b;font-weight:600}.sugg{color:#1e8449;font-weight:600}
 .reason{color:#555;display:-webkit-box;-webkit-line-clamp:4;-webkit-box-orient:vertical;overflow:hidden}
+.suspect{min-width:0}.suspect figcaption div,td.id{overflow-wrap:anywhere}
 """
 
 _SCRIPT = """
@@ -156,7 +159,7 @@ def _rows(issues: LabelIssues, features: np.ndarray | None, feature_names: Seque
     body = []
     for r in issues.records(top):
         feats = "".join(f"<td>{features[r['index'], j]:.3g}</td>" for j in range(d)) if d else ""
-        body.append(f"<tr><td>{r['index']}</td><td class='l'>{_e(r['id'])}</td><td class='l given'>"
+        body.append(f"<tr><td>{r['index']}</td><td class='l id'>{_e(r['id'])}</td><td class='l given'>"
                     f"{_e(r['given_label'])}</td><td class='l sugg'>{_e(r['suggested_label'])}</td>"
                     f"<td>{r['score']:.3f}</td>{feats}<td class='l'>{_e(r['reason'])}</td></tr>")
     more = f" (first {d} of {features.shape[1]} features)" if features is not None and features.shape[1] > d else ""
@@ -167,7 +170,7 @@ def _rows(issues: LabelIssues, features: np.ndarray | None, feature_names: Seque
 
 def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
                   feature_names: Sequence[str] | None = None, title: str = "Label audit",
-                  subtitle: str = "", top: int = 24) -> str:
+                  subtitle: str = "", top: int = 24, feature_image: str = "auto") -> str:
     """The report as an HTML string.
 
     Parameters
@@ -179,11 +182,19 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
     feature_names : sequence of str, optional
     title, subtitle : str
     top : int
-        How many suspects to show (most suspicious first).
+        How many suspects the gallery (or feature table) shows, most suspicious first; the table of
+        all flagged examples follows it.
+    feature_image : str
+        Feature rows as images: ``auto``, ``off``, ``HxW`` or ``HxWxC`` (see ``feature_images.py``).
     """
     det = issues.detection_metrics()
+    as_images = None if inputs is None or np.asarray(inputs).ndim != 2 else feature_images(inputs, feature_image)
     if inputs is not None and np.asarray(inputs).ndim == 4:
         suspects = _gallery(issues, inputs, top)
+        kind = "thumbnails"
+    elif as_images is not None:
+        rule = f"<p class='note' id='feature-image-rule'>{_e(as_images.note)}</p>"
+        suspects = rule + _gallery(issues, as_images, top)
         kind = "thumbnails"
     else:
         suspects = _rows(issues, None if inputs is None else np.asarray(inputs), feature_names, top)
@@ -192,15 +203,18 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{_e(title)}</title><link rel='icon' href='data:,'><style>{_CSS}</style></head><body>",
+        f"<title>{_e(title)}</title><link rel='icon' href='data:,'><style>{_CSS}{flagged_table.CSS}</style>"
+        "</head><body>",
         (f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p><p>Detector: {_e(issues.detector)} · rule: "
          f"{_e(issues.rule)}</p><p>Generated {_e(time.strftime('%Y-%m-%d %H:%M'))}</p></header><main>"),
         f"<section id='summary'><h2>Summary</h2>{_tiles(issues, det)}</section>",
         _noise_section(issues), _class_section(issues), _score_section(issues), _annotator_section(issues),
         (f"<section id='suspects'><h2>Top {shown} suspects ({kind})</h2><p class='note'>Most suspicious first "
          "(lowest score). Given label in red, suggested label in green; the reason says which signal fired, "
-         f"its value and threshold. All flagged examples are in issues.csv.</p>{suspects}</section>"),
-        f"</main><script>{_SCRIPT}</script></body></html>",
+         f"its value and threshold. Every flagged example is in the table below and in issues.csv.</p>"
+         f"{suspects}</section>"),
+        flagged_table.flagged_section(issues),
+        f"</main><script>{_SCRIPT}{flagged_table.SCRIPT}</script></body></html>",
     ]
     return "".join(parts)
 
