@@ -7,6 +7,9 @@ The flagged examples are relabelled with the detector's suggested label, or drop
 * ``relabel``: relabel every flagged example (= relabel-or-drop at threshold 0);
 * ``drop``: drop every flagged example (cleanlab's CleanLearning default).
 
+A flagged example whose suggestion is its given label keeps it (``unchanged``) when relabelled; one
+with no suggestion (a run's ``-1``) is dropped.
+
 The file is a noise file (:func:`noisyfit.data.noise.save_noisy_labels`): ``labels`` are the cleaned
 labels of every row of the source training set, in its order; ``keep`` marks the rows a run trains
 on; ``true_labels`` are what the loader checks the file against (the data set's clean labels when it
