@@ -325,6 +325,10 @@ def test_eval_tta_is_the_recorded_test_accuracy_and_needs_images(blob_splits):
     tr.method.predict_logits = lambda xb: seen.append(xb.shape) or plain(xb)
     assert tr.accuracy_on(tr.test_x, tr.test_y) == r["final"]["test_acc"]
     assert len(seen) == 6  # the test set in one chunk, six views of it
+    plain_run = Trainer(tiny_cfg(*IMAGE_RUN), None, splits=_splits())
+    rp = plain_run.fit()  # TTA changes the evaluation only: the same training, the same weights
+    assert [e["train_loss"] for e in rp["epochs"]] == [e["train_loss"] for e in r["epochs"]]
+    assert _weights_digest(plain_run.method.state_dict()) == _weights_digest(tr.method.state_dict())
     with pytest.raises(ConfigError, match="eval_tta"):
         Trainer(tiny_cfg("train.eval_tta=mirror"), None, splits=blob_splits)
 

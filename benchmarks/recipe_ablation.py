@@ -1,0 +1,300 @@
+"""Issue 21's ablation of airbench94's training-recipe tricks on the CPU protocol: each alone, all together.
+
+Every row is CE on the shared CPU protocol (``ce/cpu-cifar10n``: fastcnn 64/256/256, 12 epochs, batch 512,
+bf16) with one recipe option turned on, trained on the clean labels (the oracle) and on CIFAR-10N worst:
+
+==================  ======================================================================================
+row                 what changes (settings; see noisyfit.engine.recipe)
+==================  ======================================================================================
+``base``            nothing: the protocol as it is
+``whiten``          frozen 2x2 patch-whitening stem, bias trained 3 epochs (``model.args.whiten``)
+``dirac``           identity initialisation of the 3x3 convs (``model.args.dirac``)
+``bnbias``          BatchNorm biases at 64x the lr, 1/64 the weight decay (``optim.bn_bias_lr_scale``)
+``ls``              label smoothing 0.2: the preset ``ce/cpu-cifar10n-ls`` (the bench row ``ce-ls``)
+``ema``             evaluate and keep an EMA of the weights (``train.ema=ema``, airbench's decay schedule)
+``lookahead``       airbench's Lookahead: the EMA, with the weights reset to it every 5 steps
+``altflip``         alternating flips (``train.flip=alternate``)
+``tta``             test-time augmentation, mirror + 1-pixel translations (``train.eval_tta``)
+``all``             every trick above (Lookahead for the average), as airbench94 combines them
+``all-but-ls-tta``  every trick that leaves the loss and the evaluation alone
+==================  ======================================================================================
+
+Runs go through the bench machinery (:mod:`noisyfit.bench.runner`): one ``noisyfit train`` process per run in
+``runs/bench/recipe-ablation/<row>/<label set>/seed<S>/``, the results copied to
+``benchmarks/results/recipe-ablation/<row>__<label set>__seed<S>.json`` (``<row>`` is ``ce`` for the base and
+``ce-<name>`` for the others, as bench variants are named); a finished run is skipped, a cut one resumed.
+After every run the table ``benchmarks/RECIPE_ABLATION.md`` is written again from the result files.
+
+    .venv/bin/python benchmarks/recipe_ablation.py --dry-run          # the plan and a time estimate
+    .venv/bin/python benchmarks/recipe_ablation.py                    # run (resumable), then the table
+    .venv/bin/python benchmarks/recipe_ablation.py --rows base,all --seeds 0,1,2
+    .venv/bin/python benchmarks/recipe_ablation.py --report           # only rewrite the table
+
+Run it alone on the machine (DEVELOPERS.md): 11 rows x 2 label sets = 22 runs of about 15 minutes each on 2
+cores (the TTA rows' evaluation costs about 6x the usual 6 s per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from noisyfit.bench.files import read_suite  # noqa: E402
+from noisyfit.bench.runner import (Estimator, execute, fmt_duration, run_estimate, run_status,  # noqa: E402
+                                   suite_lock)
+from noisyfit.bench.suites import LabelSet  # noqa: E402
+from noisyfit.bench.plan import RunSpec  # noqa: E402
+
+SUITE = "recipe-ablation"
+BASE_PRESET = "ce/cpu-cifar10n"
+LABEL_SETS = {"clean": LabelSet("clean", "cifar10", clean=True), "worst": LabelSet("worst", "cifar10n-worst")}
+
+WHITEN = ("model.args.whiten=true",)
+DIRAC = ("model.args.dirac=true",)
+BNBIAS = ("optim.bn_bias_lr_scale=64",)
+EMA = ("train.ema=ema",)
+LOOKAHEAD = ("train.ema=lookahead",)
+ALTFLIP = ("train.flip=alternate",)
+TTA = ("train.eval_tta=mirror_translate",)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    what: str
+    preset: str = BASE_PRESET
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        """The bench row name: ``ce`` for the protocol itself, ``ce-<name>`` for a variant of it."""
+        return "ce" if self.name == "base" else f"ce-{self.name}"
+
+
+ROWS = (  # in the order they run: the reference and the headline first, then each trick alone
+    Row("base", "the protocol (CE, fastcnn 64/256/256, 12 epochs)"),
+    Row("all", "every trick (Lookahead as the average)", "ce/cpu-cifar10n-ls",
+        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA),
+    Row("all-but-ls-tta", "every trick but label smoothing and TTA", BASE_PRESET,
+        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP),
+    Row("whiten", "2x2 patch-whitening stem", overrides=WHITEN),
+    Row("dirac", "identity init of the convs", overrides=DIRAC),
+    Row("bnbias", "BN biases at 64x lr", overrides=BNBIAS),
+    Row("ls", "label smoothing 0.2", "ce/cpu-cifar10n-ls"),
+    Row("ema", "EMA of the weights", overrides=EMA),
+    Row("lookahead", "Lookahead (EMA, reset every 5 steps)", overrides=LOOKAHEAD),
+    Row("altflip", "alternating flips", overrides=ALTFLIP),
+    Row("tta", "TTA: mirror + 1-px shifts (6 views)", overrides=TTA),
+)
+#: rows whose numbers do not mean what CE's mean (see NOTE)
+CHANGES_MEANING = {"ls": "loss", "tta": "evaluation", "ema": "kept weights", "lookahead": "kept weights",
+                   "all": "loss, evaluation, kept weights", "all-but-ls-tta": "kept weights"}
+
+NOTE = """\
+## Which tricks change the meaning of a noisy-label comparison
+
+* **Label smoothing** changes the loss, and it is itself a partial remedy for label noise (Lukasik et al.,
+  "Does label smoothing mitigate label noise?", ICML 2020): CE with label smoothing is another baseline, not
+  CE. The bench never puts it inside CE: it is the row `ce-ls` (preset `ce/cpu-cifar10n-ls`), and recovery
+  ratios are computed against plain CE and the plain oracle. Methods with their own losses (GCE, SCE, ELR...)
+  have no equivalent switch, so a protocol that smoothed CE's labels would favour CE.
+* **Test-time augmentation** changes the evaluation, not the training: the TTA row trains exactly the base
+  row's model (same seed, same random draws) and only its validation/test accuracies differ, and noisy-validation
+  model selection then ranks epochs by TTA accuracy too. A TTA accuracy is comparable only with TTA accuracies
+  of the same views; published CIFAR-10N numbers are without it. A suite either applies it to every row or to
+  none. The per-sample signals (clean scores, flags, detection P/R/F1) are computed without TTA.
+* **EMA / Lookahead** changes which weights are evaluated and kept, so the per-sample signals too (the final
+  probabilities come from the averaged model). Averaging also smooths the late fit of wrong labels, which is
+  itself a noise-robustness mechanism (a mean-teacher flavour; ELR+ keeps its own weight average). Adopted, it is
+  part of a protocol applied to every method, never a change to CE alone.
+* **Whitening, identity init, BN-bias lr, alternating flips** change the network and its optimisation for every
+  method alike: protocol changes. They make a new protocol version (a new suite); results of different suites
+  are never pooled.
+"""
+
+
+def plan(rows: list[Row], label_sets: list[str], seeds: list[int], extra: tuple[str, ...], suite: str
+         ) -> list[RunSpec]:
+    specs = []
+    for row in rows:
+        for ls in label_sets:
+            for seed in seeds:
+                specs.append(RunSpec(suite, row.method, LABEL_SETS[ls], seed, row.preset, (*row.overrides, *extra)))
+    return specs
+
+
+# ------------------------------------------------------------------------------------------------ table
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    m = 100 * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{m:.2f}"
+    return f"{m:.2f} ± {100 * statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def _delta(values: list[float], base: list[float]) -> str:
+    if not values or not base:
+        return "–"
+    return f"{100 * (statistics.fmean(values) - statistics.fmean(base)):+.2f}"
+
+
+def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
+    runs = read_suite(results_dir)
+    got: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        got.setdefault((r.method, r.label_set), []).append(r.data)
+
+    def acc(method: str, ls: str, kind: str) -> list[float]:
+        out = []
+        for d in got.get((method, ls), []):
+            v = ((d.get("final") if kind == "last" else d.get("selected")) or {}).get("test_acc")
+            if v is not None:
+                out.append(float(v))
+        return out
+
+    def secs(method: str) -> list[float]:
+        return [float(d["compute"]["seconds_per_epoch_median"]) for ls in LABEL_SETS
+                for d in got.get((method, ls), []) if (d.get("compute") or {}).get("seconds_per_epoch_median")]
+
+    def others(method: str) -> list[float]:
+        return [float(d["compute"]["others_cpu_share_median"]) for ls in LABEL_SETS
+                for d in got.get((method, ls), []) if (d.get("compute") or {}).get("others_cpu_share_median")
+                is not None]
+
+    base = ROWS[0].method
+    base_secs = secs(base)
+    lines = [
+        "# Recipe ablation (issue 21)",
+        "",
+        f"Generated by `benchmarks/recipe_ablation.py` from `{results_dir}/`; do not "
+        "edit by hand. CE on the CPU protocol (`ce/cpu-cifar10n`: fastcnn 64/256/256, 12 epochs, batch 512, bf16, "
+        "JPEG copy of CIFAR-10) with one recipe option on per row; *clean* = trained on the clean labels (the "
+        "oracle), *worst* = CIFAR-10N worst (40.2% wrong labels). Test accuracy in %: *last* = last epoch, "
+        "*sel.* = the epoch with the best noisy-validation accuracy (clean validation for the clean labels). "
+        "Δ = against the base row. s/epoch = median training seconds per epoch (evaluation excluded), over the "
+        "row's runs; ×base = its ratio to the base row's."
+        + (f" Extra overrides on every run: `{' '.join(extra)}`." if extra else ""),
+        "",
+        "| row | what | clean last | Δ | worst sel. | Δ | worst last | Δ | s/epoch | ×base | meaning |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        m = row.method
+        s = secs(m)
+        spe = f"{statistics.median(s):.1f}" if s else "–"
+        ratio = f"{statistics.median(s) / statistics.median(base_secs):.2f}" if s and base_secs else "–"
+        lines.append(f"| `{m}` | {row.what} | {_mean_sd(acc(m, 'clean', 'last'))} | "
+                     f"{_delta(acc(m, 'clean', 'last'), acc(base, 'clean', 'last')) if row.name != 'base' else ''} | "
+                     f"{_mean_sd(acc(m, 'worst', 'selected'))} | "
+                     f"{_delta(acc(m, 'worst', 'selected'), acc(base, 'worst', 'selected')) if row.name != 'base' else ''} | "
+                     f"{_mean_sd(acc(m, 'worst', 'last'))} | "
+                     f"{_delta(acc(m, 'worst', 'last'), acc(base, 'worst', 'last')) if row.name != 'base' else ''} | "
+                     f"{spe} | {ratio} | {CHANGES_MEANING.get(row.name, '')} |")
+    busy = sorted({m for m in (r.method for r in rows) if any(o > 0.1 for o in others(m))})
+    lines += ["", "Rows with no number have not run yet. The `tta` row trains the base row's model exactly; its "
+              "accuracy without TTA is the base row's."]
+    if busy:
+        lines.append(f"Other processes took more than 10% of the CPU during some epochs of {', '.join(busy)} "
+                     "(`others_cpu_share` in the result files): their seconds per epoch are inflated.")
+    lines += ["", NOTE]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(path: Path, results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table(results_dir, rows, extra))
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default=",".join(r.name for r in ROWS),
+                    help="comma-separated rows (default: all, in the order of the module docstring)")
+    ap.add_argument("--label-sets", default="clean,worst")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides for every run (a tiny check: data.train_subset=500 train.epochs=1)")
+    ap.add_argument("--suite-name", default=SUITE, help="results and run sub-folder name (keep tiny checks apart)")
+    ap.add_argument("--results", default="benchmarks/results", help="results root (default benchmarks/results)")
+    ap.add_argument("--runs", default="runs/bench", help="run folders root (default runs/bench)")
+    ap.add_argument("--table", default="benchmarks/RECIPE_ABLATION.md")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and the time estimate, run nothing")
+    ap.add_argument("--report", action="store_true", help="only rewrite the table")
+    args = ap.parse_args(argv)
+    os.chdir(ROOT)  # run folders are recorded relative to the repository, as the bench records them
+
+    by_name = {r.name: r for r in ROWS}
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    unknown = [n for n in names if n not in by_name]
+    label_sets = [s.strip() for s in args.label_sets.split(",") if s.strip()]
+    if unknown or any(s not in LABEL_SETS for s in label_sets):
+        ap.error(f"rows are {', '.join(by_name)}; label sets are {', '.join(LABEL_SETS)}")
+    rows = [by_name[n] for n in names]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = tuple(args.set)
+    results_dir = Path(args.results) / args.suite_name
+    runs_root = Path(args.runs)
+    table_path = Path(args.table)
+    if args.report:
+        write_table(table_path, results_dir, rows, extra)
+        print(f"wrote {table_path}")
+        return 0
+
+    specs = plan(rows, label_sets, seeds, extra, args.suite_name)
+    est = Estimator.from_results(results_dir, ce_seconds_guess=15 * 60.0)
+    status = {s.key: run_status(s, results_dir, runs_root) for s in specs}
+    todo = [s for s in specs if status[s.key] != "done"]
+    left = [run_estimate(est, s, status[s.key], runs_root) for s in todo]
+    total = None if any(v is None for v in left) else sum(left)
+    print(f"recipe ablation: {len(specs)} run(s), {len(todo)} to go, about {fmt_duration(total)}")
+    if args.dry_run:
+        for s in specs:
+            print(f"  {status[s.key]:<8} {s.method:<20} {s.label_set.name:<6} seed {s.seed}  "
+                  f"{s.config} {' '.join(s.overrides)}")
+        return 0
+
+    def stop(signum, frame):  # `kill <pid>`: stop the child at its checkpoint, as the bench does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    failed = 0
+    try:
+        with suite_lock(runs_root / args.suite_name):
+            for i, spec in enumerate(specs, 1):
+                tag = f"[{i}/{len(specs)}] {spec.method} · {spec.label_set.name} · seed {spec.seed}"
+                if run_status(spec, results_dir, runs_root) == "done":
+                    print(f"{tag}: have results, skip")
+                    continue
+                print(f"{tag}: running (about {fmt_duration(run_estimate(est, spec, 'todo', runs_root))})",
+                      flush=True)
+                outcome, info = execute(spec, results_dir, runs_root, python=sys.executable)
+                if outcome in ("ran", "collected"):
+                    res = info["results"]
+                    est.add(spec.method, float(res["bench"]["wall_seconds"] or info["seconds"]))
+                    print(f"{tag}: {outcome} in {fmt_duration(info['seconds'])}, last test acc "
+                          f"{100 * res['final']['test_acc']:.2f}%", flush=True)
+                else:
+                    failed += 1
+                    print(f"{tag}: {outcome.upper()}; log: {spec.run_dir(runs_root) / 'bench.log'}\n"
+                          + "\n".join("    " + s for s in (info.get("note") or {}).get("log_tail", "")
+                                      .splitlines()[-8:]), flush=True)
+                write_table(table_path, results_dir, rows, extra)
+    except KeyboardInterrupt:
+        print("stopped; the run in progress keeps its last checkpoint. Start the same command again to continue.")
+        return 130
+    write_table(table_path, results_dir, rows, extra)
+    print(f"wrote {table_path}; results in {results_dir}" + (f"; {failed} run(s) failed" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
