@@ -103,10 +103,30 @@ def test_csv_with_method_then_the_same_run(tmp_path, blobs_csv):
     assert [r["index"] for r in rows2] == [r["index"] for r in rows]
 
 
-def test_csv_out_of_fold_default(tmp_path, blobs_csv):
+def test_without_a_source_the_default_detector_runs_and_says_why(tmp_path, blobs_csv):
+    from noisyfit.commands.audit import DEFAULT_METHOD
+
+    out = tmp_path / "audit"
+    assert main(["audit", f"csv:{blobs_csv}", "--out", str(out), *TRAIN_FLAGS]) == 0
+    _, summary, _ = _outputs(out)
+    assert DEFAULT_METHOD == "elr" and summary["detector_choice"]["chosen"] == "default"
+    assert summary["mode"].startswith("method elr") and "AUDIT.md" in summary["detector_choice"]["why"]
+    assert (out / "run" / "results.json").is_file() and not (out / "pred_probs.npy").exists()
+    assert "Why this detector: no detector was named" in (out / "report.html").read_text()
+    assert summary["detection"]["f1"] > 0.8  # 30 planted flips on separable blobs
+
+
+def test_folds_ask_for_the_out_of_fold_audit_and_clash_with_a_named_source(tmp_path, blobs_csv, capsys):
+    assert main(["audit", f"csv:{blobs_csv}", "--method", "ce", "--folds", "3", "--out", str(tmp_path / "a"),
+                 *TRAIN_FLAGS]) == 2
+    assert "--folds / --oof-method ask for the out-of-fold audit" in capsys.readouterr().err
+
+
+def test_csv_out_of_fold(tmp_path, blobs_csv):
     out = tmp_path / "audit"
     assert main(["audit", f"csv:{blobs_csv}", "--folds", "3", "--out", str(out), *TRAIN_FLAGS]) == 0
     _, summary, _ = _outputs(out)
+    assert "detector_choice" not in summary and summary["mode"].startswith("out-of-fold ce")
     assert np.load(out / "pred_probs.npy").shape == (300, 3)
     assert summary["out_of_fold"]["folds"] == 3 and summary["out_of_fold"]["epochs"] == 3
     assert summary["detection"]["f1"] > 0.8  # 30 planted flips on separable blobs

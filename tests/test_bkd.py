@@ -9,9 +9,11 @@ import torch.nn.functional as F
 
 from conftest import tiny_cfg, tiny_images
 from noisyfit.data.labeled import DatasetSplits
+from noisyfit.data.training_set import TrainingSet
 from noisyfit.engine.trainer import Trainer
 from noisyfit.methods.bkd import (BlindKnowledgeDistillation, agreement_log_probs, blind_compensation_loss,
                                   robust_targets)
+from noisyfit.methods.context import MethodContext
 from noisyfit.models.backbones import create_backbone
 from noisyfit.ops.tipping_point import detect_tipping_epoch, first_strict_peak, lookback_needed
 
@@ -166,23 +168,26 @@ def test_detect_tipping_epoch_follows_the_official_rules_and_our_optional_fallba
     assert lookback_needed(2, 6) == 4 and lookback_needed(1, 3) == 2 and lookback_needed(3, 2) == 4
 
 
-class _FakeCtx:
-    """Just enough of the trainer's context to drive the epoch hooks by hand."""
+def _scripted_run(n, num_epochs, m, eval_scores):
+    """The public context over n samples whose feature is their own index; the method's eval predictions are
+    scripted per epoch (``eval_scores[epoch]`` is p(label 0) per sample), and every prediction pass is recorded
+    as (epoch, augment)."""
+    ts = TrainingSet.from_tensors(torch.arange(n, dtype=torch.float32)[:, None], torch.zeros(n, dtype=torch.long))
+    ctx = MethodContext(ts, num_epochs=num_epochs)
+    ctx.calls = []
+    real = ts.predict
 
-    def __init__(self, n, num_epochs):
-        self.labels = torch.zeros(n, dtype=torch.long)
-        self.num_epochs = num_epochs
-        self.eval_scores: dict[int, torch.Tensor] = {}
-        self.epoch = 0
-        self.calls: list[tuple[int, str]] = []
+    def recording_predict(fn, *, batch_size=None, augment="none"):
+        ctx.calls.append((ctx.epoch, augment))
+        return real(fn, batch_size=batch_size, augment=augment)
 
-    def all_gather_cat(self, t):
-        return t
-
-    def predict_train(self, fn, augment="none"):
-        self.calls.append((self.epoch, augment))
-        e = self.eval_scores[self.epoch]
+    def scripted_logits(x):
+        e = eval_scores[ctx.epoch][x[:, 0].long()]
         return torch.stack([e, (1 - e) / 2, (1 - e) / 2], dim=1).log()
+
+    ts.predict = recording_predict
+    m.predict_logits = scripted_logits
+    return ctx
 
 
 def test_groups_come_from_the_scores_of_the_tipping_epoch():
@@ -192,10 +197,10 @@ def test_groups_come_from_the_scores_of_the_tipping_epoch():
     spikes = np.array([0.0505] * 10 + [0.1505] * 10 + [0.8505] * 40 + [0.9505] * 40)
     rng = np.random.default_rng(0)
     train = {e: torch.tensor(rng.permutation(spikes), dtype=torch.float32) for e in range(6)}
-    ctx = _FakeCtx(n, num_epochs=20)
-    ctx.eval_scores = {e: torch.tensor(rng.permutation(spikes), dtype=torch.float32) for e in range(6)}
+    eval_scores = {e: torch.tensor(rng.permutation(spikes), dtype=torch.float32) for e in range(6)}
     curve = [0.5, 0.6, 0.9, 0.7, 0.65, 0.6]  # strict +-2 peak at epoch 2, decidable after epoch 5
     m = BlindKnowledgeDistillation({}, 3, n, lambda: create_backbone("mlp", num_classes=3, input_shape=(4,)))
+    ctx = _scripted_run(n, 20, m, eval_scores)
     for e in range(6):
         ctx.epoch = e
         m.on_epoch_start(e, ctx)
@@ -209,7 +214,7 @@ def test_groups_come_from_the_scores_of_the_tipping_epoch():
     # eval passes (weak view, as the official full-set loader) only in epochs 2..4: 0 and 1 can never
     # be a peak and the deciding epoch needs none
     assert ctx.calls == [(2, "weak"), (3, "weak"), (4, "weak")]
-    s2, e2 = train[2].double().numpy(), ctx.eval_scores[2].double().numpy()
+    s2, e2 = train[2].double().numpy(), eval_scores[2].double().numpy()
     np.testing.assert_array_equal(m.training_groups(), four_groups(s2, modified_otsu(s2)))
     np.testing.assert_array_equal(m.group_of_samples(), four_groups(e2, modified_otsu(e2)))
     assert not np.array_equal(m.training_groups(), m.group_of_samples())

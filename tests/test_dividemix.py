@@ -9,37 +9,21 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_cfg, tiny_images
 
-from noisyfit.data.augment import Augmenter
-from noisyfit.data.batches import Batch
+from noisyfit.data.training_set import TrainingSet
 from noisyfit.data.labeled import DatasetSplits
 from noisyfit.engine.trainer import Trainer
+from noisyfit.methods.context import MethodContext
 from noisyfit.methods.dividemix import DivideMix, seed_for
 from noisyfit.models.backbones import create_backbone
 from noisyfit.ops.gmm import gmm_split_1d, minmax_normalise
 from noisyfit.ops.mixmatch import negative_entropy
 
 
-class FakeCtx:
-    """Just enough of the trainer's context for selection hooks on fixed tensors."""
-
-    def __init__(self, labels, x=None, seed=0):
-        self.labels = torch.as_tensor(labels)
-        self.x = x
-        self.seed = seed
-        self.world_size = 1
-        self.rank = 0
-        self.num_epochs = 10
-        self.aug = Augmenter(torch.zeros(1), torch.ones(1), is_image=False)
-
-    def predict_train(self, fn, **_):
-        with torch.no_grad():
-            return fn(self.x).float()
-
-    def batch_of(self, index):
-        return Batch(index=index, y=self.labels[index], raw=self.x[index], augmenter=self.aug)
-
-    def all_gather_cat(self, t):
-        return t
+def ctx_for(labels, x=None):
+    """The public context around fixed tensors (rows default to one zero feature: only labels are read)."""
+    labels = torch.as_tensor(labels)
+    ts = TrainingSet.from_tensors(x if x is not None else torch.zeros(len(labels), 1), labels)
+    return MethodContext(ts, num_epochs=10, seed=0)
 
 
 def mlp_factory(c=3, d=8):
@@ -79,7 +63,7 @@ def test_selection_fits_1d_gmm_on_normalised_ce_averaged_over_the_window():
     n = 200
     labels = torch.randint(0, 3, (n,))
     m = DivideMix({"loss_window": 2}, 3, n, mlp_factory())
-    ctx = FakeCtx(labels)
+    ctx = ctx_for(labels)
     outs = [torch.randn(n, 6) * s for s in (1.0, 3.0)]
     for epoch, o in enumerate(outs):
         m.fit_selection(o, ctx, epoch)
@@ -100,8 +84,7 @@ def test_warmup_confidence_penalty_adds_negative_entropy():
     torch.manual_seed(0)
     x = torch.randn(16, 8)
     y = torch.randint(0, 3, (16,))
-    aug = Augmenter(torch.zeros(1), torch.ones(1), is_image=False)
-    batch = Batch(index=torch.arange(16), y=y, raw=x, augmenter=aug)
+    batch = TrainingSet.from_tensors(x, y).batch(torch.arange(16))
     m = DivideMix({"conf_penalty": True}, 3, 16, mlp_factory())
     loss, _ = m.warmup_loss(0, batch)
     logits = m.nets[0](batch.x)
@@ -232,7 +215,7 @@ def test_semi_loss_is_lx_plus_ramped_lambda_u_lu_plus_prior_penalty_with_partner
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     m = DivideMix({"p_threshold": 0.5, "lambda_u": 25.0, "warmup_epochs": 1, "rampup_epochs": 2}, 3, 6,
                   mlp_factory())
-    m.ctx = FakeCtx(labels, x=torch.randn(6, 8))
+    m.ctx = ctx_for(labels, x=torch.randn(6, 8))
     # network 0 trains on network 1's split: 0 and 1 labelled (weights 0.9, 0.7), 2..5 unlabelled
     m.clean_prob[:, 1] = torch.tensor([0.9, 0.7, 0.1, 0.2, 0.3, 0.4])
     m.clean_prob[:, 0] = 0.05  # network 0's own column must not weight its labels

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_cfg, tiny_images
-from test_dividemix import FakeCtx, mlp_factory
+from test_dividemix import ctx_for, mlp_factory
 
 from noisyfit.data.labeled import DatasetSplits
 from noisyfit.engine.trainer import Trainer
@@ -57,7 +57,7 @@ def test_prototypes_initialise_to_class_means_and_selection_is_the_2d_gmm():
     n, c, d = 120, 3, 128
     labels = torch.arange(n) % c
     m = PLReMix({}, c, n, mlp_factory(c))
-    ctx = FakeCtx(labels)
+    ctx = ctx_for(labels)
     z = [torch.randn(n, c), torch.randn(n, c)]
     q = [F.normalize(torch.randn(n, d) + 2 * F.one_hot(labels, d).float(), dim=1) for _ in range(2)]
     outs = torch.cat([z[0], q[0], z[1], q[1]], dim=1)
@@ -133,7 +133,7 @@ def _two_caches(source):
         m.proto_logits[:, k] = m.plr.cached_logits[:, k]
     m.proj_cache[:, 0] = torch.stack([e[20], e[21], e[22], e[22]])  # network 0's own projections
     m.proj_cache[:, 1] = torch.stack([e[10], e[11], e[12], e[12]])  # network 1's
-    m.on_epoch_end(5, FakeCtx(torch.zeros(4, dtype=torch.long)))
+    m.on_epoch_end(5, ctx_for(torch.zeros(4, dtype=torch.long)))
     return m, e
 
 
@@ -264,7 +264,7 @@ def test_dividemix_plr_contrasts_x_and_u_with_given_labels_and_the_partner_cache
 
 def test_dividemix_logs_average_over_the_networks_that_logged_each_key(monkeypatch):
     m = DivideMix({"warmup_epochs": 0}, 3, 4, mlp_factory(3))
-    m.ctx = FakeCtx([0, 1, 2, 0])
+    m.ctx = ctx_for([0, 1, 2, 0])
     per_net = {0: {"labelled": 0.0}, 1: {"lx": 2.0, "labelled": 0.5}}  # network 0 had nothing labelled
     monkeypatch.setattr(m, "semi_loss", lambda k, batch, epoch, progress: (torch.tensor(1.0), per_net[k]))
     batch = type("B", (), {"__len__": lambda self: 4})()
@@ -303,7 +303,7 @@ def _step_loss_with_plr_fixed_at(method_cls, lambda_c, plr_value=0.25):
     torch.manual_seed(0)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     m = method_cls({"lambda_c": lambda_c, "warmup_epochs": 1}, 3, 6, mlp_factory())
-    m.ctx = FakeCtx(labels, x=torch.randn(6, 8))
+    m.ctx = ctx_for(labels, x=torch.randn(6, 8))
     m.plr.plr_loss = lambda *a, **k: torch.tensor(plr_value)
     m.plr.last_stats = {}
     batch = m.ctx.batch_of(torch.arange(6))

@@ -35,6 +35,13 @@ class DataConfig:
     #: image size policy: None keeps uniform folders as they are and resizes a mixed-size folder to its
     #: median height and width; an int (square) or [h, w] resizes every image to that size
     image_size: int | list | None = None
+    #: image folders: auto streams from disk when the decoded images would exceed memory_budget_mb; true always
+    #: streams (decoded in worker processes while training); false decodes everything into memory first
+    stream: str = "auto"
+    #: MiB of decoded images above which stream=auto streams; None: a quarter of this machine's memory
+    memory_budget_mb: float | None = None
+    #: decoding processes for streamed data; None: min(4, CPU count); 0 decodes in the training process
+    workers: int | None = None
 
 
 @dataclass
@@ -60,6 +67,8 @@ class OptimConfig:
     gamma: float = 0.1
     restart_period: float = 10.0  # epochs: the period of "cosine_restarts", T_max of "cosine_periodic"
     grad_clip: float | None = None
+    #: learning rate of BatchNorm biases = lr x this, their weight decay / this (airbench94: 64; 1 = off)
+    bn_bias_lr_scale: float = 1.0
 
 
 @dataclass
@@ -88,6 +97,17 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     tensorboard: bool = True
     progress: bool = True
+    #: horizontal flips of training views: random | alternate (airbench94: each image's first flip drawn
+    #: once, then mirrored every other epoch; noisyfit.data.altflip)
+    flip: str = "random"
+    #: evaluate (and keep) averaged weights: none | ema | lookahead (airbench94; noisyfit.engine.ema), updated
+    #: every ema_every steps with decay ema_decay * progress**ema_ramp
+    ema: str = "none"
+    ema_decay: float = 0.95 ** 5
+    ema_every: int = 5
+    ema_ramp: float = 3.0
+    #: test-time augmentation of validation/test accuracy: none | mirror | mirror_translate (noisyfit.engine.tta)
+    eval_tta: str = "none"
 
 
 @dataclass
@@ -120,7 +140,7 @@ class Config:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def _coerce(obj: Any, key: str, value: Any, where: str) -> Any:
+def coerce_value(obj: Any, key: str, value: Any, where: str) -> Any:
     """Give a value the type of the dataclass default it replaces (YAML reads ``5e-4`` as a string)."""
     cur = getattr(obj, key)
     if value is None or cur is None:
@@ -167,7 +187,7 @@ def _merge_into(obj: Any, d: dict, where: str) -> None:
                 raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
             cur.update(value)
         else:
-            setattr(obj, key, _coerce(obj, key, value, where))
+            setattr(obj, key, coerce_value(obj, key, value, where))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -248,7 +268,7 @@ def apply_override(cfg: Config, item: str) -> None:
     elif dataclasses.is_dataclass(target) and leaf in {f.name for f in dataclasses.fields(target)}:
         if dataclasses.is_dataclass(getattr(target, leaf)):
             raise ConfigError(f"override {item!r}: {key!r} is a section; set one of its keys, e.g. {key}.<key>=...")
-        setattr(target, leaf, _coerce(target, leaf, value, "override " + ".".join(parts[:-1])))
+        setattr(target, leaf, coerce_value(target, leaf, value, "override " + ".".join(parts[:-1])))
     else:
         valid = ", ".join(f.name for f in dataclasses.fields(target)) if dataclasses.is_dataclass(target) else ""
         raise ConfigError(f"override {item!r}: unknown key {key!r}; valid here: {valid}")

@@ -84,9 +84,9 @@ def run_cleanlab_row(cfg, out_dir: Path | None, *, folds: int = FOLDS, command: 
     """
     import torch
 
-    from noisyfit import __version__
     from noisyfit.engine.checkpoint import atomic_write_bytes, atomic_write_json
-    from noisyfit.engine.machine import git_commit, machine_info, peak_memory_mb
+    from noisyfit.engine.machine import peak_memory_mb
+    from noisyfit.engine.results import results_envelope
     from noisyfit.engine.run_data import prepare_run_data
     from noisyfit.engine.trainer import resolve_device
     from noisyfit.metrics import detection_metrics
@@ -137,14 +137,7 @@ def run_cleanlab_row(cfg, out_dir: Path | None, *, folds: int = FOLDS, command: 
                "fold_seconds": [round(f["seconds"], 1) for f in oof.info["per_fold"]]}
     compute.update(peak_memory_mb(device))
     results = {
-        "schema": RESULTS_SCHEMA,
-        "noisyfit_version": __version__,
-        "command": list(command or sys.argv),
-        "commit": git_commit(),
-        "machine": machine_info(device),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seed": seed,
-        "config": cfg.to_dict(),
+        **results_envelope(schema=RESULTS_SCHEMA, command=command, device=device, seed=seed, config=cfg.to_dict()),
         "method": {"name": "cleanlab", "hyper": {"folds": folds, "epochs_per_fold": cfg.train.epochs},
                    "flag_rule": f"cleanlab.filter.find_label_issues on {folds}-fold out-of-fold CE "
                                 "probabilities (default prune_by_noise_rate); scores: self-confidence"},

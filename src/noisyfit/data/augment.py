@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 STRONG_POLICIES = ("autoaugment", "randaugment")
 STRONG_DRAWS = ("image", "batch")
+FLIP_MODES = ("random", "alternate")
 
 
 class Augmenter:
@@ -42,11 +43,22 @@ class Augmenter:
     strong_draw : str
         ``"image"``: each image draws its own (sub-)policy (the official pipelines); ``"batch"``: one
         draw per batch, kornia's behaviour.
+    flip_mode : str
+        ``"random"``: each view flips with probability 1/2 (the default); ``"alternate"``: airbench's
+        alternating flips (:mod:`noisyfit.data.altflip`) for views that know their sample indices (training
+        batches), decided by (sample index, :attr:`epoch`, ``flip_seed``); views without indices (evaluation
+        passes) still flip at random. Two views of one sample in one epoch get the same flip.
+    flip_seed : int
+        Seed of the alternating flips' first orientation.
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, *, is_image: bool, pad: int = 4,
                  flip: bool = True, strong_policy: str = "autoaugment", channels_last: bool = True,
-                 strong_draw: str = "image"):
+                 strong_draw: str = "image", flip_mode: str = "random", flip_seed: int = 0):
+        if flip_mode not in FLIP_MODES:
+            raise ValueError(f"flip_mode must be one of {FLIP_MODES}, got {flip_mode!r}")
+        self.flip_mode, self.flip_seed = flip_mode, flip_seed
+        self.epoch = 0  # set by the trainer each epoch; only alternating flips read it
         if strong_policy not in STRONG_POLICIES:
             raise ValueError(f"strong_policy must be one of {STRONG_POLICIES}, got {strong_policy!r}")
         if strong_draw not in STRONG_DRAWS:
@@ -78,8 +90,9 @@ class Augmenter:
         return self._finish(x.float().div_(255.0))
 
     # ------------------------------------------------------------------ views
-    def crop_flip(self, x: torch.Tensor) -> torch.Tensor:
-        """Random crop (reflect pad) and horizontal flip of a uint8 or float NCHW batch, by one gather."""
+    def crop_flip(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Random crop (reflect pad) and horizontal flip of a uint8 or float NCHW batch, by one gather.
+        ``index``: the samples' indices, for alternating flips."""
         b, c, h, w = x.shape
         dev = x.device
         if self.pad:
@@ -93,21 +106,26 @@ class Augmenter:
             rows = torch.arange(h, device=dev).expand(b, h)
             cols = torch.arange(w, device=dev).expand(b, w)
         if self.flip:
-            flip = (torch.rand(b) < 0.5).to(dev)
+            if self.flip_mode == "alternate" and index is not None:
+                from noisyfit.data.altflip import alternating_flips
+
+                flip = alternating_flips(index, self.epoch, self.flip_seed).to(dev)
+            else:
+                flip = (torch.rand(b) < 0.5).to(dev)
             cols = torch.where(flip[:, None], cols.flip(1), cols)
         bi = torch.arange(b, device=dev)[:, None, None, None]
         ci = torch.arange(c, device=dev)[None, :, None, None]
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
-    def weak(self, x: torch.Tensor) -> torch.Tensor:
+    def weak(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         if not self.is_image:
             return x.float()
-        return self._finish(self.crop_flip(x).div_(255.0))
+        return self._finish(self.crop_flip(x, index).div_(255.0))
 
-    def strong(self, x: torch.Tensor) -> torch.Tensor:
+    def strong(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         if not self.is_image:
             return x.float()
-        x01 = self.crop_flip(x).div_(255.0)
+        x01 = self.crop_flip(x, index).div_(255.0)
         op = self._strong_op()
         out = op(x01) if self.strong_draw == "batch" else self._per_image(op, x01)
         return self._finish(out.clamp_(0.0, 1.0))
@@ -151,14 +169,28 @@ def channel_stats(x_uint8_nhwc) -> tuple[torch.Tensor, torch.Tensor]:
     import numpy as np
 
     n = len(x_uint8_nhwc)
-    c = x_uint8_nhwc.shape[-1]
-    s = np.zeros(c)
-    s2 = np.zeros(c)
-    for i in range(0, n, 5000):
-        chunk = x_uint8_nhwc[i:i + 5000].reshape(-1, c).astype(np.float64) / 255.0
+    # np.asarray: a lazy ImageFiles decodes one chunk at a time; an array is not copied
+    return channel_stats_of_chunks(np.asarray(x_uint8_nhwc[i:i + STATS_CHUNK]) for i in range(0, n, STATS_CHUNK))
+
+
+#: images per chunk of the statistics pass; the streamed path uses the same chunks, so both give the same bits
+STATS_CHUNK = 5000
+
+
+def channel_stats_of_chunks(chunks) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`channel_stats` over ``uint8 [n, H, W, C]`` NumPy chunks (images streamed from disk)."""
+    import numpy as np
+
+    s = s2 = None
+    count = 0
+    for x in chunks:
+        c = x.shape[-1]
+        if s is None:
+            s, s2 = np.zeros(c), np.zeros(c)
+        chunk = x.reshape(-1, c).astype(np.float64) / 255.0
         s += chunk.sum(0)
         s2 += (chunk ** 2).sum(0)
-    count = n * x_uint8_nhwc.shape[1] * x_uint8_nhwc.shape[2]
+        count += x.shape[0] * x.shape[1] * x.shape[2]
     mean = s / count
     std = np.sqrt(np.maximum(s2 / count - mean ** 2, 1e-12))
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)

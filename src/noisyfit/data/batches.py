@@ -1,8 +1,10 @@
-"""In-memory batches by sample index, sharded across DDP ranks.
+"""Batches by sample index, sharded across DDP ranks.
 
-The training set lives on the device as one tensor; an epoch is a seeded permutation of sample
-indices cut into global batches, and each rank takes its slice of every global batch. Every batch
-carries the *sample index* (position in the training set) because most methods keep per-sample state.
+An epoch is a seeded permutation of sample indices cut into global batches, and each rank takes its
+slice of every global batch. Every batch carries the *sample index* (position in the training set)
+because most methods keep per-sample state. The examples come from a store
+(:mod:`noisyfit.data.store`): a tensor on the device, or images decoded from disk ahead of each step;
+the indices, and so the batches, are the same either way.
 """
 
 from __future__ import annotations
@@ -28,16 +30,16 @@ class Batch:
     @property
     def x(self) -> torch.Tensor:
         if self._x is None:
-            self._x = self.augmenter.weak(self.raw)
+            self._x = self.augmenter.weak(self.raw, self.index)
         return self._x
 
     def weak(self) -> torch.Tensor:
         """A fresh weakly augmented view (crop + flip)."""
-        return self.augmenter.weak(self.raw)
+        return self.augmenter.weak(self.raw, self.index)
 
     def strong(self) -> torch.Tensor:
         """A fresh strongly augmented view (crop + flip, then AutoAugment/RandAugment)."""
-        return self.augmenter.strong(self.raw)
+        return self.augmenter.strong(self.raw, self.index)
 
     def plain(self) -> torch.Tensor:
         """The normalised examples without augmentation."""
@@ -53,28 +55,44 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=g)
 
 
-def iterate_batches(data: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter, *, batch_size: int,
-                    seed: int, epoch: int, rank: int = 0, world_size: int = 1,
-                    drop_last: bool = True) -> Iterator[Batch]:
-    """Yield this rank's share of each global batch of one epoch.
+def epoch_index_batches(n: int, *, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                        drop_last: bool = True, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """This rank's sample indices for every step of one epoch, in order.
 
     ``batch_size`` is the global batch; each rank gets ``batch_size // world_size`` samples so the
     averaged gradient equals the single-process one (up to batch-norm statistics).
     """
-    n = len(labels)
     if batch_size % world_size:
         raise ValueError(f"batch_size {batch_size} is not divisible by world size {world_size}")
     if batch_size > n:
         batch_size = n - n % world_size
-    perm = epoch_permutation(n, seed, epoch).to(labels.device)
+    perm = epoch_permutation(n, seed, epoch).to(device)
     per_rank = batch_size // world_size
     stop = (n // batch_size) * batch_size if drop_last else n
+    out = []
     for start in range(0, stop, batch_size):
         glob = perm[start:start + batch_size]
         idx = glob[rank * per_rank:(rank + 1) * per_rank] if world_size > 1 else glob
-        if len(idx) == 0:
-            continue
-        yield Batch(index=idx, y=labels[idx], raw=data[idx], augmenter=augmenter)
+        if len(idx):
+            out.append(idx)
+    return out
+
+
+def iterate_batches(data, labels: torch.Tensor, augmenter: Augmenter, *, batch_size: int,
+                    seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                    drop_last: bool = True, start_step: int = 0) -> Iterator[Batch]:
+    """Yield this rank's share of each global batch of one epoch, from step ``start_step`` on.
+
+    ``data`` is a store (:mod:`noisyfit.data.store`) or a tensor of examples. Steps before ``start_step``
+    are not loaded at all (a run resumed inside an epoch), and their indices are the same as in a full pass.
+    """
+    from .store import TensorStore
+
+    store = data if hasattr(data, "batches") else TensorStore(data)
+    index = epoch_index_batches(len(labels), batch_size=batch_size, seed=seed, epoch=epoch, rank=rank,
+                                world_size=world_size, drop_last=drop_last, device=labels.device)[start_step:]
+    for idx, raw in zip(index, store.batches(index)):
+        yield Batch(index=idx, y=labels[idx], raw=raw, augmenter=augmenter)
 
 
 def num_batches(num_samples: int, batch_size: int, drop_last: bool = True) -> int:

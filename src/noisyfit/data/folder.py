@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .image_files import DirectoryOpener, ImageFiles
 from .labeled import DataError, DatasetSplits, LabeledData
 from .paths import cache_dir
+from .stream_source import archive_opener, load_listing, memory_budget_bytes, save_listing, stream_mode
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -166,7 +168,7 @@ _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 MAX_LISTED_ERRORS = 10
 
 
-def _short_error(err: Exception) -> str:
+def short_error(err: Exception) -> str:
     from PIL import UnidentifiedImageError
 
     if isinstance(err, UnidentifiedImageError):
@@ -212,7 +214,7 @@ def _to_rgb(im):
     return im.convert("RGB")
 
 
-def _decode_one(f, size: tuple[int, int] | None) -> np.ndarray:
+def decode_image(f, size: tuple[int, int] | None) -> np.ndarray:
     """One image as ``uint8 [H, W, 3]``, resized to ``size = (h, w)`` when given (bicubic, aspect not kept)."""
     from PIL import Image
 
@@ -256,15 +258,10 @@ def target_size(sizes: Sequence[tuple[int, int]], policy: tuple[int, int] | None
     return int(round(float(np.median(hs)))), int(round(float(np.median(ws))))
 
 
-def _decode_all(split_ids: dict[str, list[str]], open_image: Callable[[str], object], source: Path,
-                progress: bool, size: tuple[int, int] | None = None) -> tuple[dict[str, np.ndarray], str | None]:
-    """Decode every image of every split into one ``uint8 [N, H, W, 3]`` array per split.
-
-    A first pass reads only the headers (sizes); the second decodes. Every file that fails either pass
-    is collected and all are reported in one :class:`DataError`. ``size = (h, w)`` resizes every image;
-    None keeps a folder of one size as it is and resizes a folder of mixed sizes to the median height
-    and width over all splits. Returns the arrays and, when mixed sizes were resized, a note saying so.
-    """
+def _scan_sizes(split_ids: dict[str, list[str]], open_image: Callable[[str], object], source: Path,
+                size: tuple[int, int] | None) -> tuple[tuple[int, int], str | None, dict[str, str]]:
+    """Read every image's header (not its pixels): the ``(h, w)`` all images are decoded to, a note when a
+    folder of mixed sizes is resized, and ``{id: why}`` of the files that cannot be opened."""
     every = [i for ids in split_ids.values() for i in ids]
     failed: dict[str, str] = {}
     sizes: dict[str, tuple[int, int]] = {}
@@ -273,7 +270,7 @@ def _decode_all(split_ids: dict[str, list[str]], open_image: Callable[[str], obj
             with open_image(example_id) as f:
                 sizes[example_id] = _size_of(f)
         except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
-            failed[example_id] = _short_error(err)
+            failed[example_id] = short_error(err)
     target = target_size(list(sizes.values()), size) if sizes else (1, 1)
     distinct = set(sizes.values())
     note = None
@@ -282,6 +279,17 @@ def _decode_all(split_ids: dict[str, list[str]], open_image: Callable[[str], obj
         note = (f"{source}: images come in {len(distinct)} sizes (height {min(hs)}-{max(hs)}, width "
                 f"{min(ws)}-{max(ws)} px); each is resized to the median {target[0]}x{target[1]} (height x width). "
                 "Set data.image_size to choose (an int for squares, or [height, width]).")
+    return target, note, failed
+
+
+def _decode_all(split_ids: dict[str, list[str]], open_image: Callable[[str], object], source: Path,
+                progress: bool, target: tuple[int, int], failed: dict[str, str]) -> dict[str, np.ndarray]:
+    """Decode every image of every split at ``target = (h, w)`` into one ``uint8 [N, H, W, 3]`` array per split.
+
+    ``failed`` holds the files whose header could not be read already; every file that fails either pass is
+    reported in one :class:`DataError`, so one round of fixes is enough."""
+    every = [i for ids in split_ids.values() for i in ids]
+    failed = dict(failed)
     arrays = {}
     done = 0
     # Single-threaded on purpose: a 32x32 JPEG decodes in ~40 us, the whole of CIFAR-10 in ~3 s.
@@ -292,18 +300,18 @@ def _decode_all(split_ids: dict[str, list[str]], open_image: Callable[[str], obj
                 if example_id not in failed:
                     try:
                         with open_image(example_id) as f:
-                            img = _decode_one(f, target)
+                            img = decode_image(f, target)
                         if not failed:
                             out[k] = img
                     except Exception as err:
-                        failed[example_id] = _short_error(err)
+                        failed[example_id] = short_error(err)
                 done += 1
                 if done % 500 == 0:
                     advance(done)
             arrays[split] = out
     if failed:
         raise _unreadable(source, [(i, failed[i]) for i in every if i in failed], len(every))
-    return arrays, note
+    return arrays
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -336,6 +344,14 @@ def _cache_load(base: Path, version: str) -> tuple[dict[str, np.ndarray], dict[s
         return None  # a damaged cache is simply rebuilt
 
 
+def _cached_bytes(folder: Path) -> int:
+    """The size of the decoded arrays cached in ``folder`` (0 when there are none)."""
+    try:
+        return sum(f.stat().st_size for f in folder.glob("*.npy"))
+    except OSError:
+        return 0
+
+
 def _cache_save(base: Path, version: str, source: Path, arrays: dict[str, np.ndarray],
                 ids: dict[str, list[str]], note: str | None = None) -> None:
     try:
@@ -366,6 +382,8 @@ def read_image_folder(
     progress: bool = True,
     name: str | None = None,
     image_size: int | Sequence[int] | None = None,
+    stream: bool | str = "auto",
+    memory_budget_mb: float | None = None,
 ) -> dict[str, LabeledData]:
     """Read every split of an image folder.
 
@@ -388,6 +406,14 @@ def read_image_folder(
         folder of mixed sizes is resized to the median height and the median width of its images
         (bicubic, aspect ratio not kept; a warning says so). Grey, palette, 16-bit and transparent
         images become RGB (transparency composited on white; EXIF rotation applied).
+    stream : bool or "auto"
+        True: keep the images on disk; ``x`` is then an :class:`~noisyfit.data.image_files.ImageFiles` that
+        decodes on demand (the trainer decodes batches in worker processes). "auto": stream when the decoded
+        images of all splits would exceed ``memory_budget_mb``. False: decode everything now. Streaming reads
+        every image's header up front (sizes, unreadable files), not its pixels; a compressed archive is
+        extracted once under :func:`~noisyfit.data.paths.cache_dir`.
+    memory_budget_mb : float, optional
+        The decoded size above which "auto" streams; default a quarter of this machine's memory.
 
     Returns
     -------
@@ -411,18 +437,36 @@ def read_image_folder(
     src_name = name or source.name.split(".")[0]
 
     size = parse_image_size(image_size)
+    mode = stream_mode(stream)
     listed = _list_directory(source) if is_dir else None
     base, version = _cache_key(source, listed, size) if cache else (None, "")
-    hit = _cache_load(base, version) if base is not None else None
+    # a decoded-array cache serves "auto" only while it fits the budget (the budget may have shrunk since)
+    use_arrays = mode == "false" or (mode == "auto" and base is not None
+                                     and _cached_bytes(base / version) <= memory_budget_bytes(memory_budget_mb))
+    hit = _cache_load(base, version) if base is not None and use_arrays else None
+    listing = load_listing(base / version) if base is not None and mode != "false" and hit is None else None
     if hit is not None:
         arrays, split_ids, note = hit
+    elif listing is not None:  # streamed before: skip the header pass
+        split_ids, note = listing["ids"], listing["note"]
+        opener = _stream_opener(source, is_dir)[0]
+        arrays = {s: ImageFiles(opener, [listing["prefix"] + i for i in ids], listing["target"])
+                  for s, ids in split_ids.items()}
     else:
-        blobs = None if is_dir else _read_archive(source, progress)
-        members = listed if is_dir else list(blobs)
+        # A compressed archive that must stream is extracted without holding it in memory; otherwise it is read
+        # once into memory (its compressed bytes), which also serves the header pass.
+        blobs, opener = None, None
+        if is_dir:
+            members = listed
+        elif mode == "true":
+            opener, members = _stream_opener(source, is_dir)
+        else:
+            blobs = _read_archive(source, progress)
+            members = list(blobs)
         if not members:
             raise DataError(f"{source}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found; "
                             f"{_LAYOUT_HELP}.")
-        ids, prefix = _strip_top_folder(sorted(members))
+        ids, prefix = _strip_top_folder(sorted(m for m in members if _is_image(m)))
         split_ids = {s: sorted(v) for s, v in _split_layout(ids, source).items()}
         has_split_level = next(iter(split_ids.values()))[0].split("/", 1)[0] in SPLIT_NAMES
         for example_id in ids:  # layout errors before the slow decoding, not after
@@ -432,11 +476,25 @@ def read_image_folder(
             member = prefix + example_id
             if blobs is not None:
                 return io.BytesIO(blobs[member])
+            if opener is not None:
+                return opener(member)
             return open(source / member, "rb")
 
-        arrays, note = _decode_all(split_ids, open_image, source, progress, size)
-        if base is not None:
-            _cache_save(base, version, source, arrays, split_ids, note)
+        target, note, failed = _scan_sizes(split_ids, open_image, source, size)
+        decoded = sum(len(v) for v in split_ids.values()) * target[0] * target[1] * 3
+        if mode == "true" or (mode == "auto" and decoded > memory_budget_bytes(memory_budget_mb)):
+            if failed:  # a streamed run would meet them mid-training
+                raise _unreadable(source, [(i, failed[i]) for i in ids if i in failed], len(ids))
+            if opener is None:
+                opener = _stream_opener(source, is_dir, blobs)[0]
+            del blobs
+            arrays = {s: ImageFiles(opener, [prefix + i for i in v], target) for s, v in split_ids.items()}
+            if base is not None:
+                save_listing(base / version, split_ids, prefix, target, note)
+        else:
+            arrays = _decode_all(split_ids, open_image, source, progress, target, failed)
+            if base is not None:
+                _cache_save(base, version, source, arrays, split_ids, note)
     if note:  # also on a cache hit: the arrays are resized every time they are used
         import warnings
 
@@ -445,6 +503,15 @@ def read_image_folder(
         warnings.warn(DataWarning(note), stacklevel=3)
 
     return _label_splits(arrays, split_ids, class_names, source, src_name)
+
+
+def _stream_opener(source: Path, is_dir: bool, blobs: dict[str, bytes] | None = None):
+    """Random access to the files of a folder or archive (see :func:`noisyfit.data.stream_source.archive_opener`)."""
+    if is_dir:
+        return DirectoryOpener(source), None
+    st = source.stat()
+    key = hashlib.sha1(f"{source}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return archive_opener(source, cache_dir() / "extracted" / key, blobs)
 
 
 def _label_splits(arrays: dict[str, np.ndarray], split_ids: dict[str, list[str]],
@@ -482,6 +549,8 @@ def load_image_folder(
     progress: bool = True,
     name: str | None = None,
     image_size: int | Sequence[int] | None = None,
+    stream: bool | str = "auto",
+    memory_budget_mb: float | None = None,
 ) -> DatasetSplits:
     """Load an image folder as train/test splits.
 
@@ -490,7 +559,7 @@ def load_image_folder(
     :func:`read_image_folder`.
     """
     splits = read_image_folder(path, class_names=class_names, cache=cache, progress=progress, name=name,
-                               image_size=image_size)
+                               image_size=image_size, stream=stream, memory_budget_mb=memory_budget_mb)
     if "train" not in splits:
         raise DataError(f"{path}: has split folders {sorted(splits)} but no 'train' folder; rename the "
                         "training split folder to 'train'.")

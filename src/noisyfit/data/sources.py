@@ -13,6 +13,7 @@ from .cifarn import ALIASES, LABEL_SETS, canonical_label_set, with_cifar_n_label
 from .folder import load_image_folder, parse_image_size, resize_images
 from .labeled import DataError, DatasetSplits
 from .paths import resolve_data_dir
+from .stream_source import stream_mode
 from .tabular import load_csv, load_digits_splits, load_npz
 
 _DESCRIPTIONS = {
@@ -24,10 +25,11 @@ _DESCRIPTIONS = {
     "cifar100n-noisy": "CIFAR-100 with CIFAR-100N human labels (needs CIFAR-100 images)",
     "digits": "scikit-learn 8x8 digits: 64 features in [0,1], stratified 75/25 split (seed 0)",
     "folder:PATH": "image folder PATH/<split>/<class>/<file> (directory, .tar or .tar.gz)",
+    "list:PATH": "CSV or JSON list of image files: path,label rows (optional true_label, split, id)",
     "csv:PATH": "CSV feature table with a label column (optional true_label, id, split columns)",
     "npz:PATH": ".npz (or folder of .npy) with x, y and optional true_labels, x_test, y_test, class_names",
 }
-_PATH_KINDS = ("folder", "csv", "npz")
+_PATH_KINDS = ("folder", "list", "csv", "npz")
 
 
 def list_datasets() -> dict[str, str]:
@@ -88,7 +90,8 @@ def _resized(splits: DatasetSplits, size: tuple[int, int], name: str) -> Dataset
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False,
-                 label_column: str = "label", image_size=None) -> DatasetSplits:
+                 label_column: str = "label", image_size=None, stream: bool | str = "auto",
+                 memory_budget_mb: float | None = None) -> DatasetSplits:
     """Load a dataset by name.
 
     Parameters
@@ -109,6 +112,12 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
         ``data.image_size``: resize every image to this size. None keeps the images as they are, except
         that an image folder of mixed sizes is resized to its median height and width (see
         :func:`noisyfit.data.folder.read_image_folder`).
+    stream : bool or "auto"
+        Image folders and lists only: keep the images on disk and decode batches while training (True), decode
+        everything first (False), or stream when the decoded images would exceed ``memory_budget_mb`` ("auto").
+        Other sources are in-memory formats and always load into memory.
+    memory_budget_mb : float, optional
+        See ``stream``; default a quarter of this machine's memory.
 
     Returns
     -------
@@ -121,17 +130,23 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
         Unknown name (the message lists the valid ones), missing data dir or files.
     """
     size = parse_image_size(image_size)
-    if size is not None and name.strip().lower().startswith("folder:"):
+    if size is not None and name.strip().lower().startswith(("folder:", "list:")):
         pass  # decoded straight to the size
     elif size is not None:
         return _resized(load_dataset(name, data_dir, download=download, label_column=label_column), size, name)
+    stream_mode(stream)  # a bad value is an error for every source, not only for folders
     dd = resolve_data_dir(data_dir)
     kind, sep, rest = name.strip().partition(":")
     if sep and kind.lower() in _PATH_KINDS:
         kind = kind.lower()
         path = _user_path(kind, rest.strip(), dd)
         if kind == "folder":
-            return load_image_folder(path, image_size=size)
+            return load_image_folder(path, image_size=size, stream=stream, memory_budget_mb=memory_budget_mb)
+        if kind == "list":
+            from .image_list import load_image_list
+
+            return load_image_list(path, label_column=label_column, image_size=size, stream=stream,
+                                   memory_budget_mb=memory_budget_mb)
         if kind == "csv":
             return load_csv(path, label_column=label_column)
         return load_npz(path)

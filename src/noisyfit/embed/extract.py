@@ -155,7 +155,7 @@ def embed_data(embedder: Embedder, data: LabeledData, *, progress: bool = True,
     t0, next_line = time.time(), 0.1
     with progress_bar(n, f"embedding {data.name}", enabled=bar_on) as bar:
         for s in range(0, n, bs):
-            e = embedder(x[s:s + bs])
+            e = embedder(np.asarray(x[s:s + bs]))  # a streamed set (ImageFiles) decodes one batch here
             if out is None:
                 out = np.empty((n, e.shape[1]), dtype=np.float32)
             elif e.shape[1] != out.shape[1]:

@@ -111,3 +111,16 @@ def barrier() -> None:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def sync_method_state(method: torch.nn.Module, visited: list[torch.Tensor], device: torch.device) -> None:
+    """At an epoch end under DDP: every per-sample buffer of ``method`` gets the rows each rank wrote for the
+    samples it visited (``visited``: this rank's index batches), and batch-norm statistics are averaged. Used by
+    the Trainer and by the Lightning adapter; nothing to do in one process."""
+    if not is_distributed():
+        return
+    vis = torch.cat(visited) if visited else torch.zeros(0, dtype=torch.long, device=device)
+    names = set(method.per_sample_state)
+    for name in method.per_sample_state:
+        sync_per_sample(method.get_buffer(name), vis)
+    average_buffers(method, skip=names | {"final_probs"})

@@ -87,6 +87,23 @@ def lr_factor(cfg: OptimConfig, epoch_float: float, total_epochs: int) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * phase))
 
 
+def apply_method_lr_factor(opt: torch.optim.Optimizer, factor: float, owner: str) -> None:
+    """A method's own learning-rate plan on top of the run's schedule (Co-teaching's Adam decay).
+
+    Every group's base lr becomes its first base lr times ``factor``; :func:`set_lr` then applies the schedule
+    to that each step. The first base lr is kept in the group as ``<owner>_base_lr``, so it is saved with the
+    optimiser's state and a resumed run applies the same plan.
+    """
+    for g in opt.param_groups:
+        apply_method_lr_factor_to_group(g, factor, owner)
+
+
+def apply_method_lr_factor_to_group(group: dict, factor: float, owner: str) -> None:
+    """:func:`apply_method_lr_factor` for one parameter group."""
+    group.setdefault(f"{owner}_base_lr", group["base_lr"])
+    group["base_lr"] = group[f"{owner}_base_lr"] * factor
+
+
 def set_lr(opt: torch.optim.Optimizer, factor: float) -> float:
     for g in opt.param_groups:
         g["lr"] = g["base_lr"] * factor

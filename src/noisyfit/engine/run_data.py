@@ -31,7 +31,7 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
         from noisyfit.data.sources import load_dataset
 
         splits = load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, label_column=cfg.label_column,
-                              image_size=getattr(cfg, "image_size", None))
+                              image_size=cfg.image_size, stream=cfg.stream, memory_budget_mb=cfg.memory_budget_mb)
     full = splits.train
     noise_info: dict = {}
     loaded = None  # a label file's contents (a cleaned one of `noisyfit audit --clean` may drop rows)

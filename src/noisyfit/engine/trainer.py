@@ -9,7 +9,6 @@ uninterrupted run would (same seed, CPU: bitwise; GPU: up to non-deterministic k
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,22 +19,28 @@ import torch
 from noisyfit import __version__
 from noisyfit.config import Config, ConfigError
 from noisyfit.data.augment import Augmenter, channel_stats
-from noisyfit.data.batches import Batch, iterate_batches, num_batches
+from noisyfit.data.batches import iterate_batches, num_batches
 from noisyfit.data.labeled import DatasetSplits
+from noisyfit.data.store import TensorStore, make_store, store_channel_stats
+from noisyfit.data.training_set import TrainingSet, predict_store
 from noisyfit.engine import distributed as D
-from noisyfit.engine.checkpoint import (atomic_write_bytes, atomic_write_json, load_checkpoint, rng_state,
+from noisyfit.engine.checkpoint import (atomic_write_bytes, load_checkpoint, rng_state,
                                         save_checkpoint, set_rng_state)
 from noisyfit.engine.logging import RunLogger
-from noisyfit.engine.machine import OthersCpuMeter, git_commit, machine_info, peak_memory_mb
+from noisyfit.engine.machine import OthersCpuMeter, peak_memory_mb
+from noisyfit.engine.results import per_sample_outputs, run_results, write_run_outputs
+from noisyfit.engine.step_sums import StepSums
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
 from noisyfit.engine.precision import autocast_context
+from noisyfit.engine.ema import eval_weights
+from noisyfit.engine.recipe import init_backbone_from_data, setup_recipe, start_epoch
+from noisyfit.engine.tta import with_tta
 from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
 from noisyfit.methods.base import get_method_class
-from noisyfit.metrics import detection_metrics, health_figures
+from noisyfit.methods.context import MethodContext
+from noisyfit.metrics import health_figures
 from noisyfit.models.backbones import create_backbone
-from noisyfit.predictor import write_predictor
 
-RESULTS_SCHEMA = "noisyfit.results/1"
 
 
 class TrainingError(RuntimeError):
@@ -65,34 +70,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
-
-
-class _Context:
-    """The TrainContext given to methods (see noisyfit.methods.base.TrainContext)."""
-
-    def __init__(self, trainer: "Trainer"):
-        self._t = trainer
-        self.epoch = 0
-        self.num_epochs = trainer.cfg.train.epochs
-        self.rank = trainer.rank
-        self.world_size = trainer.world_size
-        self.device = trainer.device
-        self.labels = trainer.train_y
-        self.seed = trainer.cfg.train.seed
-
-    def predict_train(self, fn, *, batch_size=None, augment: str = "none"):
-        return self._t.predict_over(self._t.train_x, fn, batch_size=batch_size, augment=augment)
-
-    @property
-    def optimizer(self):
-        return self._t.optimizer
-
-    def batch_of(self, index):
-        return Batch(index=index, y=self._t.train_y[index], raw=self._t.train_x[index],
-                     augmenter=self._t.augmenter)
-
-    def all_gather_cat(self, t):
-        return D.all_gather_cat(t)
 
 
 class Trainer:
@@ -160,21 +137,25 @@ class Trainer:
         tr = d.train
         self.is_image = tr.is_image
         if self.is_image:
-            mean, std = channel_stats(tr.x)
+            workers = self.cfg.data.workers
+            prep = lambda ld: make_store(ld.x, self.device, workers=workers)  # noqa: E731
+            self.train_x = prep(tr)
+            # a streamed set's statistics take one decoding pass (see store_channel_stats)
+            mean, std = store_channel_stats(self.train_x) if self.train_x.streamed else channel_stats(tr.x)
             self.input_shape = (tr.x.shape[3], tr.x.shape[1], tr.x.shape[2])
-            prep = lambda ld: to_device_tensor(ld, self.device)  # noqa: E731
         else:
             # Tabular rows are standardised once with training statistics.
             fmean, fstd = feature_stats(np.asarray(tr.x, dtype=np.float32))
             self.feature_mean, self.feature_std = fmean, fstd
             mean, std = torch.zeros(1), torch.ones(1)
             self.input_shape = (tr.x.shape[1],)
-            prep = lambda ld: ((to_device_tensor(ld, self.device) - fmean.to(self.device))  # noqa: E731
-                               / fstd.to(self.device))
+            prep = lambda ld: TensorStore((to_device_tensor(ld, self.device) - fmean.to(self.device))  # noqa: E731
+                                          / fstd.to(self.device))
+            self.train_x = prep(tr)
         self.augmenter = Augmenter(mean, std, is_image=self.is_image, strong_policy=self.cfg.train.strong_policy,
                                    channels_last=self.cfg.train.channels_last and self.is_image,
-                                   strong_draw=self.cfg.train.strong_draw).to(self.device)
-        self.train_x = prep(tr)
+                                   strong_draw=self.cfg.train.strong_draw, flip_mode=self.cfg.train.flip,
+                                   flip_seed=self.cfg.train.seed).to(self.device)
         self.train_y = torch.from_numpy(tr.labels).to(self.device)
         self.val_x = prep(d.val) if d.val is not None else None
         self.val_y = torch.from_numpy(d.val.labels).to(self.device) if d.val is not None else None
@@ -190,6 +171,7 @@ class Trainer:
         def make_backbone():
             net = create_backbone(cfg.model.backbone, num_classes=num_classes, input_shape=self.input_shape,
                                   **cfg.model.args)
+            init_backbone_from_data(net, self.train_x, self.augmenter)
             return net
 
         cls = get_method_class(cfg.method.name)
@@ -200,45 +182,35 @@ class Trainer:
         if self.world_size > 1:
             for p in self.method.parameters():
                 torch.distributed.broadcast(p.data, 0)
-        self.optimizer = build_optimizer(self.method.param_groups(), cfg.optim)
+        self.optimizer = build_optimizer(self.method.param_groups(), cfg.optim, module=self.method)
+        self.weight_avg = setup_recipe(self.method, cfg, self.is_image)  # None unless train.ema
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.ctx = _Context(self)
+        # the method's view of the run: public pieces (noisyfit.data.training_set, noisyfit.methods.context)
+        self.train_set = TrainingSet(self.train_x, self.train_y, self.augmenter,
+                                     eval_batch_size=cfg.train.eval_batch_size, model=self.method,
+                                     autocast=self.autocast, rank=self.rank, world_size=self.world_size)
+        self.ctx = MethodContext(self.train_set, num_epochs=cfg.train.epochs, seed=cfg.train.seed,
+                                 optimizer=self.optimizer)
         self.method.attach(self.ctx)
 
     def autocast(self):
         return autocast_context(self.device, self.precision)
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def predict_over(self, x: torch.Tensor, fn, *, batch_size=None, augment: str = "none") -> torch.Tensor:
-        """Apply ``fn`` to normalised (optionally augmented) inputs in eval mode, sharded over ranks."""
-        bs = batch_size or self.cfg.train.eval_batch_size
-        n = len(x)
-        per = math.ceil(n / self.world_size)
-        lo, hi = min(self.rank * per, n), min((self.rank + 1) * per, n)
-        was_training = self.method.training
-        self.method.eval()
-        outs = []
-        try:
-            with self.autocast():
-                for s in range(lo, hi, bs):
-                    xb = self.augmenter.view(x[s:min(s + bs, hi)], augment)
-                    outs.append(fn(xb).float())
-        finally:
-            self.method.train(was_training)
-        if outs:
-            local = torch.cat(outs)
-        else:  # an empty shard still needs the right trailing shape for the gather
-            with self.autocast():
-                probe = fn(self.augmenter.view(x[:1], augment)).float()
-            local = probe[:0]
-        return D.all_gather_varlen(local)
+    def predict_over(self, x, fn, *, batch_size=None, augment: str = "none") -> torch.Tensor:
+        """Apply ``fn`` to normalised (optionally augmented) inputs in eval mode, sharded over ranks.
+
+        ``x`` is a store (:mod:`noisyfit.data.store`) or a tensor of raw examples."""
+        store = x if hasattr(x, "chunks") else TensorStore(x)
+        return predict_store(store, fn, self.augmenter, batch_size=batch_size or self.cfg.train.eval_batch_size,
+                             augment=augment, model=self.method, autocast=self.autocast, rank=self.rank,
+                             world_size=self.world_size)
 
     def accuracy_on(self, x, y, fn=None) -> float | None:
         if x is None:
             return None
-        logits = self.predict_over(x, fn or self.method.predict_logits)
+        logits = self.predict_over(x, with_tta(fn or self.method.predict_logits, self.cfg.train.eval_tta))
         return float((logits.argmax(1) == y).float().mean())
 
     # ------------------------------------------------------------------ loop
@@ -262,6 +234,7 @@ class Trainer:
         for epoch in range(self.start_epoch, tc.epochs):
             self.ctx.epoch = epoch
             self.method.train()
+            start_epoch(self.method, self.augmenter, epoch)  # whitening bias freeze, alternating flips
             part = self._partial if self._partial is not None and self._partial["epoch"] == epoch else None
             self._partial = None
             # A resumed epoch's clock continues from the work kept in the checkpoint; the time spent writing
@@ -271,32 +244,28 @@ class Trainer:
             cpu_meter = OthersCpuMeter()
             if part is None:
                 self.method.on_epoch_start(epoch, self.ctx)
-                sums: dict[str, float] = {}
                 visited: list[torch.Tensor] = []
                 n_seen, first_step = 0, 0
             else:  # the epoch's selection already ran before the cut; its results are in the method state
                 self.method.load_transient_state(part["method"])
-                sums, visited, n_seen, first_step = dict(part["sums"]), list(part["visited"]), part["n_seen"], \
-                    part["step"]
+                visited, n_seen, first_step = list(part["visited"]), part["n_seen"], part["step"]
+            sums = StepSums(self.device, part["sums"] if part else None)
             last_save = time.time()
             with self.logger.progress(n_steps, "train") as prog:
                 task = prog.add_task(f"epoch {epoch + 1}/{tc.epochs}", total=n_steps, completed=first_step, info="")
+                # steps done before a cut are neither loaded nor drawn: the batches start at first_step
                 for step, batch in enumerate(iterate_batches(
                         self.train_x, self.train_y, self.augmenter, batch_size=tc.batch_size, seed=tc.seed,
-                        epoch=epoch, rank=self.rank, world_size=self.world_size)):
-                    if step < first_step:  # done before the cut (batches are lazy: skipping draws nothing)
-                        continue
+                        epoch=epoch, rank=self.rank, world_size=self.world_size, start_step=first_step),
+                        start=first_step):
                     lr = set_lr(self.optimizer, lr_factor(cfg.optim, epoch + step / n_steps, tc.epochs))
                     with self.autocast():
                         out = self.method.training_step(batch, epoch)
                     loss = out["loss"]
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise TrainingError(
-                            f"loss is {loss_value} at epoch {epoch + 1}, step {step + 1} (method "
-                            f"{cfg.method.name!r}, lr {lr:.3g}, precision {self.precision}). Lower optim.lr, "
-                            "try train.precision=fp32, or check the inputs for NaN/inf. "
-                            + (f"The last good checkpoint is kept in {self.out_dir}." if self.out_dir else ""))
+                    sums.add(out, step)  # on the device: read on the host every few steps, not every step
+                    if sums.due() or step + 1 == n_steps:
+                        self._check_losses(sums, epoch, lr)
+                        prog.update(task, info=f"loss {sums.last_loss:.4f}")
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
                     D.average_gradients(self.params)
@@ -306,16 +275,17 @@ class Trainer:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                     self.method.after_optimizer_step(epoch)
+                    if self.weight_avg is not None:
+                        self.weight_avg.step(self.method, (epoch + (step + 1) / n_steps) / tc.epochs)
                     visited.append(batch.index)
                     n_seen += len(batch)
-                    for k, v in out.items():
-                        sums[k] = sums.get(k, 0.0) + (float(v.detach()) if torch.is_tensor(v) else float(v))
-                    prog.update(task, advance=1, info=f"loss {loss_value:.4f}")
+                    prog.update(task, advance=1)
                     stop_here = stop_at_step is not None and stop_at_step == (epoch, step + 1)
                     if step + 1 < n_steps and (stop_here or self._mid_epoch_checkpoint_due(last_save)):
                         ts = time.time()
+                        self._check_losses(sums, epoch, lr)  # never checkpoint a NaN step as good
                         self._save_checkpoint(epoch - 1, partial={
-                            "epoch": epoch, "step": step + 1, "sums": dict(sums), "visited": list(visited),
+                            "epoch": epoch, "step": step + 1, "sums": sums.values(), "visited": list(visited),
                             "n_seen": n_seen, "train_seconds": ts - t0 - paused,
                             "method": self.method.transient_state()})
                         last_save = time.time()
@@ -325,6 +295,7 @@ class Trainer:
                                              "continue with --resume")
                             return None
             self._sync_epoch_state(visited)
+            sums = sums.values()
             if self.world_size > 1:  # logged values are means over all ranks, not rank 0's half
                 keys = sorted(sums)
                 sums = dict(zip(keys, (v / self.world_size for v in
@@ -334,7 +305,8 @@ class Trainer:
             train_seconds = time.time() - t0 - paused
             self.train_seconds_total += train_seconds
             others = cpu_meter.share()  # read before evaluation: it describes the timed training
-            row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
+            with eval_weights(self.weight_avg, self.method):  # the averaged weights are the evaluated ones
+                row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
             if health:
                 row["health"] = health
             if others is not None:
@@ -349,6 +321,8 @@ class Trainer:
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < tc.epochs:
                 self.logger.info(f"stopped after epoch {epoch + 1} as asked; continue with --resume")
                 return None
+        if self.weight_avg is not None:  # the model kept is the average (airbench's last Lookahead step)
+            self.weight_avg.copy_to(self.method)
         self.method.on_fit_end(self.ctx)
         results = self._results(time.time() - wall0)
         if self.out_dir is not None and self.is_main:
@@ -356,6 +330,15 @@ class Trainer:
         self.logger.close()
         D.barrier()
         return results
+
+    def _check_losses(self, sums: StepSums, epoch: int, lr: float) -> None:
+        bad = sums.check()
+        if bad is not None:
+            step, value = bad
+            raise TrainingError(
+                f"loss is {value} at epoch {epoch + 1}, step {step + 1} (method {self.cfg.method.name!r}, lr {lr:.3g}, "
+                f"precision {self.precision}). Lower optim.lr, try train.precision=fp32, or check the inputs for "
+                "NaN/inf. " + (f"The last good checkpoint is kept in {self.out_dir}." if self.out_dir else ""))
 
     def _mid_epoch_checkpoint_due(self, last_save: float) -> bool:
         """Whether ``train.checkpoint_minutes`` have passed since the last checkpoint (single process only:
@@ -365,13 +348,8 @@ class Trainer:
                 and self.world_size == 1 and time.time() - last_save >= 60.0 * tc.checkpoint_minutes)
 
     def _sync_epoch_state(self, visited: list[torch.Tensor]) -> None:
-        if self.world_size == 1:
-            return
-        vis = torch.cat(visited) if visited else torch.zeros(0, dtype=torch.long, device=self.device)
-        names = set(self.method.per_sample_state)
-        for name in self.method.per_sample_state:
-            D.sync_per_sample(self.method.get_buffer(name), vis)
-        D.average_buffers(self.method, skip=names | {"final_probs"})
+        if self.world_size > 1:
+            D.sync_method_state(self.method, visited, self.device)
 
     def _epoch_row(self, epoch, sums, n_steps, lr, train_seconds, n_seen) -> dict:
         tc = self.cfg.train
@@ -427,6 +405,7 @@ class Trainer:
             "partial": partial,
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "weight_average": None if self.weight_avg is None else self.weight_avg.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "history": self.history,
@@ -448,6 +427,8 @@ class Trainer:
                               f"same config (it is in {self.out_dir / 'config.yaml'})")
         self.method.load_state_dict(ck["method"])
         self.optimizer.load_state_dict(ck["optimizer"])
+        if self.weight_avg is not None:
+            self.weight_avg.load_state_dict(ck.get("weight_average"))
         self.scaler.load_state_dict(ck["scaler"])
         set_rng_state(ck["rng"])
         self.history = ck["history"]
@@ -462,105 +443,34 @@ class Trainer:
                  else f"after epoch {self.start_epoch}")
         self.logger.info(f"resumed from {self.out_dir / 'checkpoint.pt'} {where}")
 
-    # ------------------------------------------------------------------ results
+    # ------------------------------------------------------------------ results (noisyfit.engine.results)
     def per_sample(self) -> dict:
-        tr = self.data.train
-        labels = tr.labels
-        out = {"train_index": self.data.train_index, "val_index": self.data.val_index, "given": labels}
-        if tr.true_labels is not None:
-            out["true"] = tr.true_labels
-        for key, fn in (("clean_score", lambda: self.method.clean_scores(labels)),
-                        ("flag", lambda: self.method.noisy_flags(labels)),
-                        ("suggested", self.method.suggested_labels)):
-            v = fn()
-            if v is not None:
-                out[key] = np.asarray(v)
-        if self.method.final_probs.numel():
-            out["probs"] = self.method.final_probs.cpu().numpy().astype(np.float32)
-        for key, v in self.method.per_sample_extras().items():  # method-specific columns, e.g. BKD's groups
-            if v is not None and key not in out:
-                out[key] = np.asarray(v)
-        return out
+        return per_sample_outputs(self.method, self.data)
 
     def _results(self, wall_seconds: float) -> dict:
-        cfg, tr = self.cfg, self.data.train
-        ps = self.per_sample()
-        last = self.history[-1] if self.history else {}
-        detection = None
-        if tr.true_labels is not None:
-            detection = detection_metrics(tr.labels != tr.true_labels, flags=ps.get("flag"),
-                                          clean_scores=ps.get("clean_score"),
-                                          estimated_noise_rate=self.method.estimated_noise_rate(tr.labels))
-        train_secs = [h["train_seconds"] for h in self.history]
-        compute = {"device": str(self.device), "precision": self.precision, "world_size": self.world_size,
-                   "seconds_per_epoch": float(np.mean(train_secs)) if train_secs else None,
-                   "seconds_per_epoch_median": float(np.median(train_secs)) if train_secs else None,
-                   "train_seconds_total": self.train_seconds_total,
-                   "wall_seconds_this_session": wall_seconds,
-                   "images_per_second": float(np.median([h["images_per_second"] for h in self.history]))
-                   if self.history else None}
-        shares = [h["others_cpu_share"] for h in self.history if h.get("others_cpu_share") is not None]
-        if shares:  # how much of the machine other processes took while this run was timed
-            compute["others_cpu_share_median"] = float(np.median(shares))
-            compute["others_cpu_share_max"] = float(np.max(shares))
-        compute.update(peak_memory_mb(self.device))
-        compute["wall_seconds_total"] = self.wall_seconds_total
-        if self.sessions:  # a resumed run: the peak over all its sessions
-            for key in ("peak_rss_mb", "cuda_max_allocated_mb"):
-                if key in compute:
-                    compute[key] = max([compute[key], *(s.get(key, 0.0) for s in self.sessions)])
-            compute["sessions"] = self.sessions + [self._this_session()]
-        return {
-            "schema": RESULTS_SCHEMA,
-            "noisyfit_version": __version__,
-            "command": list(self.command),
-            "commit": git_commit(),
-            "machine": machine_info(self.device),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seed": cfg.train.seed,
-            "config": cfg.to_dict(),
-            "method": {"name": cfg.method.name, "hyper": self.method.hyper_dict(),
-                       "flag_rule": self.method.flag_reason(),
-                       # the method's own estimate, also when no true labels exist (read by audits)
-                       "estimated_noise_rate": _maybe_float(self.method.estimated_noise_rate(tr.labels))},
-            "data": {"source": self.data.source_name, "num_classes": tr.num_classes,
-                     "class_names": list(tr.class_names), "num_train": len(tr),
-                     "num_val": 0 if self.data.val is None else len(self.data.val),
-                     "num_test": 0 if self.data.test is None else len(self.data.test),
-                     "train_noise_rate": tr.noise_rate, "noise": self.data.noise_info},
-            "epochs": self.history,
-            "final": {"epoch": last.get("epoch"), "test_acc": last.get("test_acc"), "val_acc": last.get("val_acc")},
-            "selected": dict(self.best, rule="max noisy-validation accuracy"),
-            "detection": detection,
-            "compute": compute,
-            "files": {"per_sample": "per_sample.npz", "metrics": "metrics.jsonl", "config": "config.yaml",
-                      "best_model": "best_model.pt", "checkpoint": "checkpoint.pt"},
-        }
+        return run_results(self, wall_seconds)
 
     def _this_session(self) -> dict:
         return {"command": list(self.command), "started": self._session_start,
                 **peak_memory_mb(self.device)}
 
     def _write_outputs(self, results: dict) -> None:
-        ps = self.per_sample()
-        ps["class_names"] = np.array(self.data.train.class_names, dtype=str)  # label i is class_names[i]
-        atomic_write_bytes(self.out_dir / "per_sample.npz", lambda f: np.savez_compressed(f, **ps))
-        write_predictor(self, results)  # model.pt: predicts on raw inputs (noisyfit.predictor)
-        atomic_write_json(self.out_dir / "results.json", results)
+        write_run_outputs(self, results)
 
 
 #: settings that change how a run is kept and shown, not what it computes: a resume may change them, and a
 #: checkpoint written before one of them existed still resumes
-OPERATIONAL_KEYS = {("train", "checkpoint_minutes"), ("train", "progress"), ("train", "tensorboard")}
+OPERATIONAL_KEYS = {("train", "checkpoint_minutes"), ("train", "progress"), ("train", "tensorboard"),
+                    # where the images live changes neither the batches nor the pixels (tests/test_streaming.py)
+                    ("data", "stream"), ("data", "memory_budget_mb"), ("data", "workers")}
 
 
 def _comparable(config: dict) -> dict:
+    # a key added after the checkpoint was written compares as its default (the value the old run computed with)
+    defaults = Config().to_dict()
+    config = {sec: {**defaults.get(sec, {}), **d} if isinstance(d, dict) else d for sec, d in config.items()}
     return {sec: {k: v for k, v in d.items() if (sec, k) not in OPERATIONAL_KEYS} if isinstance(d, dict) else d
             for sec, d in config.items()}
-
-
-def _maybe_float(v) -> float | None:
-    return None if v is None else float(v)
 
 
 def _check_writable(out_dir: Path) -> None:

@@ -18,7 +18,7 @@ import torch.nn as nn
 from noisyfit.models.backbones import Backbone, UnknownNameError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from noisyfit.engine.batches import Batch
+    from noisyfit.data.batches import Batch
 
 _METHODS: dict[str, type["Method"]] = {}
 
@@ -66,6 +66,7 @@ class TrainContext(Protocol):
     world_size: int
     device: torch.device
     labels: torch.Tensor  # given labels of the training set, on the device
+    seed: int  # the run's seed (methods that seed their own fits derive from it)
 
     optimizer: torch.optim.Optimizer  # for schedule-like adjustments only (e.g. Co-teaching's beta1)
 
@@ -127,11 +128,11 @@ class Method(nn.Module):
             raise ValueError(f"method {cls.name!r}: unknown hyper-parameter(s) {unknown}; "
                              f"valid: {sorted(valid) or 'none'}")
         # YAML reads "1e-3" as a string: give each value the type of the field's default.
-        from noisyfit.config import ConfigError, _coerce
+        from noisyfit.config import ConfigError, coerce_value
 
         defaults = cls.Hyper()
         try:
-            hyper = {k: _coerce(defaults, k, v, f"method {cls.name!r}: method.args") for k, v in hyper.items()}
+            hyper = {k: coerce_value(defaults, k, v, f"method {cls.name!r}: method.args") for k, v in hyper.items()}
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return cls.Hyper(**hyper)

@@ -141,14 +141,16 @@ class CoTeaching(Method):
         super().on_epoch_start(epoch, ctx)  # resets the epoch record
         # Official Adam plan; the original base lr / beta1 are remembered in the group (they are saved
         # with the optimiser state, so a resumed run applies the same plan).
+        from noisyfit.engine.optim import apply_method_lr_factor_to_group
+
         for g in ctx.optimizer.param_groups:
-            g.setdefault("coteaching_base_lr", g["base_lr"])
             beta1 = g.setdefault("coteaching_beta1", g["betas"][0] if "betas" in g else 0.9)
             factor, b1 = adam_decay_plan(epoch, ctx.num_epochs, self.hp.epoch_decay_start, beta1,
                                          self.hp.beta1_after_decay)
-            g["base_lr"] = g["coteaching_base_lr"] * factor
             if "betas" in g:
                 g["betas"] = (b1, g["betas"][1])
+            # the lr factor depends on the epoch only; the group keeps its first base lr (saved with the optimiser)
+            apply_method_lr_factor_to_group(g, factor, owner="coteaching")
 
     # ---------------------------------------------------------------- training
     def select(self, losses1: torch.Tensor, losses2: torch.Tensor, keep_rate: float) -> torch.Tensor:

@@ -129,12 +129,12 @@ class SplitViews:
 
 def seed_for(ctx, epoch: int, net: int) -> int:
     """Seed of a GMM fit: a function of (train seed, epoch, network) only."""
-    return (int(getattr(ctx, "seed", 0)) * 1_000_003 + epoch * 7 + net) % (2 ** 32)
+    return (int(ctx.seed) * 1_000_003 + epoch * 7 + net) % (2 ** 32)
 
 
 def from_rank0(ctx, t: torch.Tensor) -> torch.Tensor:
     """Rank 0's copy of ``t`` on every rank (sklearn fits are replicated; this makes them identical)."""
-    if getattr(ctx, "world_size", 1) <= 1:
+    if ctx.world_size <= 1:
         return t
     return ctx.all_gather_cat(t.unsqueeze(0).contiguous())[0]
 
@@ -253,7 +253,7 @@ class DivideMix(Method):
         self._cursor = [int(c) for c in state["cursor"]]
 
     def training_step(self, batch, epoch):
-        progress = epoch + self._seen * getattr(self.ctx, "world_size", 1) / self.num_samples
+        progress = epoch + self._seen * self.ctx.world_size / self.num_samples
         self._seen += len(batch)
         warm = epoch < self.hp.warmup_epochs
         total, sums, counts = 0.0, {}, {}

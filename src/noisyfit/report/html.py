@@ -170,7 +170,7 @@ def _rows(issues: LabelIssues, features: np.ndarray | None, feature_names: Seque
 
 def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
                   feature_names: Sequence[str] | None = None, title: str = "Label audit",
-                  subtitle: str = "", top: int = 24, feature_image: str = "auto") -> str:
+                  subtitle: str = "", top: int = 24, feature_image: str = "auto", why: str | None = None) -> str:
     """The report as an HTML string.
 
     Parameters
@@ -186,10 +186,14 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         all flagged examples follows it.
     feature_image : str
         Feature rows as images: ``auto``, ``off``, ``HxW`` or ``HxWxC`` (see ``feature_images.py``).
+    why : str, optional
+        Why this detector ran (the audit's default says what evidence chose it).
     """
     det = issues.detection_metrics()
-    as_images = None if inputs is None or np.asarray(inputs).ndim != 2 else feature_images(inputs, feature_image)
-    if inputs is not None and np.asarray(inputs).ndim == 4:
+    # ndim without np.asarray: streamed images (ImageFiles) decode only the thumbnails shown, not the whole set
+    ndim = None if inputs is None else getattr(inputs, "ndim", None) or np.asarray(inputs).ndim
+    as_images = None if ndim != 2 else feature_images(inputs, feature_image)
+    if ndim == 4:
         suspects = _gallery(issues, inputs, top)
         kind = "thumbnails"
     elif as_images is not None:
@@ -206,7 +210,8 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         f"<title>{_e(title)}</title><link rel='icon' href='data:,'><style>{_CSS}{flagged_table.CSS}</style>"
         "</head><body>",
         (f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p><p>Detector: {_e(issues.detector)} · rule: "
-         f"{_e(issues.rule)}</p><p>Generated {_e(time.strftime('%Y-%m-%d %H:%M'))}</p></header><main>"),
+         f"{_e(issues.rule)}</p>" + (f"<p id='detector-why'>Why this detector: {_e(why)}</p>" if why else "")
+         + f"<p>Generated {_e(time.strftime('%Y-%m-%d %H:%M'))}</p></header><main>"),
         f"<section id='summary'><h2>Summary</h2>{_tiles(issues, det)}</section>",
         _noise_section(issues), _class_section(issues), _score_section(issues), _annotator_section(issues),
         (f"<section id='suspects'><h2>Top {shown} suspects ({kind})</h2><p class='note'>Most suspicious first "
