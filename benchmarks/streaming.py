@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -62,7 +61,8 @@ def summary(res: dict) -> dict:
     ep = res["epochs"][0]
     return {"images_per_second": c["images_per_second"], "train_seconds": ep["train_seconds"],
             "peak_rss_mb": c["peak_rss_mb"], "wall_seconds": res.get("bench_wall_seconds"),
-            "test_acc": res["final"]["test_acc"], "others_cpu_share": ep.get("others_cpu_share")}
+            "test_acc": res["final"]["test_acc"], "others_cpu_share": ep.get("others_cpu_share"),
+            "commit": res.get("commit")}
 
 
 def part_cifar(args) -> dict:
@@ -111,11 +111,8 @@ def part_big(args) -> dict:
         rows.append({"stream": stream, "train_images": res["data"]["num_train"] + res["data"]["num_val"],
                      **summary(res)})
         print(json.dumps(rows[-1]), flush=True)
-    children_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     return {"images": n, "decoded_mb": decoded_mb, "rows": rows,
-            "largest_process_peak_rss_mb": children_peak_mb,
-            "note": "peak_rss_mb is the training process's own; largest_process_peak_rss_mb is the largest of every "
-                    "process this script started (a run, or one of its decoding workers)"}
+            "note": "peak_rss_mb is the training process's own (its decoding workers are separate processes)"}
 
 
 def main() -> None:
