@@ -42,3 +42,21 @@ def test_errors_name_the_choices():
     with pytest.raises(ValueError, match="no option.*'hidden'.*its options: widths, stem_width"):
         create_backbone("fastcnn", num_classes=2, input_shape=(3, 8, 8), hidden=[3])
     assert set(list_backbones()) >= {"fastcnn", "preact_resnet18", "resnet34", "mlp"}
+
+
+def test_a_bn_neck_normalises_the_features_any_head_sees():
+    torch.manual_seed(0)
+    net = create_backbone("fastcnn", num_classes=4, input_shape=(3, 16, 16), widths=[8, 16, 16], neck="bn")
+    plain = create_backbone("fastcnn", num_classes=4, input_shape=(3, 16, 16), widths=[8, 16, 16])
+    x = torch.randn(64, 3, 16, 16)
+    net.train()
+    h = net.forward_features(x)
+    # train mode: Linear -> BatchNorm1d -> ReLU, so before the ReLU every feature has batch mean 0 and std 1
+    pre = net.neck[1](net.neck[0](net.body.forward_features(x)))
+    torch.testing.assert_close(pre.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pre.std(0, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
+    assert torch.equal(h, pre.relu()) and net(x).shape == (64, 4) and net.feature_dim == 16
+    f = plain.forward_features(x)  # fastcnn's own features: max-pooled GELUs, nearly all positive (a shared offset)
+    assert (f > 0).float().mean() > 0.9 and f.mean() > 0.3
+    with pytest.raises(ValueError, match="neck='ln'"):
+        create_backbone("mlp", num_classes=2, input_shape=(4,), neck="ln")

@@ -51,10 +51,16 @@ def create_backbone(name: str, *, num_classes: int, input_shape: Sequence[int], 
     input_shape : sequence of int
         ``(C, H, W)`` for images, ``(D,)`` for feature rows.
     **kwargs
-        Backbone-specific options (e.g. ``widths`` for ``fastcnn``, ``hidden`` for ``mlp``).
+        Backbone-specific options (e.g. ``widths`` for ``fastcnn``, ``hidden`` for ``mlp``), and for every
+        backbone ``neck``: ``none`` (default) or ``bn`` (:class:`WithNeck`).
     """
     if name not in _REGISTRY:
         raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())}")
+    neck = kwargs.pop("neck", "none")
+    if neck not in NECKS:
+        raise ValueError(f"model.args.neck={neck!r}: use one of {', '.join(NECKS)}")
+    if neck != "none":
+        return WithNeck(create_backbone(name, num_classes=num_classes, input_shape=input_shape, **kwargs), neck)
     fn = _REGISTRY[name]
     options = [p for p in inspect.signature(fn).parameters if p not in ("num_classes", "input_shape")]
     unknown = sorted(set(kwargs) - set(options))
@@ -91,6 +97,37 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+
+#: ``model.args.neck`` choices, for every backbone
+NECKS = ("none", "bn")
+
+
+class WithNeck(Backbone):
+    """A backbone whose features pass through Linear + BatchNorm1d + ReLU before the head (``model.args.neck=bn``).
+
+    The official PEMM code puts such a block between its ResNet and its distance head. A normalised penultimate
+    feature matters for heads other than a linear classifier: fastcnn's pooled features are all positive with a
+    large shared mean, which cross-entropy ignores but a logit MSE (BKD's compensation loss) or a distance to
+    class centres (PEMM) does not (issue 17's Hessian measurement). Ours, as an option; off by default.
+    """
+
+    def __init__(self, body: Backbone, kind: str = "bn"):
+        super().__init__(body.feature_dim, body.num_classes)
+        d = body.feature_dim
+        body.head = nn.Identity()  # the wrapper's head replaces it
+        self.body = body
+        self.neck = nn.Sequential(nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU())
+        self.needs_data_init = body.needs_data_init
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        self.body.init_from_data(x)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.body.set_epoch(epoch)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.body.forward_features(x))
 
 
 def _require_image(name: str, input_shape: tuple[int, ...]) -> int:
