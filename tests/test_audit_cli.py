@@ -112,6 +112,7 @@ def test_without_a_source_the_default_detector_runs_and_says_why(tmp_path, blobs
     assert DEFAULT_METHOD == "elr" and summary["detector_choice"]["chosen"] == "default"
     assert summary["mode"].startswith("method elr") and "AUDIT.md" in summary["detector_choice"]["why"]
     assert (out / "run" / "results.json").is_file() and not (out / "pred_probs.npy").exists()
+    assert summary["model_quality"]["what"] == "the elr run" and summary["model_quality"]["warnings"] == []
     assert "Why this detector: no detector was named" in (out / "report.html").read_text()
     assert summary["detection"]["f1"] > 0.8  # 30 planted flips on separable blobs
 

@@ -87,3 +87,21 @@ def test_audit_with_shuffled_pred_probs_says_so(tmp_path, capsys):
             assert q["aligned"] and "warning" not in err and q["agreement"] == pytest.approx(0.9, abs=0.03)
         else:
             assert not q["aligned"] and "noisyfit audit: warning: " in err and "chance level" in err
+
+
+def test_a_run_that_flags_over_half_of_the_examples_is_called_too_weak():
+    import warnings
+
+    from noisyfit.detect.guardrails import QualityWarning, run_quality
+
+    lines = []
+    weak = {"method": {"name": "elr", "estimated_noise_rate": 0.52}, "final": {"test_acc": 0.456},
+            "data": {"num_test": 1000}}
+    with pytest.warns(QualityWarning, match="the elr run flags 52% of the examples \\(its test accuracy: 45.6%\\)"):
+        q = run_quality(weak, log=lines.append)
+    assert lines == ["model quality: the elr run: flags 52.0% of the examples; test accuracy 45.6% on 1,000 test "
+                     "examples"] and len(q["warnings"]) == 1
+    fine = {"method": {"name": "elr", "estimated_noise_rate": 0.43}, "final": {"test_acc": 0.8}, "data": {}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # CIFAR-10N worst's level of flags: no warning
+        assert run_quality(fine)["warnings"] == []

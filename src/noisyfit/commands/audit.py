@@ -294,6 +294,9 @@ def cmd_audit(args) -> int:
             mode = f"run {run_dir}"
         issues = issues_from_run(run_dir)
         run_results = json.loads((run_dir / "results.json").read_text())
+        from noisyfit.detect.guardrails import run_quality
+
+        extra["model_quality"] = run_quality(run_results, log=audit_log)  # warns when over half is flagged
         run_cfg = (run_results.get("config") or {}).get("data", {})
         data_name = data_name or run_cfg.get("dataset")
         data_dir = data_dir or run_cfg.get("data_dir")

@@ -169,6 +169,37 @@ def check_pred_probs(labels, pred_probs, *, source: str = "pred_probs", true_lab
     return q
 
 
+#: a method's own flags covering more than this share of the examples: its model is more likely too weak for the data
+#: than the data that noisy (CIFAR-10N worst, 40% wrong, gives ELR 43% flags; a 3,000-photo folder trained from
+#: scratch gave 52% flags for 11% wrong: benchmarks/results/mixed-folder.json)
+MANY_FLAGS = 0.5
+
+
+def run_quality(results: dict, *, log: Callable[[str], None] | None = None, warn: bool = True) -> dict:
+    """What an audit can say of the training run it used (``--method``, ``--run``, the default detector): the run's
+    test accuracy when it had a test split, and a warning when its own flags cover more than :data:`MANY_FLAGS`
+    of the examples. The run's probabilities are in-sample, so no agreement figure is given for them."""
+    method = (results.get("method") or {}).get("name", "?")
+    est = (results.get("method") or {}).get("estimated_noise_rate")
+    test = (results.get("final") or {}).get("test_acc")
+    q = {"what": f"the {method} run", "test_acc": test, "num_test": (results.get("data") or {}).get("num_test"),
+         "estimated_noise_rate": est, "warnings": []}
+    if est is not None and est > MANY_FLAGS:
+        acc = f" (its test accuracy: {test:.1%})" if test is not None else ""
+        q["warnings"].append(
+            f"the {method} run flags {est:.0%} of the examples{acc}. Unless the data really are that noisy, its model "
+            "is too weak for this data to tell wrong labels from hard ones. Audit with a stronger model first (an "
+            "embedder: --embedder FILE; more epochs or another backbone) before acting on the flags.")
+    if log is not None:
+        log(f"model quality: {q['what']}: flags {est:.1%} of the examples" + (
+            f"; test accuracy {test:.1%} on {q['num_test']:,} test examples" if test is not None and q["num_test"]
+            else "") if est is not None else f"model quality: {q['what']}: no noise-rate estimate")
+    if warn:
+        for msg in q["warnings"]:
+            warnings.warn(QualityWarning(msg), stacklevel=2)
+    return q
+
+
 def _emit(q: dict, *, log: Callable[[str], None] | None, warn: bool) -> None:
     """Print the quality lines and issue its warnings (as :class:`QualityWarning`, at the caller's caller)."""
     if log is not None:
