@@ -68,3 +68,14 @@ def test_dataset_labels_come_from_targets_and_bad_examples_are_named():
         TrainingSet.from_dataset(floats)
     with pytest.raises(DataError, match="9 labels for 10 examples"):
         TrainingSet.from_tensors(torch.zeros(10, 2), torch.zeros(9, dtype=torch.long))
+
+
+def test_the_docstring_examples_run_as_written():
+    import doctest
+
+    import noisyfit.data.training_set as training_set
+    import noisyfit.methods.context as context
+
+    for module in (training_set, context):  # MethodContext's is a whole ELR loop through the method's hooks
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
