@@ -79,3 +79,12 @@ def test_the_docstring_examples_run_as_written():
     for module in (training_set, context):  # MethodContext's is a whole ELR loop through the method's hooks
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
+
+
+def test_to_moves_labels_examples_and_augmenter_together():
+    x, y = _images(8)
+    ts = TrainingSet.from_tensors(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y))
+    streamed = TrainingSet.from_dataset(PairDataset(x, y))
+    for t in (ts, streamed):
+        assert t.to("meta") is t and t.device.type == "meta" and t.augmenter.mean.device.type == "meta"
+    assert ts.store.x.device.type == "meta" and streamed.store.device.type == "meta"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from .stream_source import memory_budget_bytes, stream_mode
 _TEST_SPLITS = {"test", "val", "valid", "validation"}
 
 
-def _read_rows(path: Path) -> tuple[list[dict], callable]:
+def _read_rows(path: Path) -> tuple[list[dict], Callable[[int], str]]:
     """Rows as dicts, and ``where(i)`` naming row ``i`` for messages."""
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".json", ".jsonl", ".ndjson"):

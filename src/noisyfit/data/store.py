@@ -43,6 +43,10 @@ class TensorStore:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    def to(self, device: torch.device | str) -> "TensorStore":
+        self.x = self.x.to(device)
+        return self
+
     def take(self, index: torch.Tensor) -> torch.Tensor:
         return self.x[index]
 
@@ -164,6 +168,11 @@ class StreamedStore:
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return self.rows.sample_shape
+
+    def to(self, device: torch.device | str) -> "StreamedStore":
+        """Where decoded batches are sent (the examples stay on disk)."""
+        self.device = torch.device(device)
+        return self
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cpu":

@@ -151,6 +151,14 @@ class TrainingSet:
             augmenter = Augmenter(mean, std, is_image=image, channels_last=False).to(device)
         return cls(store, labels, augmenter, **kw)
 
+    def to(self, device: torch.device | str) -> "TrainingSet":
+        """Move the labels, the stored examples (or where streamed batches are sent) and the augmenter."""
+        device = torch.device(device)
+        self.labels = self.labels.to(device)
+        self.store.to(device)
+        self.augmenter = self.augmenter.to(device)
+        return self
+
     # ------------------------------------------------------------------ what methods use
     def __len__(self) -> int:
         return len(self.labels)

@@ -116,14 +116,7 @@ class NoisyMethodModule(L.LightningModule):
         self.method.attach(self.ctx)
 
     def on_fit_start(self) -> None:
-        ts = self.train_set
-        if ts.device != self.device:  # the data follow the module to its device
-            ts.labels = ts.labels.to(self.device)
-            if hasattr(ts.store, "x"):
-                ts.store.x = ts.store.x.to(self.device)
-            else:
-                ts.store.device = self.device
-            ts.augmenter = ts.augmenter.to(self.device)
+        self.train_set.to(self.device)  # the data follow the module to its device
 
     def configure_optimizers(self):
         self._optimizer = build_optimizer(self.method.param_groups(), self.optim_cfg)
