@@ -4,6 +4,7 @@
 """
 
 import argparse
+import faulthandler
 import sys
 import time
 
@@ -57,6 +58,8 @@ def main() -> None:
     p.add_argument("--stream", default="true")
     p.add_argument("--ddp", action="store_true")
     a = p.parse_args()
+    if a.ddp:  # a hang prints every thread's stack (and exits) well before the test's own timeout
+        faulthandler.dump_traceback_later(240, exit=True)
     HANG_AT = tuple(a.hang_at) if a.hang_at else None
     torch.set_num_threads(1)
     common = [f"data.dataset=folder:{a.folder}", f"data.stream={a.stream}", "data.workers=2", "data.noise=sym:0.3",

@@ -51,3 +51,32 @@ def test_coteaching_in_lightning_matches_the_native_run(blob_splits):
     assert acc == pytest.approx(result["final"]["test_acc"], abs=1e-6)
     logged = float(module.trainer.callback_metrics["train_loss"])
     assert logged == pytest.approx(result["epochs"][-1]["train_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_elr_under_lightning_ddp_keeps_its_per_sample_targets_like_one_process(tmp_path):
+    """Two ranks (torchrun, Lightning's DDP strategy on CPU): each rank writes ELR's targets only for the samples
+    it visited; after every epoch the adapter gathers them, so both ranks end with the one-process run's targets,
+    weights and final probabilities (up to float summation order, the tolerance of tests/test_distributed.py)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("lightning_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one, two = tmp_path / "one", tmp_path / "two"
+    for cmd, out in (([sys.executable, str(worker)], one),
+                     ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                       str(worker)], two)):
+        out.mkdir()
+        res = subprocess.run([*cmd, str(out)], env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+    a, r0, r1 = (np.load(p) for p in (one / "rank0.npz", two / "rank0.npz", two / "rank1.npz"))
+    assert int(a["world"]) == 1 and int(r0["world"]) == 2
+    np.testing.assert_array_equal(r0["weights"], r1["weights"])
+    np.testing.assert_array_equal(r0["targets"], r1["targets"])  # gathered: the same full table on both ranks
+    assert np.abs(r0["targets"]).sum(1).min() > 0  # every sample's row was written (by one rank or the other)
+    np.testing.assert_allclose(r0["weights"], a["weights"], atol=1e-4)
+    np.testing.assert_allclose(r0["targets"], a["targets"], atol=1e-4)
+    np.testing.assert_allclose(r0["probs"], a["probs"], atol=1e-4)

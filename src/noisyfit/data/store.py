@@ -135,6 +135,19 @@ def _identity(batch):
     return batch
 
 
+def _forking_is_unsafe() -> bool:
+    """Under torch.distributed the training process runs communication threads (gloo's loop and run-loop
+    threads, NCCL's watchdog). Forking a process with running threads can leave the child holding a lock no
+    thread will ever release. A two-rank CI run of the streamed path hung once at an epoch start with forked
+    decoding workers (not reproduced here in 24 runs; this is the known hazard). Under torch.distributed,
+    images are therefore decoded by threads of the training process and a user's dataset is read in the
+    training process; nothing is forked. (A fork server or spawned workers would avoid the fork too, but
+    they re-import the user's script in the server and cost 3-6 s per loader start measured here.)"""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 class StreamedStore:
     """Examples read while training: worker processes decode each batch ahead of its step.
 
@@ -144,7 +157,8 @@ class StreamedStore:
         Where the examples come from (their row order is the sample order); an ImageFiles is wrapped.
     device : torch.device
     workers : int, optional
-        Decoding processes (None: :func:`default_workers`; 0 decodes in this process). A worker holds one batch
+        Decoding processes (None: :func:`default_workers`; 0 decodes in this process; under torch.distributed,
+        decoding threads of this process, see :func:`_forking_is_unsafe`). A worker holds one batch
         at a time and ``prefetch`` batches wait per worker, so memory stays bounded whatever the data set size.
     prefetch : int
         Batches decoded ahead per worker.
@@ -188,7 +202,10 @@ class StreamedStore:
         rows = [idx.detach().cpu().tolist() for idx in index_batches]
         if not rows:
             return
-        if self.workers == 0:
+        if _forking_is_unsafe() and isinstance(self.rows, ImageRows):
+            yield from self._thread_batches(rows)
+            return
+        if self.workers == 0 or _forking_is_unsafe():  # a user's dataset need not be thread-safe: read in order
             for r in rows:
                 yield self._to_device(self.rows.read_batch(r))
             return
@@ -201,6 +218,28 @@ class StreamedStore:
             generator=torch.Generator())
         for x in loader:
             yield x.to(self.device, non_blocking=True)
+
+    def _thread_batches(self, rows: list[list[int]]) -> Iterator[torch.Tensor]:
+        """Batches decoded ahead by ``workers`` threads of this process, in order (at most ``workers * prefetch``
+        batches in flight). Pillow releases the GIL while it decodes and resizes, so the threads run in
+        parallel; nothing is forked."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="noisyfit-decode") as pool:
+            ahead = self.workers * self.prefetch
+            pending = deque(pool.submit(self.rows.read_batch, r) for r in rows[:ahead])
+            nxt = len(pending)
+            try:
+                while pending:
+                    x = pending.popleft().result()
+                    if nxt < len(rows):
+                        pending.append(pool.submit(self.rows.read_batch, rows[nxt]))
+                        nxt += 1
+                    yield self._to_device(x)
+            finally:  # an abandoned epoch (a stop, an error): queued batches are dropped, not decoded
+                for f in pending:
+                    f.cancel()
 
     def chunks(self, lo: int, hi: int, size: int) -> Iterator[torch.Tensor]:
         return self.batches([torch.arange(s, min(s + size, hi)) for s in range(lo, hi, size)])

@@ -14,7 +14,8 @@ Batches are the noisyfit epoch order (a seeded permutation per epoch, each rank 
 batch), so a Lightning run and a native run with the same seed see the same samples in the same steps; the
 learning rate follows ``optim``'s schedule per step as in the native trainer. Under Lightning's DDP strategy
 each rank trains on its slice and the per-sample buffers are gathered at every epoch end, as in noisyfit's own
-DDP; methods whose step leaves some parameters unused need ``strategy=DDPStrategy(find_unused_parameters=True)``.
+DDP (those buffers are kept out of the buffer broadcast of Lightning's DDP wrapper, which would otherwise
+overwrite the other ranks' rows with rank 0's); methods whose step leaves some parameters unused need ``strategy=DDPStrategy(find_unused_parameters=True)``.
 
 Example
 -------
@@ -114,6 +115,12 @@ class NoisyMethodModule(L.LightningModule):
         ts.rank, ts.world_size = self.global_rank, self.trainer.world_size
         ts.model = self.method
         self.method.attach(self.ctx)
+        # Lightning's DDP broadcasts every buffer from rank 0 before each forward, which would overwrite the rows
+        # other ranks wrote into per-sample buffers (ELR's targets, ...) before the epoch-end gather sees them;
+        # those buffers are kept out of DDP's sync (PyTorch's hook for it) and gathered by on_train_epoch_end.
+        own = [f"method.{name}" for name in (*self.method.per_sample_state, "final_probs")]
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, [name for name, _ in self.named_buffers() if name in own])
 
     def on_fit_start(self) -> None:
         self.train_set.to(self.device)  # the data follow the module to its device
