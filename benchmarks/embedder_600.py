@@ -73,6 +73,27 @@ def embedder_data(work: Path, data_dir: str | None) -> Path:
     return path
 
 
+def embedder_data_test_split(work: Path, data_dir: str | None, audited: set[int]) -> Path:
+    """The second setting: the CIFAR-10 *test* split (all 10 classes, 10,000 images) to train the embedder on,
+    so it has seen the audited classes but none of the audited images or their labels (as an ImageNet network
+    has seen dogs and ships, not the user's photos); its test set, for its accuracy only, is 2,000
+    training-split images outside the audited folder."""
+    from noisyfit.data.labeled import DatasetSplits
+    from noisyfit.data.tabular import save_npz
+
+    path = work / "cifar10-testsplit-all.npz"
+    if path.is_file():
+        return path
+    from noisyfit.data.sources import load_dataset
+
+    splits = load_dataset("cifar10", data_dir)
+    rest = np.setdiff1d(np.arange(len(splits.train)), sorted(audited))
+    held = np.random.default_rng(1).choice(rest, 2000, replace=False)
+    save_npz(DatasetSplits(splits.test, splits.train.subset(np.sort(held))), path)
+    print(f"{path}: the 10,000 test-split images as training data, 2,000 other training images as its test set")
+    return path
+
+
 def audit_folder(work: Path, data_dir: str | None, classes: list[int], total: int, wrong: int, seed: int) -> tuple[Path, dict]:
     """``total`` training images of ``classes`` as root/<class>/<file>.png, ``wrong`` of them in another class folder."""
     folder = work / f"folder{total}-{'-'.join(map(str, classes))}-wrong{wrong}-seed{seed}"
@@ -122,12 +143,17 @@ def score(out: Path, truth: dict, folder: Path) -> dict:
     if (out / "pred_probs.npz").is_file():  # an embedder audit: with ids and labels
         with np.load(out / "pred_probs.npz") as z:
             probs, ids, labels = z["pred_probs"], [str(i) for i in z["ids"]], z["labels"]
-    else:  # the out-of-fold audit: rows = the folder's training examples in order
+    else:  # audits without an embedder: rows = the folder's training examples in order
         from noisyfit.data.sources import load_dataset
 
-        probs = np.load(out / "pred_probs.npy")
         train = load_dataset(f"folder:{folder}").train
         ids, labels = train.ids, train.labels
+        if (out / "pred_probs.npy").is_file():  # --oof: the out-of-fold probabilities
+            probs = np.load(out / "pred_probs.npy")
+        else:  # the default: one run on every example; its final model's in-sample probabilities
+            with np.load(out / "run" / "per_sample.npz") as z:
+                probs = np.zeros_like(z["probs"])
+                probs[z["train_index"]] = z["probs"]
     p_given = probs[np.arange(len(ids)), labels]
     is_wrong = np.array([i in wrong for i in ids])
     return {"flagged": len(flagged), "true_positives": len(tp), "wrong": len(wrong), "precision": precision,
@@ -146,6 +172,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--wrong", type=int, default=93)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--embedder-set", choices=["others", "test-split"], default="others",
+                    help="train the embedder on CIFAR-10 classes 0-4 (never saw the audited classes; the issue's "
+                         "setting) or on the test split of all 10 classes (saw the classes, not the images)")
     ap.add_argument("--redo", action="store_true", help="run the audits again")
     ap.add_argument("--skip-pixel-mlp", action="store_true", help="leave out the default (no embedder) audit")
     a = ap.parse_args()
@@ -160,28 +189,32 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     stages: dict = {}
 
-    # 1. the embedder: fastcnn on classes 0-4 at the CPU protocol
-    npz = embedder_data(work, a.data_dir)
-    run_dir = work / "fastcnn-ce-classes0-4"
+    # 3 first: the audited folder (the test-split embedder must avoid its images)
+    folder, truth = audit_folder(work, a.data_dir, classes, a.images, a.wrong, a.seed)
+
+    # 1. the embedder: fastcnn at the CPU protocol, on classes 0-4 or on the test split
+    if a.embedder_set == "others":
+        npz, tag = embedder_data(work, a.data_dir), "classes0-4"
+    else:
+        audited = {int(k.rsplit("cifar", 1)[1].split(".")[0]) for k in truth}
+        npz, tag = embedder_data_test_split(work, a.data_dir, audited), "testsplit"
+    run_dir = work / f"fastcnn-ce-{tag}"
     if not (run_dir / "results.json").is_file():
         resume = ["--resume"] if (run_dir / "checkpoint.pt").is_file() else []
         stages["train_seconds"] = run([*CLI, "train", "--config", "ce/cpu-cifar10n", "--dataset", f"npz:{npz}",
                                        "--out", str(run_dir), *resume], work / "train.log")
     trained = json.loads((run_dir / "results.json").read_text())
-    stages["embedder_run"] = {"test_acc_classes0_4": (trained.get("final") or {}).get("test_acc"),
+    stages["embedder_run"] = {"test_acc": (trained.get("final") or {}).get("test_acc"),
                               "train_seconds_total": (trained.get("compute") or {}).get("train_seconds_total")}
 
     # 2. exports
     files = {}
     for suffix in (".pt2", ".onnx"):
-        f = work / f"fastcnn-classes0-4{suffix}"
+        f = work / f"fastcnn-{tag}{suffix}"
         if not f.is_file():
             stages[f"export{suffix}_seconds"] = run([*CLI, "export-backbone", str(run_dir), "--out", str(f)],
                                                     work / f"export{suffix}.log")
         files[suffix] = f
-
-    # 3. the audited folder
-    folder, truth = audit_folder(work, a.data_dir, classes, a.images, a.wrong, a.seed)
 
     # 4. audits
     audits = {
@@ -190,11 +223,13 @@ def main() -> None:
         "embedder .pt2 + mlp": ["--embedder", str(files[".pt2"]), "--classifier", "mlp"],
         "embedder run folder + logreg": ["--embedder", str(run_dir)],
     }
-    if not a.skip_pixel_mlp:
-        audits["default (out-of-fold pixel MLP)"] = []
+    if not a.skip_pixel_mlp:  # no embedder: the audit's default (one ELR run) and its former default (--oof)
+        audits["default, no embedder (one ELR run, pixel MLP)"] = []
+        audits["--oof, no embedder (5-fold pixel MLP + CL)"] = ["--oof"]
     rows = {}
     for name, flags in audits.items():
-        out = work / ("audit-" + "".join(ch if ch.isalnum() else "-" for ch in name).strip("-"))
+        out = work / ("audit-" + ("" if a.embedder_set == "others" or not flags or flags == ["--oof"] else
+                                  "testsplit-") + "".join(ch if ch.isalnum() else "-" for ch in name).strip("-"))
         timing = out / "wall_seconds.json"
         if a.redo or not timing.is_file():
             seconds = run([*CLI, "audit", f"folder:{folder}", *flags, "--out", str(out), "--overwrite", "--no-progress"],
@@ -204,10 +239,13 @@ def main() -> None:
 
     report = {"issue": 19, "setting": {"images": a.images, "wrong": a.wrong, "classes": classes, "seed": a.seed,
                                        "folder": str(folder)},
-              "embedder": {"backbone": "fastcnn 64/256/256", "preset": "ce/cpu-cifar10n", "trained_on": "CIFAR-10 "
-                           "classes 0-4 (train split, clean labels)", **stages}, "audits": rows,
+              "embedder": {"backbone": "fastcnn 64/256/256", "preset": "ce/cpu-cifar10n", "trained_on": {
+                  "others": "CIFAR-10 classes 0-4 (train split, clean labels): never saw the audited classes",
+                  "test-split": "the CIFAR-10 test split, all 10 classes (clean labels): saw the audited classes, "
+                                "none of the audited images"}[a.embedder_set], **stages}, "audits": rows,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (results / "600.json").write_text(json.dumps(report, indent=2))
+    stem = "600" if a.embedder_set == "others" else "600-testsplit"
+    (results / f"{stem}.json").write_text(json.dumps(report, indent=2))
     lines = ["| audit | flagged | precision | recall | F1 | AUROC | suggestion acc. | est. noise | fold agreement | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
@@ -217,7 +255,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['flagged']} | {fmt(r['precision'])} | {fmt(r['recall'])} | {fmt(r['f1'])} | "
                      f"{fmt(r['auroc'])} | {fmt(r['suggestion_accuracy'])} | {fmt(r['estimated_noise_rate'])} | "
                      f"{folds or '–'} | {r['wall_seconds']:.1f} |")
-    (results / "600.md").write_text("\n".join(lines) + "\n")
+    (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
