@@ -219,6 +219,8 @@ def main() -> None:
     # 4. audits
     audits = {
         "embedder .pt2 + logreg": ["--embedder", str(files[".pt2"])],
+        "embedder .pt2 + logreg, C = 0.1 (the former fixed default)": ["--embedder", str(files[".pt2"]),
+                                                                       "--logreg-c", "0.1"],
         "embedder .onnx + logreg": ["--embedder", str(files[".onnx"])],
         "embedder .pt2 + mlp": ["--embedder", str(files[".pt2"]), "--classifier", "mlp"],
         "embedder run folder + logreg": ["--embedder", str(run_dir)],

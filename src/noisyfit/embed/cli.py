@@ -47,6 +47,21 @@ def settings_from_args(args) -> EmbedSettings:
                          batch_size=args.embed_batch_size, device=getattr(args, "device", None) or "cpu")
 
 
+def _c_value(text: str):
+    """``--logreg-c``: a positive number or ``auto``."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number or 'auto'")
+    return value
+
+
 def add_audit_options(p, src) -> None:
     """``--embedder`` (in the audit's group of evidence sources) and its settings."""
     src.add_argument("--embedder", metavar="FILE",
@@ -58,8 +73,9 @@ def add_audit_options(p, src) -> None:
     g.add_argument("--classifier", choices=CLASSIFIERS, default="logreg",
                    help="classifier cross-fitted on the embeddings (--folds folds): logistic regression (default) "
                         "or a one-hidden-layer MLP")
-    g.add_argument("--logreg-c", type=float, default=0.1, metavar="C",
-                   help="L2 strength of the logistic regression (smaller = stronger; default 0.1)")
+    g.add_argument("--logreg-c", type=_c_value, default="auto", metavar="C",
+                   help="L2 strength of the logistic regression (smaller = stronger), or 'auto' (default): chosen "
+                        "in each training split by the given labels' log-loss on inner folds")
 
 
 def _fingerprint(path: Path, settings: EmbedSettings, args, data: LabeledData) -> str:
