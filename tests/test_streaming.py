@@ -233,3 +233,31 @@ def test_image_list_errors_name_the_row(tmp_path):
     (tmp_path / "c.json").write_text('[{"path": "x.png", "label": "cat", "split": "holdout"}]')
     with pytest.raises(DataError, match="entry 1: 'holdout'"):
         load_image_list(tmp_path / "c.json")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_under_torch_distributed_batches_are_decoded_in_this_process_and_equal_the_forked_ones(
+        mixed_folder, monkeypatch, workers):
+    """Under torch.distributed (simulated here) nothing is forked: threads of the training process decode images
+    (none with data.workers=0); the batches are the forked workers' batches, in order, and an epoch cut short
+    leaves no decoding behind."""
+    import threading
+    import warnings
+
+    from noisyfit.data import store as store_module
+
+    warnings.simplefilter("ignore")
+    lazy = load_image_folder(mixed_folder, stream=True).train.x
+    plan = [torch.randperm(len(lazy), generator=torch.Generator().manual_seed(k))[:16] for k in range(5)]
+    forked = list(store_module.StreamedStore(lazy, "cpu", workers=2).batches(plan))
+    monkeypatch.setattr(store_module, "_forking_is_unsafe", lambda: True)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", None)  # any worker process would need it
+    inside = store_module.StreamedStore(lazy, "cpu", workers=workers)
+    got = list(inside.batches(plan))
+    assert len(got) == len(forked) == 5
+    for a, b in zip(forked, got):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    cut = inside.batches(plan)
+    next(cut)
+    cut.close()  # a stop mid-epoch: the queued batches are cancelled and the pool is gone
+    assert not [t for t in threading.enumerate() if t.name.startswith("noisyfit-decode")]

@@ -202,12 +202,13 @@ class StreamedStore:
         rows = [idx.detach().cpu().tolist() for idx in index_batches]
         if not rows:
             return
-        if _forking_is_unsafe() and isinstance(self.rows, ImageRows):
-            yield from self._thread_batches(rows)
-            return
-        if self.workers == 0 or _forking_is_unsafe():  # a user's dataset need not be thread-safe: read in order
-            for r in rows:
+        in_process = _forking_is_unsafe()
+        if self.workers == 0 or (in_process and not isinstance(self.rows, ImageRows)):
+            for r in rows:  # a user's dataset need not be thread-safe: read in order, here
                 yield self._to_device(self.rows.read_batch(r))
+            return
+        if in_process:
+            yield from self._thread_batches(rows)
             return
         loader = torch.utils.data.DataLoader(
             _BatchDecoder(self.rows), batch_sampler=rows, collate_fn=_identity,
