@@ -160,7 +160,10 @@ def score(out: Path, truth: dict, folder: Path) -> dict:
             "recall": recall, "f1": f1, "auroc": float(roc_auc_score(is_wrong, -p_given)),
             "suggestion_accuracy": float(np.mean(suggested_ok)) if suggested_ok else None,
             "estimated_noise_rate": summary.get("estimated_noise_rate"), "true_noise_rate": len(wrong) / len(truth),
-            "mode": summary.get("mode"), "model_quality": summary.get("model_quality")}
+            "mode": summary.get("mode"), "model_quality": summary.get("model_quality"),
+            # the logistic regression's C per outer fold, when it was chosen on inner folds (C="auto")
+            "C_chosen": [f["C_chosen"] for f in (summary.get("cross_fit") or {}).get("per_fold") or []
+                         if "C_chosen" in f] or None}
 
 
 def main() -> None:

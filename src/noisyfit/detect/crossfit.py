@@ -17,8 +17,8 @@ to the size of the informative ones:
   chooses it inside each training split: scikit-learn's ``LogisticRegressionCV`` over :data:`AUTO_CS`, by
   the log-loss of the *given* labels on inner folds (the truth is never used). Measured on the 600-image
   embedder audit (``benchmarks/results/embedder/``): the fixed C = 0.1 of earlier versions over-fits 480
-  examples in 256 dimensions (AUROC of the out-of-fold p(given label) 0.886); the inner choice picks 0.01
-  there (AUROC 0.935);
+  examples in 256 dimensions (AUROC of the out-of-fold p(given label) 0.886); the inner choice picks
+  0.003-0.01 there (AUROC 0.936);
 * ``mlp``: one hidden layer of 256 ReLU units, L2 penalty ``alpha``, Adam, a fixed number of epochs.
 
 Why these defaults: a weaker fit of the training folds' wrong labels predicts them less, and one

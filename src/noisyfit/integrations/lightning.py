@@ -15,7 +15,8 @@ batch), so a Lightning run and a native run with the same seed see the same samp
 learning rate follows ``optim``'s schedule per step as in the native trainer. Under Lightning's DDP strategy
 each rank trains on its slice and the per-sample buffers are gathered at every epoch end, as in noisyfit's own
 DDP (those buffers are kept out of the buffer broadcast of Lightning's DDP wrapper, which would otherwise
-overwrite the other ranks' rows with rank 0's); methods whose step leaves some parameters unused need ``strategy=DDPStrategy(find_unused_parameters=True)``.
+overwrite the other ranks' rows with rank 0's); methods whose step leaves some parameters unused need
+``strategy=DDPStrategy(find_unused_parameters=True)``.
 
 Example
 -------
