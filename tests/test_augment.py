@@ -52,6 +52,34 @@ def test_channel_stats_match_numpy():
     assert np.allclose(std.numpy(), ref.std(0), atol=1e-5)
 
 
+def test_channel_stats_are_exact_whatever_the_chunking_and_take_little_memory():
+    import tracemalloc
+
+    from noisyfit.data.augment import channel_stats_of_chunks
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (1000, 64, 64, 3), dtype=np.uint8)  # 12 MB of pixels
+    x[:, :, :, 2] = 7  # a constant channel: std at its floor, not NaN
+    tracemalloc.start()
+    mean, std = channel_stats(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # by hand: exact integer sums of the pixel values and their squares
+    v = x.reshape(-1, 3).astype(np.int64)
+    n = len(v)
+    ref_mean = v.sum(0) / n / 255.0
+    ref_std = np.sqrt(np.maximum((v * v).sum(0) / n / 255.0 ** 2 - ref_mean ** 2, 1e-12))
+    assert np.array_equal(mean.numpy(), ref_mean.astype(np.float32))
+    assert np.array_equal(std.numpy(), ref_std.astype(np.float32))
+    assert std[2].item() == np.float32(1e-6)
+    # any chunking gives the same bits (the streamed path reads 256 images at a time)
+    for size in (1, 256, 999):
+        m2, s2 = channel_stats_of_chunks(x[i:i + size] for i in range(0, len(x), size))
+        assert torch.equal(m2, mean) and torch.equal(s2, std)
+    # a float64 copy of the chunk (and of its square) would take 2 x 8 bytes per value: 196 MB here
+    assert peak < 24 * 2**20, peak
+
+
 def test_batches_cover_each_sample_once_and_shard_across_ranks():
     data = torch.arange(100).float()[:, None]
     labels = torch.zeros(100, dtype=torch.long)

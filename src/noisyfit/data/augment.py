@@ -173,24 +173,36 @@ def channel_stats(x_uint8_nhwc) -> tuple[torch.Tensor, torch.Tensor]:
     return channel_stats_of_chunks(np.asarray(x_uint8_nhwc[i:i + STATS_CHUNK]) for i in range(0, n, STATS_CHUNK))
 
 
-#: images per chunk of the statistics pass; the streamed path uses the same chunks, so both give the same bits
+#: images per chunk of the statistics pass over an in-memory array (a lazy one decodes a chunk at a time)
 STATS_CHUNK = 5000
+#: pixel values counted per call of np.bincount (it widens its input to 8-byte integers: 8 MB at a time)
+_BINCOUNT_SPAN = 1 << 20
 
 
 def channel_stats_of_chunks(chunks) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`channel_stats` over ``uint8 [n, H, W, C]`` NumPy chunks (images streamed from disk)."""
+    """:func:`channel_stats` over ``uint8 [n, H, W, C]`` NumPy chunks (images streamed from disk).
+
+    The pixels are counted into one 256-bin histogram per channel, so the sums are exact integers: the
+    result does not depend on how the images are chunked (the streamed and in-memory paths agree to the
+    bit), and the extra memory is a few MB whatever the image size. (Casting each chunk to float64, as an
+    earlier version did, took 16 bytes per pixel value: 2.2 GB for 5,000 images of 96x96 px.)
+    """
     import numpy as np
 
-    s = s2 = None
-    count = 0
+    hist = None
     for x in chunks:
         c = x.shape[-1]
-        if s is None:
-            s, s2 = np.zeros(c), np.zeros(c)
-        chunk = x.reshape(-1, c).astype(np.float64) / 255.0
-        s += chunk.sum(0)
-        s2 += (chunk ** 2).sum(0)
-        count += x.shape[0] * x.shape[1] * x.shape[2]
-    mean = s / count
-    std = np.sqrt(np.maximum(s2 / count - mean ** 2, 1e-12))
+        if hist is None:
+            hist = np.zeros((c, 256), dtype=np.int64)
+        flat = x.reshape(-1, c)
+        for lo in range(0, len(flat), _BINCOUNT_SPAN):
+            part = flat[lo:lo + _BINCOUNT_SPAN]
+            for ch in range(c):
+                hist[ch] += np.bincount(part[:, ch], minlength=256)
+    levels = np.arange(256, dtype=np.int64)
+    count = hist.sum(1)
+    # exact integer sums (at most 255^2 per value: no overflow below 1.4e14 pixels per channel)
+    s, s2 = hist @ levels, hist @ (levels * levels)
+    mean = s / count / 255.0
+    std = np.sqrt(np.maximum(s2 / count / 255.0 ** 2 - mean ** 2, 1e-12))
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
