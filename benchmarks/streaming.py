@@ -9,9 +9,11 @@ RSS is its own), results in one JSON:
   (median over the epoch's steps is not kept per step, so: images over training seconds of the epoch) and
   peak RSS of the training process.
 * ``big``: a folder of 60,000 JPEGs at 96x96 px (CIFAR-10 upscaled, written once under ``--work``), one epoch
-  of a small network (evaluation batch 256, so activations stay small next to the data): peak RSS of the
-  streamed path on all 50,000 training images and on 1,000 of them (what the process needs apart from the
-  data), against the in-memory path on all of them and the decoded size (1.66 GB).
+  of a small network (evaluation batch 256, so activations stay small next to the data): peak memory of the
+  streamed path on all 50,000 training images and on 1,000 and 10,000 of them (what the run needs apart from
+  the data, and how that grows with it), against the in-memory path on all of them and the decoded size
+  (1.66 GB). Memory is measured twice: the training process's own peak RSS, and the peak PSS summed over it
+  and its decoding worker processes.
 
     python benchmarks/streaming.py --part cifar --out benchmarks/results/streaming/cifar.json
     python benchmarks/streaming.py --part big --out benchmarks/results/streaming/big96.json
@@ -27,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,8 +43,44 @@ SMALL_NET = ["model.backbone=fastcnn", "model.args.widths=[16,32,32]", "model.ar
              "train.batch_size=256", "train.eval_batch_size=256", "train.precision=bf16"]
 
 
+class TreeMemory(threading.Thread):
+    """Peak proportional set size (PSS) of a process and all its descendants, sampled every ``every`` s.
+
+    PSS splits each shared page among the processes mapping it, so the sum over the training process and
+    its forked decoding workers counts every page once: the whole run's memory, which the training
+    process's own peak RSS leaves out."""
+
+    def __init__(self, pid: int, every: float = 0.25):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.peak_mb, self.max_processes = pid, every, 0.0, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._done.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            total = 0
+            for proc in procs:
+                try:
+                    total += proc.memory_full_info().pss
+                except psutil.Error:  # a worker that ended between the listing and the read
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self.max_processes = max(self.max_processes, len(procs))
+            self._done.wait(self.every)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
 def run_train(data: str, overrides: list[str], out: Path, stream: bool, workers: int | None) -> dict:
-    """One epoch of CE in a fresh process; its results.json plus the largest child's peak RSS."""
+    """One epoch of CE in a fresh process; its results.json plus the process tree's peak PSS."""
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
     cmd = [sys.executable, "-m", "noisyfit.cli", "train", "--dataset", data, "--out", str(out), "--overwrite",
@@ -49,9 +88,17 @@ def run_train(data: str, overrides: list[str], out: Path, stream: bool, workers:
            "train.checkpoint=false", f"data.stream={'true' if stream else 'false'}", "data.val_fraction=0.05",
            *([f"data.workers={workers}"] if workers is not None else []), *overrides]
     t0 = time.time()
-    subprocess.run(cmd, check=True, cwd=REPO)
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    memory = TreeMemory(proc.pid)
+    memory.start()
+    code = proc.wait()
+    memory.stop()
+    if code != 0:
+        raise subprocess.CalledProcessError(code, cmd)
     res = json.loads((out / "results.json").read_text())
     res["bench_wall_seconds"] = time.time() - t0
+    res["bench_tree_pss_peak_mb"] = memory.peak_mb
+    res["bench_tree_max_processes"] = memory.max_processes
     (out / "results.json").write_text(json.dumps(res))
     return res
 
@@ -62,7 +109,8 @@ def summary(res: dict) -> dict:
     return {"images_per_second": c["images_per_second"], "train_seconds": ep["train_seconds"],
             "peak_rss_mb": c["peak_rss_mb"], "wall_seconds": res.get("bench_wall_seconds"),
             "test_acc": res["final"]["test_acc"], "others_cpu_share": ep.get("others_cpu_share"),
-            "commit": res.get("commit")}
+            "commit": res.get("commit"), "tree_pss_peak_mb": res.get("bench_tree_pss_peak_mb"),
+            "tree_max_processes": res.get("bench_tree_max_processes")}
 
 
 def part_cifar(args) -> dict:
@@ -104,15 +152,17 @@ def part_big(args) -> dict:
     n = sum(1 for _ in root.glob("*/*/*.jpg"))
     decoded_mb = n * 96 * 96 * 3 / 2**20
     rows = []
-    for stream, subset in ((True, 1000), (True, None), (False, None)):
-        out = Path(args.work) / f"big96-{'stream' if stream else 'memory'}-{subset or 'all'}"
+    for stream, subset in ((True, 1000), (True, None), (False, None), (True, 10000)):
+        # "-tree": runs whose process tree's memory was sampled too (the first runs measured the trainer only)
+        out = Path(args.work) / f"big96-{'stream' if stream else 'memory'}-{subset or 'all'}-tree"
         extra = [f"data.train_subset={subset}"] if subset else []
         res = run_train(f"folder:{root}", SMALL_NET + extra, out, stream, args.workers)
         rows.append({"stream": stream, "train_images": res["data"]["num_train"] + res["data"]["num_val"],
                      **summary(res)})
         print(json.dumps(rows[-1]), flush=True)
     return {"images": n, "decoded_mb": decoded_mb, "rows": rows,
-            "note": "peak_rss_mb is the training process's own (its decoding workers are separate processes)"}
+            "note": "peak_rss_mb is the training process's own; tree_pss_peak_mb sums the proportional set size of "
+                    "the training process and its decoding workers (shared pages counted once)"}
 
 
 def main() -> None:

@@ -36,21 +36,39 @@ def cifar_section(d: dict) -> list[str]:
 
 
 def big_section(d: dict) -> list[str]:
+    tree = all(r.get("tree_pss_peak_mb") is not None for r in d["rows"])
     lines = ["## Peak memory: 60,000 JPEGs of 96x96 px", "",
              f"CIFAR-10 upscaled to 96x96 px ({d['images']:,} files, {d['decoded_mb']:,.0f} MB once decoded), one epoch "
-             "of fastcnn 16/32/32 (stem 8), batch 256, evaluation batch 256. Peak RSS is the training process's own "
-             "(`compute.peak_rss_mb` of its results.json); the decoding workers are separate processes, each holding "
-             "one batch at a time and not measured here.", "",
-             "| path | training images | peak RSS (MB) | images/s | epoch (s) | others | code |",
-             "|---|---|---|---|---|---|---|"]
-    for r in d["rows"]:
-        lines.append(f"| {'streamed' if r['stream'] else 'in memory'} | {r['train_images']:,} | "
-                     f"{_f(r['peak_rss_mb'])} | {_f(r['images_per_second'])} | {_f(r['train_seconds'], 1)} | "
-                     f"{_f(100 * (r['others_cpu_share'] or 0))}% | {(r.get('commit') or '?')[:8]}"
-                     f"{' (uncommitted changes)' if str(r.get('commit')).endswith('-dirty') else ''} |")
-    lines += ["", "*others*: the share of the machine other processes took during the epoch (a test suite ran next to "
-              "the streamed 50,000-image epoch), so the images/s here are not a comparison of the two paths; the "
-              "CIFAR-10 table above is.", "*code*: the commit each run recorded; every row ran the same data path."]
+             "of fastcnn 16/32/32 (stem 8), batch 256, evaluation batch 256. *peak RSS* is the training process's own "
+             "(`compute.peak_rss_mb` of its results.json). "
+             + ("*whole run* is the peak, sampled every 0.25 s, of the proportional set size (PSS) summed over the "
+                "training process and its decoding workers: shared pages are counted once, so this is what the run "
+                "takes from the machine; *processes* is the most processes seen at once." if tree else
+                "The decoding workers are separate processes, each holding one batch at a time, not measured here."),
+             ""]
+    head = ["path", "training images", "peak RSS (MB)"] + (["whole run, peak PSS (MB)", "processes"] if tree else []) \
+        + ["images/s", "epoch (s)", "others", "code"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = sorted(d["rows"], key=lambda r: (not r["stream"], r["train_images"]))
+    for r in rows:
+        cells = [("streamed" if r["stream"] else "in memory"), f"{r['train_images']:,}", _f(r["peak_rss_mb"])]
+        if tree:
+            cells += [_f(r["tree_pss_peak_mb"]), str(r["tree_max_processes"])]
+        cells += [_f(r["images_per_second"]), _f(r["train_seconds"], 1), f"{_f(100 * (r['others_cpu_share'] or 0))}%",
+                  f"{(r.get('commit') or '?')[:8]}"
+                  f"{' (uncommitted changes)' if str(r.get('commit')).endswith('-dirty') else ''}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    streamed = [r for r in rows if r["stream"]]
+    if tree and len(streamed) >= 2:
+        a, b = streamed[-2], streamed[-1]
+        grow = (b["tree_pss_peak_mb"] - a["tree_pss_peak_mb"]) / (b["train_images"] - a["train_images"]) * 1000
+        per_image = d["decoded_mb"] / d["images"] * 1000
+        lines += ["", f"From {a['train_images']:,} to {b['train_images']:,} streamed training images the whole run's "
+                  f"peak grows by {grow:,.1f} MB per 1,000 images, against {per_image:,.1f} MB per 1,000 images "
+                  "of decoded pixels: the streamed run does not hold the data set."]
+    lines += ["", "*others*: the share of the machine other processes took during the epoch; where it differs between "
+              "rows, their images/s are not a comparison of the two paths (the CIFAR-10 table above is).",
+              "*code*: the commit each run recorded; every row ran the same data path."]
     lines.append("")
     return lines
 
