@@ -20,8 +20,10 @@ from noisyfit.bench.runner import (
     execute,
     fmt_duration,
     run_estimate,
+    RunLocked,
+    run_lock,
     run_status,
-    suite_lock,
+    run_suite,
     time_left,
 )
 from noisyfit.bench.suites import CLEANLAB, ORACLE, SUITES, LabelSet, get_suite
@@ -205,17 +207,53 @@ def test_rows_of_maps_the_run_split_onto_out_of_fold_rows():
         rows_of(np.array([4]), np.array([2, 5, 7]))
 
 
-def test_lock_refuses_a_live_bench_and_takes_over_a_dead_one(tmp_path):
-    (tmp_path / ".bench.lock").write_text(str(os.getppid()))  # a live process that is not us
-    with pytest.raises(ConfigError, match="another `noisyfit bench`"):
-        with suite_lock(tmp_path):
-            pass
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / ".bench.lock").write_text(str(dead.pid))
-    with suite_lock(tmp_path):
-        assert (tmp_path / ".bench.lock").read_text() == str(os.getpid())
-    assert not (tmp_path / ".bench.lock").exists()
+def _hold_run_lock(run_dir):
+    """Another process (a second bench) holding ``run_dir``'s lock until it is killed."""
+    code = ("import sys, time; from pathlib import Path; from noisyfit.bench.runner import run_lock; "
+            "lock = run_lock(Path(sys.argv[1])); lock.__enter__(); print('held', flush=True); time.sleep(120)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+def test_run_lock_refuses_a_live_holder_naming_it_and_is_free_once_the_holder_is_killed(tmp_path):
+    run_dir = tmp_path / "ce" / "worst" / "seed0"
+    child = _hold_run_lock(run_dir)
+    try:
+        with pytest.raises(RunLocked) as held:
+            with run_lock(run_dir):
+                pass
+        assert held.value.pid == child.pid
+    finally:
+        child.kill()  # kill -9: no clean-up runs, the kernel drops the lock
+        child.wait()
+    with run_lock(run_dir):
+        assert (run_dir / ".bench-run.lock").read_text() == str(os.getpid())
+        # meanwhile a second holder in another process is refused (exit 3 = RunLocked there)
+        other = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                "from noisyfit.bench.runner import run_lock, RunLocked\n"
+                                "try:\n    run_lock(Path(sys.argv[1])).__enter__()\n"
+                                "except RunLocked:\n    sys.exit(3)", str(run_dir)])
+        assert other.returncode == 3
+
+
+def test_two_benches_share_a_suite_each_running_what_the_other_does_not_hold(tmp_path, capsys):
+    suite, results, runs = SUITES["smoke"], tmp_path / "results", tmp_path / "runs"
+    ce_spec = expand_suite(suite, registered=["ce"], results_root=results, only={"ce"})[0].runs[0]
+    child = _hold_run_lock(ce_spec.run_dir(runs))  # the other bench is training CE
+    try:
+        summary = run_suite(suite, results_root=results, runs_root=runs, only={"ce", ORACLE})
+    finally:
+        child.kill()
+        child.wait()
+    out = capsys.readouterr().out
+    assert summary.busy == [ce_spec.key] and summary.ran == ["oracle__clean__seed0"]
+    assert f"another bench process (pid {child.pid}) is running it, skip" in out
+    assert "1 left to another bench process" in out
+    assert not (results / "smoke" / f"{ce_spec.key}.json").exists()
+    # the other bench gone, the same command runs what it left
+    summary = run_suite(suite, results_root=results, runs_root=runs, only={"ce", ORACLE})
+    assert summary.ran == [ce_spec.key] and summary.skipped == ["oracle__clean__seed0"]
 
 
 def test_unavailable_cleanlab_row_leaves_a_note_and_no_run(tmp_path, monkeypatch):

@@ -161,6 +161,8 @@ class BenchSummary:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    #: held by another bench process sharing the suite (see run_lock)
+    busy: list[str] = field(default_factory=list)
     #: stopped by SIGTERM before the plan was through
     terminated: bool = False
 
@@ -187,34 +189,45 @@ def _sigterm_stops():
         signal.signal(signal.SIGTERM, old)
 
 
+class RunLocked(Exception):
+    """The run is held by another live bench process (``pid``, when it recorded one)."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+RUN_LOCK_FILE = ".bench-run.lock"
+
+
 @contextmanager
-def suite_lock(runs_dir: Path):
-    """One bench process per suite folder at a time; a lock left by a dead process is taken over."""
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    lock = runs_dir / ".bench.lock"
-    if lock.exists():
-        try:
-            pid = int(lock.read_text().strip() or 0)
-        except (OSError, ValueError):
-            pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
-            raise ConfigError(f"another `noisyfit bench` (pid {pid}) is running this suite in {runs_dir}; "
-                              f"wait for it, or delete {lock} if that process is not a bench")
-    lock.write_text(str(os.getpid()))
+def run_lock(run_dir: Path):
+    """Hold ``run_dir`` for this process, so several ``noisyfit bench`` processes can share one suite (say one
+    per GPU, or a slow method beside the cheap ones): each runs what the others do not hold.
+
+    An advisory ``flock`` on ``run_dir/.bench-run.lock``: the kernel releases it when the holder exits,
+    however it ends, so a killed bench never leaves a stale lock behind. The file keeps the holder's pid
+    for the message. Raises :class:`RunLocked` when another process holds it.
+    """
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            pid = int(os.read(fd, 32).decode().strip() or 0) or None
+        except ValueError:
+            pid = None
+        os.close(fd)
+        raise RunLocked(pid) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        os.close(fd)  # releases the lock; the file stays (unlinking it would race with a waiting opener)
 
 
 def run_child(cmd: list[str], log_path: Path, on_tick: Callable[[], None] | None = None,
@@ -284,7 +297,7 @@ def _sessions(run_dir: Path) -> list[dict]:
 def _clear_stale(run_dir: Path) -> None:
     """Remove what a run that died before its first checkpoint left (metrics.jsonl is appended to)."""
     for child in run_dir.iterdir():
-        if child.name == "bench.log":
+        if child.name in ("bench.log", RUN_LOCK_FILE):  # the lock: this process holds it (see run_lock)
             continue
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
@@ -446,7 +459,9 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
         return summary
     echo(f"bench {suite.name}: {len(summary.ran)} ran, {len(summary.collected)} collected, "
          f"{len(summary.skipped)} already done, {len(summary.failed)} failed, "
-         f"{len(summary.unavailable)} unavailable. Results: {results_dir}")
+         f"{len(summary.unavailable)} unavailable"
+         + (f", {len(summary.busy)} left to another bench process" if summary.busy else "")
+         + f". Results: {results_dir}")
     return summary
 
 
@@ -463,7 +478,7 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
 
     visited: set[str] = set()
     counter = 0
-    with suite_lock(runs_root / suite.name), _sigterm_stops():
+    with _sigterm_stops():
         for i in range(len(suite.stages)):
             # Re-expanded at each stage: best:K ranks the results that have landed meanwhile.
             plans = expand_suite(suite, start=i, **kw)
@@ -487,11 +502,26 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
                     summary.skipped.append(spec.key)
                     echo(f"{tag}: have results, skip")
                     continue
-                can_run = not (spec.method == CLEANLAB and status == "todo" and unavailable_reason())
-                if status in ("todo", "resume") and can_run:
-                    doing = "resuming" + _progress_text(spec, status, runs_root) if status == "resume" else "running"
-                    echo(f"{tag}: {doing} (about {fmt_duration(run_estimate(est, spec, status, runs_root))})")
-                outcome, info = execute(spec, results_dir, runs_root, python=python)
+                try:
+                    with run_lock(spec.run_dir(runs_root)):
+                        # the other bench may have finished it since the check above
+                        status = run_status(spec, results_dir, runs_root)
+                        if status == "done":
+                            summary.skipped.append(spec.key)
+                            echo(f"{tag}: have results, skip")
+                            continue
+                        can_run = not (spec.method == CLEANLAB and status == "todo" and unavailable_reason())
+                        if status in ("todo", "resume") and can_run:
+                            doing = ("resuming" + _progress_text(spec, status, runs_root) if status == "resume"
+                                     else "running")
+                            left_here = run_estimate(est, spec, status, runs_root)
+                            echo(f"{tag}: {doing} (about {fmt_duration(left_here)})")
+                        outcome, info = execute(spec, results_dir, runs_root, python=python)
+                except RunLocked as held:
+                    summary.busy.append(spec.key)
+                    who = f" (pid {held.pid})" if held.pid else ""
+                    echo(f"{tag}: another bench process{who} is running it, skip")
+                    continue
                 getattr(summary, outcome).append(spec.key)
                 if outcome == "ran":
                     wall = info["results"]["bench"]["wall_seconds"]
