@@ -385,6 +385,11 @@ def test_strong_view_settings_split_cells_only_for_methods_that_draw_strong_view
     assert fingerprint(old_jump) != fingerprint(new_jump)  # the older run drew one policy per batch
     assert config_diff(old_jump, new_jump) == ['train.strong_draw="image"']
     assert fingerprint(old_jump) == fingerprint(run("jump_teaching", 2, strong_draw="batch"))
+    # options added later with a default that keeps the old behaviour: stored with their defaults, the run
+    # still pools with one stored before they existed; set otherwise, it is its own variant
+    later = dict(strong_draw="batch", flip="random", ema="none", eval_tta="none", track_fit=False)
+    assert fingerprint(old_jump) == fingerprint(run("jump_teaching", 3, **later))
+    assert config_diff(old_jump, run("jump_teaching", 4, **dict(later, ema="lookahead"))) == ['train.ema="lookahead"']
 
 
 @pytest.mark.parametrize("suite", ["cpu-cifar10n", "paper-cifar10n"])

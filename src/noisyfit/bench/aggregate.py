@@ -32,6 +32,20 @@ def _flat(config: dict) -> dict[tuple[str, str], object]:
 STRONG_VIEW_KEYS = {("train", "strong_policy"), ("train", "strong_draw")}
 #: keys added after runs were stored, with the behaviour those older runs had (their config lacks the key)
 LEGACY_DEFAULTS = {("train", "strong_draw"): "batch"}
+#: keys added after runs were stored whose default *is* the behaviour those older runs had (options added
+#: with a default that keeps earlier results reproducible): a run lacking one gets the current default. A key
+#: whose default changed what runs do belongs in LEGACY_DEFAULTS instead, with the old value.
+ADDED_WITH_OLD_BEHAVIOUR = {("data", "stream"), ("optim", "bn_bias_lr_scale"), ("train", "flip"),
+                            ("train", "ema"), ("train", "ema_decay"), ("train", "ema_every"), ("train", "ema_ramp"),
+                            ("train", "eval_tta"), ("train", "track_fit")}
+
+
+def _current_defaults() -> dict[tuple[str, str], object]:
+    from dataclasses import asdict
+
+    from noisyfit.config import Config
+
+    return {key: v for key, v in _flat(asdict(Config())).items() if key in ADDED_WITH_OLD_BEHAVIOUR}
 
 
 def _uses_strong_views(run: StoredRun) -> bool:
@@ -48,6 +62,8 @@ def _uses_strong_views(run: StoredRun) -> bool:
 def _measured_config(run: StoredRun) -> dict[tuple[str, str], object]:
     """The run's config keys that define the measurement: ignored keys dropped, legacy keys filled."""
     flat = {key: v for key, v in _flat(run.data.get("config")).items() if key not in IGNORED_KEYS}
+    for key, default in _current_defaults().items():
+        flat.setdefault(key, default)
     if _uses_strong_views(run):
         for key, old in LEGACY_DEFAULTS.items():
             flat.setdefault(key, old)
