@@ -16,7 +16,10 @@ RSS is its own), results in one JSON:
   and its decoding worker processes.
 
     python benchmarks/streaming.py --part cifar --out benchmarks/results/streaming/cifar.json
-    python benchmarks/streaming.py --part big --out benchmarks/results/streaming/big96.json
+    python benchmarks/streaming.py --part big --out benchmarks/results/streaming/big96-tree.json
+
+(``big96.json`` is the first ``big`` measurement: the trainer's RSS only, before the process tree was sampled
+and before the channel-statistics fix; kept as it was.)
 
 Run it on an otherwise idle machine: DataLoader workers take cores from training, which is the cost being
 measured; another job on the machine would blur it.
