@@ -436,6 +436,16 @@ def test_run_child_beats_while_the_child_runs_and_stops_when_it_exits(tmp_path):
     assert len(beats) == n  # a child that exits before the first tick is never beaten for
 
 
+def test_run_child_threads_sets_the_childs_torch_threads(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    probe = [sys.executable, "-c", "import os, torch; print('threads', torch.get_num_threads(), "
+                                   "os.environ.get('OMP_NUM_THREADS'))"]
+    assert runner_mod.run_child(probe, tmp_path / "one", threads=1) == 0
+    assert "threads 1 1" in (tmp_path / "one").read_text()
+    assert runner_mod.run_child(probe, tmp_path / "default") == 0
+    assert "None" in (tmp_path / "default").read_text()  # no --threads: the environment is left alone
+
+
 def test_the_long_suite_has_a_preset_for_every_row_it_plans():
     # cpu-cifar10n-long names its rows explicitly (issue 17's list): each needs its own preset, a variant
     # its variant preset, and every preset must inherit the long protocol (never the 12-epoch one).

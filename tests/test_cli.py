@@ -72,3 +72,11 @@ def test_demo_prints_the_table(capsys):
     assert main(["demo", "--methods", "ce,gce"]) == 0
     out = capsys.readouterr().out
     assert "digits, 40% symmetric noise" in out and "gce" in out and "F1" in out
+
+
+def test_bench_threads_below_one_exits_2_with_a_message(tmp_path, capsys):
+    code = main(["bench", "--suite", "smoke", "--threads", "0", "--out", str(tmp_path / "results"),
+                 "--runs", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--threads 0" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused before anything ran

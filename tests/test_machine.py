@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from noisyfit.engine.machine import OthersCpuMeter, others_share
+from noisyfit.engine.machine import OthersCpuMeter, others_share, sharing_hint
 
 
 def test_others_share_subtracts_this_process_from_the_machine_by_hand():
@@ -25,3 +25,16 @@ def test_meter_sees_another_process_burning_a_core():
     share = meter.share()
     # one busy core out of ncpu for most of the interval (process start-up included)
     assert share is not None and share > 0.5 / ncpu
+
+
+def test_sharing_hint_asks_for_the_threads_the_run_actually_gets():
+    # others took half of 2 CPUs while we ran 2 threads: 1 thread fits
+    hint = sharing_hint(0.5, threads=2, cpus=2)
+    assert hint is not None and "train.threads=1" in hint and "50%" in hint
+    assert "--threads 1" in hint
+    # 8 CPUs, others took 30%: round(8 * 0.7) = 6 threads fit, 8 do not
+    assert "train.threads=6" in sharing_hint(0.3, threads=8, cpus=8)
+    assert sharing_hint(0.3, threads=6, cpus=8) is None  # already within its share
+    assert sharing_hint(0.2, threads=2, cpus=2) is None  # a light neighbour: not worth a warning
+    assert sharing_hint(0.9, threads=1, cpus=2) is None  # one thread cannot be split further
+    assert sharing_hint(None, threads=2, cpus=2) is None  # no reading (not Linux, or an empty interval)

@@ -182,3 +182,19 @@ def test_track_fit_and_health_are_recorded_against_the_truth(blob_splits, monkey
     assert last["health"]["selected_precision"] == pytest.approx(1 - noisy[:100].mean())
     assert last["health"]["epoch_seen"] == 2.0
     assert "fit_given" not in Trainer(tiny_cfg(), splits=blob_splits).fit()["epochs"][-1]
+
+
+def test_a_crowded_cpu_is_reported_once_with_the_thread_count_that_fits(blob_splits, monkeypatch, capsys):
+    import noisyfit.engine.trainer as trainer_mod
+
+    # every epoch "sees" others taking 60% of 2 CPUs while the run uses 2 threads
+    monkeypatch.setattr(trainer_mod.OthersCpuMeter, "share", lambda self: 0.6)
+    monkeypatch.setattr(trainer_mod, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(trainer_mod.torch, "get_num_threads", lambda: 2)
+    Trainer(tiny_cfg("train.epochs=3"), None, splits=blob_splits).fit()
+    out = capsys.readouterr().err  # the run's console is stderr
+    assert out.count("other processes used 60% of the CPU time") == 1  # once, not every epoch
+    assert "train.threads=1" in out
+    monkeypatch.setattr(trainer_mod.OthersCpuMeter, "share", lambda self: 0.05)
+    Trainer(tiny_cfg("train.epochs=2"), None, splits=blob_splits).fit()
+    assert "other processes used" not in capsys.readouterr().err

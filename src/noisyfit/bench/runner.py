@@ -231,12 +231,16 @@ def run_lock(run_dir: Path):
 
 
 def run_child(cmd: list[str], log_path: Path, on_tick: Callable[[], None] | None = None,
-              tick_seconds: float = HEARTBEAT_SECONDS) -> int:
+              tick_seconds: float = HEARTBEAT_SECONDS, threads: int | None = None) -> int:
     """Run ``cmd`` with its output appended to ``log_path``; on interrupt stop it and re-raise.
 
     ``on_tick`` is called every ``tick_seconds`` while the child runs (the session heartbeat).
+    ``threads`` caps the child's intra-op threads (OMP_NUM_THREADS, read by torch when it loads): a
+    machine setting, not part of the run's config, recorded in its results' machine block.
     """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log_path, "a") as log:
         log.write(f"\n$ {shlex.join(cmd)}\n")
         log.flush()
@@ -339,7 +343,7 @@ def run_status(spec: RunSpec, results_dir: Path, runs_root: Path) -> str:
 
 
 def execute(spec: RunSpec, results_dir: Path, runs_root: Path, *,
-            python: str = sys.executable) -> tuple[str, dict]:
+            python: str = sys.executable, threads: int | None = None) -> tuple[str, dict]:
     """Run (or resume, or only copy) one run; return ``(status, info)``.
 
     status is ``ran``, ``collected``, ``failed``, ``unavailable`` or ``skipped`` (results already
@@ -374,7 +378,7 @@ def execute(spec: RunSpec, results_dir: Path, runs_root: Path, *,
 
         beat()
         try:
-            rc = run_child(cmd, run_dir / "bench.log", on_tick=beat)
+            rc = run_child(cmd, run_dir / "bench.log", on_tick=beat, threads=threads)
         finally:
             # An interrupted session is recorded too (returncode null): its time is part of the run's cost.
             seconds = time.time() - t0
@@ -414,7 +418,7 @@ def _acc_text(results: dict) -> str:
 def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[str] | None = None,
               seeds: tuple[int, ...] | None = None, label_sets: set[str] | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print, python: str = sys.executable,
-              registered: list[str] | None = None) -> BenchSummary:
+              registered: list[str] | None = None, threads: int | None = None) -> BenchSummary:
     """Run every stage of ``suite`` in order (see :mod:`noisyfit.bench.suites`).
 
     Parameters
@@ -436,6 +440,9 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
         Interpreter for the run processes.
     registered : list of str, optional
         The methods that exist (default :func:`noisyfit.bench.plan.runnable_methods`).
+    threads : int, optional
+        Intra-op threads of each run process (default: torch's, one per core). Set it when several
+        heavy processes share the machine, e.g. 1 for two benches on 2 cores (see :func:`run_child`).
     """
     if registered is None:
         registered = runnable_methods()
@@ -516,7 +523,7 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
                                      else "running")
                             left_here = run_estimate(est, spec, status, runs_root)
                             echo(f"{tag}: {doing} (about {fmt_duration(left_here)})")
-                        outcome, info = execute(spec, results_dir, runs_root, python=python)
+                        outcome, info = execute(spec, results_dir, runs_root, python=python, threads=threads)
                 except RunLocked as held:
                     summary.busy.append(spec.key)
                     who = f" (pid {held.pid})" if held.pid else ""

@@ -26,6 +26,11 @@ def register(sub) -> None:
     p.add_argument("--label-sets", help="comma-separated label sets to run (e.g. worst); default: the suite's")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan, each run's status and the estimate")
+    p.add_argument("--threads", type=int,
+                   help="run: torch threads of each run process (default: one per core). On a machine shared "
+                        "with other heavy processes give each its share, e.g. 1 for two benches on 2 cores: "
+                        "processes whose threads ask for more cores than there are can each run several "
+                        "times slower (benchmarks/results/contention.md)")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="report: where the result files are")
     p.add_argument("--plots", help="report: plot folder (default: plots/ next to the report)")
     p.set_defaults(func=cmd_bench)
@@ -60,11 +65,13 @@ def cmd_bench(args) -> int:
         seeds = tuple(int(s) for s in _csv(args.seeds)) if args.seeds else None
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads}: give a whole number of threads, 1 or more")
     only = set(_csv(args.only)) if args.only else None
     label_sets = set(_csv(args.label_sets)) if args.label_sets else None
     summary = run_suite(get_suite(args.suite), results_root=Path(args.out or DEFAULT_RESULTS),
                         runs_root=Path(args.runs), only=only, seeds=seeds, label_sets=label_sets,
-                        dry_run=args.dry_run)
+                        dry_run=args.dry_run, threads=args.threads)
     if summary.terminated:
         return 143  # 128 + SIGTERM, as a shell reports it
     return 1 if summary.failed else 0

@@ -136,3 +136,33 @@ def others_share(machine_before: tuple[float, float], machine_after: tuple[float
         return None
     others = busy - (own_after - own_before)
     return min(max(others / total, 0.0), 1.0)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity set), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def sharing_hint(others_share: float | None, threads: int, cpus: int) -> str | None:
+    """Advice when other processes took a real share of the CPUs this run's threads all want, else None.
+
+    torch splits each op over its intra-op threads and waits for all of them; when a second process
+    wants the same cores, a descheduled thread stalls every op. On the 2-core machine this project is
+    measured on, two processes with 2 threads each trained 1.7 to 3.5 times slower per process than
+    with 1 thread each in a bare loop (benchmarks/results/contention.md), and a long-suite CE run about
+    10 times slower (437 s against 45 s per epoch). The remedy is a thread count that fits the share of
+    the machine the run actually gets.
+    """
+    if others_share is None or threads <= 1 or others_share < 0.25:
+        return None
+    fair = max(1, int(round(cpus * (1.0 - others_share))))
+    if fair >= threads:
+        return None
+    return (f"other processes used {others_share:.0%} of the CPU time while this run trained with "
+            f"{threads} threads on {cpus} CPUs; processes whose threads together ask for more cores than "
+            f"the machine has can run several times slower each (benchmarks/results/contention.md). "
+            f"Give this run {fair} thread(s): train.threads={fair} (or OMP_NUM_THREADS={fair}; "
+            f"`noisyfit bench --threads {fair}`).")

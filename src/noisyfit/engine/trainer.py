@@ -27,7 +27,7 @@ from noisyfit.engine import distributed as D
 from noisyfit.engine.checkpoint import (atomic_write_bytes, load_checkpoint, rng_state,
                                         save_checkpoint, set_rng_state)
 from noisyfit.engine.logging import RunLogger
-from noisyfit.engine.machine import OthersCpuMeter, peak_memory_mb
+from noisyfit.engine.machine import OthersCpuMeter, peak_memory_mb, sharing_hint, usable_cpus
 from noisyfit.engine.results import per_sample_outputs, run_results, write_run_outputs
 from noisyfit.engine.step_sums import StepSums
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
@@ -95,6 +95,7 @@ class Trainer:
         self.command = command if command is not None else sys.argv
         self._session_start = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.resume = resume
+        self._sharing_warned = False
         tc = cfg.train
         if tc.threads:
             torch.set_num_threads(int(tc.threads))
@@ -305,6 +306,7 @@ class Trainer:
             train_seconds = time.time() - t0 - paused
             self.train_seconds_total += train_seconds
             others = cpu_meter.share()  # read before evaluation: it describes the timed training
+            self._warn_if_sharing(others)
             with eval_weights(self.weight_avg, self.method):  # the averaged weights are the evaluated ones
                 row = self._epoch_row(epoch, sums, n_steps, lr, train_seconds, n_seen)
             if health:
@@ -330,6 +332,15 @@ class Trainer:
         self.logger.close()
         D.barrier()
         return results
+
+    def _warn_if_sharing(self, others: float | None) -> None:
+        """Say once per session when other processes fight this run's CPU threads (see sharing_hint)."""
+        if self._sharing_warned or self.device.type != "cpu":
+            return
+        hint = sharing_hint(others, torch.get_num_threads(), usable_cpus())
+        if hint:
+            self._sharing_warned = True
+            self.logger.info(f"warning: {hint}")
 
     def _check_losses(self, sums: StepSums, epoch: int, lr: float) -> None:
         bad = sums.check()
