@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from noisyfit.bench.files import read_suite  # noqa: E402
-from noisyfit.bench.runner import (Estimator, execute, fmt_duration, run_estimate, run_status,  # noqa: E402
-                                   suite_lock)
+from noisyfit.bench.runner import (Estimator, RunLocked, execute, fmt_duration, run_estimate,  # noqa: E402
+                                   run_lock, run_status)
 from noisyfit.bench.suites import LabelSet  # noqa: E402
 from noisyfit.bench.plan import RunSpec  # noqa: E402
 
@@ -227,6 +227,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="benchmarks/results", help="results root (default benchmarks/results)")
     ap.add_argument("--runs", default="runs/bench", help="run folders root (default runs/bench)")
     ap.add_argument("--table", default="benchmarks/RECIPE_ABLATION.md")
+    ap.add_argument("--threads", type=int, help="torch threads of each run process (see `noisyfit bench --threads`)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and the time estimate, run nothing")
     ap.add_argument("--report", action="store_true", help="only rewrite the table")
     args = ap.parse_args(argv)
@@ -268,26 +269,33 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, stop)
     failed = 0
     try:
-        with suite_lock(runs_root / args.suite_name):
-            for i, spec in enumerate(specs, 1):
-                tag = f"[{i}/{len(specs)}] {spec.method} · {spec.label_set.name} · seed {spec.seed}"
-                if run_status(spec, results_dir, runs_root) == "done":
-                    print(f"{tag}: have results, skip")
-                    continue
-                print(f"{tag}: running (about {fmt_duration(run_estimate(est, spec, 'todo', runs_root))})",
-                      flush=True)
-                outcome, info = execute(spec, results_dir, runs_root, python=sys.executable)
-                if outcome in ("ran", "collected"):
-                    res = info["results"]
-                    est.add(spec.method, float(res["bench"]["wall_seconds"] or info["seconds"]))
-                    print(f"{tag}: {outcome} in {fmt_duration(info['seconds'])}, last test acc "
-                          f"{100 * res['final']['test_acc']:.2f}%", flush=True)
-                else:
-                    failed += 1
-                    print(f"{tag}: {outcome.upper()}; log: {spec.run_dir(runs_root) / 'bench.log'}\n"
-                          + "\n".join("    " + s for s in (info.get("note") or {}).get("log_tail", "")
-                                      .splitlines()[-8:]), flush=True)
-                write_table(table_path, results_dir, rows, extra)
+        # Each run is held by its own lock (as the bench's): two ablation processes, say one per label
+        # set, each take the runs the other does not hold.
+        for i, spec in enumerate(specs, 1):
+            tag = f"[{i}/{len(specs)}] {spec.method} · {spec.label_set.name} · seed {spec.seed}"
+            try:
+                with run_lock(spec.run_dir(runs_root)):
+                    if run_status(spec, results_dir, runs_root) == "done":
+                        print(f"{tag}: have results, skip")
+                        continue
+                    print(f"{tag}: running (about {fmt_duration(run_estimate(est, spec, 'todo', runs_root))})",
+                          flush=True)
+                    outcome, info = execute(spec, results_dir, runs_root, python=sys.executable,
+                                            threads=args.threads)
+            except RunLocked as held:
+                print(f"{tag}: another process (pid {held.pid}) is running it, skip", flush=True)
+                continue
+            if outcome in ("ran", "collected"):
+                res = info["results"]
+                est.add(spec.method, float(res["bench"]["wall_seconds"] or info["seconds"]))
+                print(f"{tag}: {outcome} in {fmt_duration(info['seconds'])}, last test acc "
+                      f"{100 * res['final']['test_acc']:.2f}%", flush=True)
+            else:
+                failed += 1
+                print(f"{tag}: {outcome.upper()}; log: {spec.run_dir(runs_root) / 'bench.log'}\n"
+                      + "\n".join("    " + s for s in (info.get("note") or {}).get("log_tail", "")
+                                  .splitlines()[-8:]), flush=True)
+            write_table(table_path, results_dir, rows, extra)
     except KeyboardInterrupt:
         print("stopped; the run in progress keeps its last checkpoint. Start the same command again to continue.")
         return 130

@@ -370,3 +370,29 @@ def test_a_checkpoint_written_before_the_options_existed_still_resumes(tmp_path)
     assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in full["epochs"]]
     with pytest.raises(ConfigError, match="train.flip"):  # a key that differs from its default still counts
         Trainer(tiny_cfg(*over, "train.flip=alternate"), tmp_path / "b", splits=_splits(), resume=True)
+
+
+def test_ablation_script_plans_and_skips_a_run_another_process_holds(tmp_path):
+    # benchmarks/recipe_ablation.py runs through the bench machinery; run it as a user would (it once
+    # imported a helper the bench no longer had, and nothing noticed)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from noisyfit.bench.runner import run_lock
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_ablation.py"
+    common = [sys.executable, str(script), "--rows", "base,all", "--label-sets", "clean",
+              "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"),
+              "--table", str(tmp_path / "table.md")]
+    dry = subprocess.run([*common, "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert "2 run(s), 2 to go" in dry.stdout and "ce-all" in dry.stdout
+    assert not (tmp_path / "runs").exists()  # a dry run starts nothing
+    # both runs held by this process: the script skips them by name and runs nothing
+    held = [tmp_path / "runs" / "recipe-ablation" / row / "clean" / "seed0" for row in ("ce", "ce-all")]
+    with run_lock(held[0]), run_lock(held[1]):
+        run = subprocess.run(common, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("is running it, skip") == 2
+    assert (tmp_path / "table.md").is_file() and not (tmp_path / "results" / "recipe-ablation").exists()
