@@ -390,6 +390,10 @@ def test_strong_view_settings_split_cells_only_for_methods_that_draw_strong_view
     later = dict(strong_draw="batch", flip="random", ema="none", eval_tta="none", track_fit=False)
     assert fingerprint(old_jump) == fingerprint(run("jump_teaching", 3, **later))
     assert config_diff(old_jump, run("jump_teaching", 4, **dict(later, ema="lookahead"))) == ['train.ema="lookahead"']
+    # how the machine fed and ran it (decoding workers, memory budget, threads) is not the measurement
+    fed = run("jump_teaching", 5, threads=1)
+    fed.data["config"]["data"] = {"workers": 2, "memory_budget_mb": 4096}
+    assert fingerprint(old_jump) == fingerprint(fed)
 
 
 @pytest.mark.parametrize("suite", ["cpu-cifar10n", "paper-cifar10n"])

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from noisyfit.bench.files import StoredRun
 from noisyfit.bench.suites import CLEANLAB, ORACLE, PLANNED_METHODS
 
-#: config keys that do not change what is measured (logging, paths) and the seed itself
+#: config keys that do not change what is measured (logging, paths, how the machine is used) and the seed
+#: itself. ``data.workers`` and ``data.memory_budget_mb`` decide how images reach the batches (decoding
+#: workers; streamed or held in memory), not which batches: both paths give identical batches
+#: (tests/test_streaming.py). ``train.threads`` is the machine's share given to the run.
 IGNORED_KEYS = {("train", "seed"), ("train", "progress"), ("train", "tensorboard"), ("train", "checkpoint"),
-                ("train", "checkpoint_minutes"),
-                ("data", "data_dir"), ("data", "download")}
+                ("train", "checkpoint_minutes"), ("train", "threads"),
+                ("data", "data_dir"), ("data", "download"), ("data", "workers"), ("data", "memory_budget_mb")}
 #: the protocol every method of a suite shares: a method row whose core differs from CE's is marked
 CORE_KEYS = (("model", "backbone"), ("model", "args"), ("train", "epochs"), ("train", "batch_size"),
              ("train", "precision"), ("data", "val_fraction"), ("data", "train_subset"))
