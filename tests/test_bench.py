@@ -271,6 +271,17 @@ def test_unavailable_cleanlab_row_leaves_a_note_and_no_run(tmp_path, monkeypatch
 SMOKE_CE = ("smoke/protocol", ("method.name=ce", "train.epochs=4"))
 
 
+def test_a_cut_cleanlab_row_keeps_its_finished_folds(tmp_path):
+    # the row writes folds/fold<k>.npz as each fold ends; a rerun must resume there, not clear the folder
+    spec = RunSpec("smoke", CLEANLAB, LabelSet("sym40", "digits", noise="sym:0.4"), 0, "smoke/protocol")
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    folds = spec.run_dir(runs) / "folds"
+    folds.mkdir(parents=True)
+    assert run_status(spec, results, runs) == "todo"  # a folder with no finished fold starts afresh
+    (folds / "fold0.npz").write_bytes(b"kept")
+    assert run_status(spec, results, runs) == "resume"
+
+
 def _smoke_spec(*extra: str) -> RunSpec:
     return RunSpec("smoke", "ce", LabelSet("sym40", "digits", noise="sym:0.4"), 0, SMOKE_CE[0],
                    SMOKE_CE[1] + extra)

@@ -339,6 +339,10 @@ def run_status(spec: RunSpec, results_dir: Path, runs_root: Path) -> str:
         return "collect"
     if spec.method != CLEANLAB and (run_dir / "checkpoint.pt").is_file():
         return "resume"
+    # the cleanlab row keeps each finished out-of-fold fold (folds/fold<k>.npz) and starts at the first
+    # missing one: a cut row is resumed, never cleared as stale
+    if spec.method == CLEANLAB and any((run_dir / "folds").glob("fold*.npz")):
+        return "resume"
     return "todo"
 
 
