@@ -184,13 +184,15 @@ def _long_stages() -> tuple[Stage, ...]:
     # CE's seeds 1 and 2 before anything else, since the suite is only valid if CE's best-minus-last gap
     # holds over seeds; then the cheap peers, the oracle's seeds, PLReMix (the last seed method) before
     # the peer DivideMix, and extra seeds of the two best last. Reordering runs changes no result.
+    # ce-clip5 is CE at PEMM's official gradient clip, so PEMM can be read against CE at the same clipping.
     cheap_seed = ("pemm", "car", "car-lam05", "jump_teaching", "bkd")
     return (
         Stage(("ce",), ("worst",), (0,), "CE baseline, seed 0"),
         Stage((ORACLE,), ("clean",), (0,), "oracle: CE on the clean labels, seed 0"),
         Stage(cheap_seed, ("worst",), (0,), "the cheap seed methods and CAR's non-saturating lambda"),
         Stage(("ce",), ("worst",), (1, 2), "CE seeds 1 and 2"),
-        Stage(("gce", "elr", "coteaching"), ("worst",), (0,), "the cheap peers"),
+        Stage(("ce-clip5", "gce", "elr", "coteaching"), ("worst",), (0,),
+              "CE with PEMM's gradient clip (its control row), then the cheap peers"),
         Stage((ORACLE,), ("clean",), (1, 2), "oracle seeds 1 and 2"),
         Stage(("plremix", "dividemix", "plremix-ownproto"), ("worst",), (0,),
               "PLReMix, the peer DivideMix (hours each) and PLReMix's prototype ablation"),
