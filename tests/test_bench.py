@@ -251,9 +251,11 @@ def test_two_benches_share_a_suite_each_running_what_the_other_does_not_hold(tmp
     assert f"another bench process (pid {child.pid}) is running it, skip" in out
     assert "1 left to another bench process" in out
     assert not (results / "smoke" / f"{ce_spec.key}.json").exists()
-    # the other bench gone, the same command runs what it left
-    summary = run_suite(suite, results_root=results, runs_root=runs, only={"ce", ORACLE})
+    # the other bench gone, the same command runs what it left (here with one thread per run process)
+    summary = run_suite(suite, results_root=results, runs_root=runs, only={"ce", ORACLE}, threads=1)
     assert summary.ran == [ce_spec.key] and summary.skipped == ["oracle__clean__seed0"]
+    stored = json.loads((results / "smoke" / f"{ce_spec.key}.json").read_text())
+    assert stored["machine"]["torch_threads"] == 1
 
 
 def test_unavailable_cleanlab_row_leaves_a_note_and_no_run(tmp_path, monkeypatch):

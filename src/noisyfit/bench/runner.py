@@ -462,7 +462,7 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
 
     echo(f"bench {suite.name}: {suite.description}")
     try:
-        _run_stages(suite, kw, results_dir, runs_root, est, summary, echo, python)
+        _run_stages(suite, kw, results_dir, runs_root, est, summary, echo, python, threads)
     except _Terminated:
         summary.terminated = True
         echo(f"bench {suite.name}: terminated; the run in progress keeps its last checkpoint. "
@@ -477,7 +477,8 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
 
 
 def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est: Estimator,
-                summary: BenchSummary, echo: Callable[[str], None], python: str) -> None:
+                summary: BenchSummary, echo: Callable[[str], None], python: str,
+                threads: int | None = None) -> None:
     shown_notes: set[str] = set()
 
     def show_notes(plans: list[StagePlan]) -> None:
