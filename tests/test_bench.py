@@ -481,3 +481,13 @@ def test_the_long_suite_has_a_preset_for_every_row_it_plans():
         get_method_class(base).resolve_hyper(cfg.method.args)
         assert cfg.train.track_fit and cfg.data.train_subset == protocol.data.train_subset, config
         assert cfg.train.epochs == protocol.train.epochs, config
+
+
+def test_planned_rows_are_the_suites_own():
+    # the report lists planned rows without results: a suite that names its rows plans only those
+    long = SUITES["cpu-cifar10n-long"].planned_rows()
+    assert long[:3] == ["ce", ORACLE, "pemm"]
+    assert {"car-lam05", "plremix-ownproto", "ce-clip5", "dividemix"} <= set(long)
+    assert "sce" not in long and "best:2" not in long
+    cpu = SUITES["cpu-cifar10n"].planned_rows()  # "*": every planned method, then the suite's variants
+    assert {"sce", "elr_plus", "bkd-detach", CLEANLAB} <= set(cpu) and len(cpu) == len(set(cpu))

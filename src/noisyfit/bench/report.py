@@ -18,7 +18,7 @@ from pathlib import Path
 from noisyfit.bench.aggregate import Cell, build_cells, core_protocol, mean_std, recovery_ratio
 from noisyfit.bench.files import StoredRun, read_notes, read_suite
 from noisyfit.bench.published import CIFAR10N_PUBLISHED
-from noisyfit.bench.suites import CLEANLAB, ORACLE, PLANNED_METHODS, SUITES
+from noisyfit.bench.suites import CLEANLAB, ORACLE, SUITES
 
 DASH = "–"
 SINGLE = "†"
@@ -402,7 +402,7 @@ def _notes_section(suite: str, suite_dir: Path, cells: list[Cell]) -> list[str]:
         else:
             out.append(f"- {method} · {ls} · seed {seed}: **unavailable**: {note.get('reason')}.")
     if suite in SUITES:
-        missing = [m for m in PLANNED_METHODS if m not in present]
+        missing = [m for m in SUITES[suite].planned_rows() if m not in present]
         if missing:
             out.append(f"- Planned methods with no result in this suite yet: {', '.join(missing)}.")
     return ["#### Not in the tables", ""] + out if out else []

@@ -148,6 +148,21 @@ class Suite:
     def clean_label_set(self) -> LabelSet:
         return next(ls for ls in self.label_sets if ls.clean)
 
+    def planned_rows(self) -> list[str]:
+        """The rows (methods, variants, oracle, cleanlab) this suite's stages plan, in stage order.
+
+        ``*`` stands for every planned method and the suite's variants; ``best:K`` picks among rows that
+        are already planned, so it adds none.
+        """
+        rows: list[str] = []
+        for stage in self.stages:
+            for m in stage.methods:
+                if m == "*":
+                    rows += [*PLANNED_METHODS, *self.variants]
+                elif not m.startswith("best:"):
+                    rows.append(m)
+        return list(dict.fromkeys(rows))
+
 
 # Co-teaching assumes the noise rate is known (forget rate = noise rate); its presets use worst's 40.2%
 # (0.4). On aggre (9.03% wrong labels) it gets aggre's rate, as the paper would set it.
