@@ -191,3 +191,20 @@ def test_cli_report_and_empty_results(tmp_path, capsys):
     assert "No result files yet" in out.read_text()
     assert main(["bench"]) == 2  # no suite: a user error, not a traceback
     assert "give --suite NAME" in capsys.readouterr().err
+
+
+def test_other_benchmarks_results_beside_the_suites_are_not_read_as_runs(results, tmp_path):
+    # benchmarks/results/two-stage/ names its files like runs (<row>__<label set>__seed<S>.json) but holds
+    # another benchmark's schema: no suite section, no run counted
+    other = results / "two-stage"
+    other.mkdir()
+    (other / "elr-relabel__worst__seed0.json").write_text(json.dumps({"schema": "noisyfit.bench.two-stage/1",
+                                                                       "test_acc": {"last": 0.79}}))
+    out = tmp_path / "R.md"
+    _, n = write_report(results, out)
+    md = out.read_text()
+    assert "two-stage" not in md and "elr-relabel" not in md
+    for f in other.iterdir():
+        f.unlink()
+    other.rmdir()
+    assert write_report(results, tmp_path / "R3.md")[1] == n  # the same runs counted either way

@@ -49,6 +49,10 @@ class StoredRun:
         return self.path.with_name(self.path.name[: -len(".json")] + f".{suffix}.json")
 
 
+#: schemas of one run's results: a training run's and the cleanlab row's (files without a schema predate it)
+RUN_SCHEMAS = ("noisyfit.results/", "noisyfit.bench.cleanlab/")
+
+
 def read_suite(suite_dir: Path) -> list[StoredRun]:
     """Every results file in ``suite_dir``, sorted by method, label set and seed."""
     runs = []
@@ -63,6 +67,8 @@ def read_suite(suite_dir: Path) -> list[StoredRun]:
             data = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{p}: not a readable results file ({e}); delete it to re-run that run") from e
+        if not str(data.get("schema") or RUN_SCHEMAS[0]).startswith(RUN_SCHEMAS):
+            continue  # another benchmark's result that shares the naming (e.g. the two-stage pipeline's)
         runs.append(StoredRun(suite_dir.name, method, label_set, seed, p, data))
     return runs
 
