@@ -204,6 +204,13 @@ def test_other_benchmarks_results_beside_the_suites_are_not_read_as_runs(results
     _, n = write_report(results, out)
     md = out.read_text()
     assert "two-stage" not in md and "elr-relabel" not in md
+    # the recipe ablation's runs are real runs, but its grid has its own table (RECIPE_ABLATION.md)
+    ablation = results / "recipe-ablation"
+    ablation.mkdir()
+    (ablation / "ce-all__clean__seed0.json").write_text(json.dumps(fake_result(0, 0.9, 0.9, noisy=False)))
+    assert "recipe-ablation" not in write_report(results, tmp_path / "R1.md")[0].read_text()
+    (ablation / "ce-all__clean__seed0.json").unlink()
+    ablation.rmdir()
     for f in other.iterdir():
         f.unlink()
     other.rmdir()

@@ -454,6 +454,11 @@ def _published_section() -> list[str]:
     return out
 
 
+#: result folders of run grids that are not suites and have their own generated table: never pooled into
+#: or shown as a suite here (the recipe ablation's rows are CE with one trick each: benchmarks/recipe_ablation.py)
+OWN_TABLES = {"recipe-ablation": "benchmarks/RECIPE_ABLATION.md"}
+
+
 # ------------------------------------------------------------------------------------------ entry point
 def render_report(results_root: Path, md_path: Path, *, plots_dir: Path | None,
                   now: str | None = None) -> tuple[str, int]:
@@ -462,6 +467,7 @@ def render_report(results_root: Path, md_path: Path, *, plots_dir: Path | None,
 
     results_root, md_path = Path(results_root), Path(md_path)
     names = [d.name for d in sorted(results_root.iterdir()) if d.is_dir()] if results_root.is_dir() else []
+    names = [s for s in names if s not in OWN_TABLES]
     names = [s for s in SUITES if s in names] + [s for s in names if s not in SUITES]
     per_suite = {s: read_suite(results_root / s) for s in names}
     total = sum(len(v) for v in per_suite.values())
