@@ -215,3 +215,25 @@ def test_other_benchmarks_results_beside_the_suites_are_not_read_as_runs(results
         f.unlink()
     other.rmdir()
     assert write_report(results, tmp_path / "R3.md")[1] == n  # the same runs counted either way
+
+
+def test_best_minus_last_by_hand(tmp_path):
+    from noisyfit.bench.files import StoredRun
+    from noisyfit.bench.report import best_minus_last
+
+    def run(*accs):
+        return StoredRun("s", "ce", "worst", 0, tmp_path / "x.json",
+                         {"epochs": [{"epoch": i, "test_acc": a} for i, a in enumerate(accs)]})
+
+    gap, epoch = best_minus_last(run(0.5, 0.7, 0.7, 0.6))
+    assert gap == pytest.approx(0.1) and epoch == 2  # the first of two equal best epochs, 1-based
+    assert best_minus_last(run(0.5, 0.6)) == (0.0, 2)  # the last epoch is the best: nothing lost
+    assert best_minus_last(run(0.5, None)) is None  # an epoch without a test accuracy: no figure
+    assert best_minus_last(StoredRun("s", "ce", "worst", 0, tmp_path / "x.json", {})) is None
+
+
+def test_report_shows_the_accuracy_lost_by_the_end_of_training(results, tmp_path):
+    md = write_report(results, tmp_path / "R.md")[0].read_text()
+    assert "#### Accuracy lost by the end of training (points)" in md
+    # the fixture's curves rise to their last epoch: nothing lost, best epoch 3 for each of CE's seeds
+    assert "| ce | sym40 | 0.00 ± 0.00 (n=3) | 3, 3, 3 |" in md

@@ -144,6 +144,38 @@ def _accuracy_section(cells: list[Cell], label_sets: list[str], marks: dict[str,
     return ["#### Test accuracy (%)", ""] + _table(header, rows)
 
 
+def best_minus_last(run: StoredRun) -> tuple[float, int] | None:
+    """(best epoch's test accuracy minus the last epoch's, 1-based best epoch) of a run's curve, or None.
+
+    The best epoch is chosen on the test set: only a measure of how much accuracy the end of training lost
+    (memorisation of the wrong labels), never a reported accuracy.
+    """
+    accs = [e.get("test_acc") for e in run.data.get("epochs") or []]
+    if not accs or any(not isinstance(a, (int, float)) for a in accs):
+        return None
+    best = max(range(len(accs)), key=lambda i: (accs[i], -i))  # the first of equal maxima
+    return accs[best] - accs[-1], best + 1
+
+
+def _late_loss_section(cells: list[Cell], label_sets: list[str]) -> list[str]:
+    rows = []
+    for c in cells:
+        if c.method == CLEANLAB or c.label_set not in label_sets:
+            continue
+        got = [g for g in (best_minus_last(r) for r in c.runs) if g is not None]
+        if not got:
+            continue
+        rows.append([c.label, c.label_set, fmt_stat([g[0] for g in got], scale=100, with_n=True),
+                     ", ".join(str(g[1]) for g in got)])
+    if not rows:
+        return []
+    return ["#### Accuracy lost by the end of training (points)", "",
+            "Best epoch's test accuracy minus the last epoch's, per run (the best epoch picked on the test "
+            "set, so this measures memorisation and is never a reported accuracy); *best epoch* lists each "
+            "seed's. A method that stops memorisation keeps this near 0 where CE's is large.", ""] + \
+        _table(["method", "label set", "best − last", "best epoch"], rows)
+
+
 def _head_accuracies(run: StoredRun) -> dict[str, tuple[float | None, float | None]]:
     """``{head: (last-epoch test acc, test acc at the selected epoch)}`` of a run's extra predictors.
 
@@ -417,6 +449,8 @@ def _suite_section(suite: str, suite_dir: Path, runs: list[StoredRun], plots: li
     desc = SUITES[suite].description if suite in SUITES else "(not a suite of this noisyfit version)"
     out = [f"## Suite `{suite}`", "", desc, ""] + _evidence(runs) + _protocol(cells) + [""]
     out += _accuracy_section(cells, label_sets, marks) + [""]
+    late = _late_loss_section(cells, label_sets)
+    out += late + ([""] if late else [])
     if marks:
         out += [f"{OTHER_PROTOCOL} protocol differs from CE's: "
                 + "; ".join(f"**{k}**: {v}" for k, v in marks.items()) + ".", ""]
