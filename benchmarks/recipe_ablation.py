@@ -31,7 +31,9 @@ After every run the table ``benchmarks/RECIPE_ABLATION.md`` is written again fro
     .venv/bin/python benchmarks/recipe_ablation.py --report           # only rewrite the table
 
 Run it alone on the machine (DEVELOPERS.md): 11 rows x 2 label sets = 22 runs of about 15 minutes each on 2
-cores (the TTA rows' evaluation costs about 6x the usual 6 s per epoch).
+cores (the TTA rows' evaluation costs about 6x the usual 6 s per epoch). Beside another long job, give each
+one thread (``--threads 1``; benchmarks/results/contention.md): the seconds per epoch of the table then
+compare rows run under the same sharing only (its ``others' CPU`` figures say how much the machine was shared).
 """
 
 from __future__ import annotations
