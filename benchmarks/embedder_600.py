@@ -16,8 +16,9 @@ The setting of the issue, with an embedder that never saw the audited classes:
    rate, the model-quality figures (agreement with the given labels per fold) and the seconds.
 
 Writes ``benchmarks/results/embedder/600-autoC.json`` and ``600-autoC.md`` (``600-testsplit.*`` with
-``--embedder-set test-split``); ``600.json``/``600.md`` are the first measurement, made when the logistic
-regression's C was fixed at 0.1 and kept as they were (a new protocol is a new file). Run folders and the image folder go to
+``--embedder-set test-split``; ``--stem NAME`` for another name). A committed result is evidence: the script
+refuses to overwrite one (give a new ``--stem``). ``600.json``/``600.md`` hold the same measurement as
+``600-autoC.*``; ``600-fixedC.*`` is the first one, made when the logistic regression's C was fixed at 0.1. Run folders and the image folder go to
 ``runs/embedder-600/`` (not committed). Resumable: a finished training run, export or audit is reused
 (``--redo`` runs the audits again). Run it alone on the machine (DEVELOPERS.md): the training is the
 CPU protocol's CE on half of CIFAR-10, about half of its 13-15 minutes.
@@ -181,6 +182,8 @@ def main() -> None:
                     help="train the embedder on CIFAR-10 classes 0-4 (never saw the audited classes; the issue's "
                          "setting) or on the test split of all 10 classes (saw the classes, not the images)")
     ap.add_argument("--redo", action="store_true", help="run the audits again")
+    ap.add_argument("--stem", help="result file name without extension (default 600-autoC, or 600-testsplit); "
+                                   "an existing result file is never overwritten")
     ap.add_argument("--skip-pixel-mlp", action="store_true", help="leave out the default (no embedder) audit")
     a = ap.parse_args()
     import os
@@ -251,8 +254,16 @@ def main() -> None:
                   "test-split": "the CIFAR-10 test split, all 10 classes (clean labels): saw the audited classes, "
                                 "none of the audited images"}[a.embedder_set], **stages}, "audits": rows,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    # "autoC": the logistic regression's C chosen on inner folds (the default since 600.json was measured)
-    stem = "600-autoC" if a.embedder_set == "others" else "600-testsplit"
+    # "autoC": the logistic regression's C chosen on inner folds (the default since 600-fixedC was measured)
+    stem = a.stem or ("600-autoC" if a.embedder_set == "others" else "600-testsplit")
+    taken = [p for p in (results / f"{stem}.json", results / f"{stem}.md") if p.exists()]
+    if taken:
+        raw = work / f"{stem}.unsaved.json"
+        raw.write_text(json.dumps(report, indent=2))
+        print(f"{taken[0]} exists and a result file is evidence: not overwritten. This measurement is in {raw}; "
+              "run again with --stem NEW_NAME to store it under a new name (finished audits are reused).",
+              file=sys.stderr)
+        sys.exit(2)
     (results / f"{stem}.json").write_text(json.dumps(report, indent=2))
     lines = ["| audit | flagged | precision | recall | F1 | AUROC | suggestion acc. | est. noise | fold agreement | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
