@@ -17,6 +17,15 @@ row                 what changes (settings; see noisyfit.engine.recipe)
 ``tta``             test-time augmentation, mirror + 1-pixel translations (``train.eval_tta``)
 ``all``             every trick above (Lookahead for the average), as airbench94 combines them
 ``all-but-ls-tta``  every trick that leaves the loss and the evaluation alone
+``hyp``             airbench94's optimiser settings at the protocol's batch 512: its lr of 11.5 per 1024
+                    examples (summed loss, decoupled from momentum) is 0.75 on our mean loss at batch 512,
+                    momentum 0.85, weight decay 1.33e-3 (the same decay per example), its triangular lr
+                    schedule (0.2 -> 1 at 23% -> 0.07, ``optim.schedule=triangle``)
+``bnscale``         airbench94's BatchNorm (scale fixed at 1, momentum 0.6 in its convention, eps 1e-12) and its
+                    1/9 output scale after a bias-free head (``model.args.bn/logit_scale/head_bias``)
+``crop2``           airbench94's 2-pixel crop translation (``train.crop_pad=2``; protocol: 4)
+``airbench``        airbench94's whole recipe: ``all`` + ``hyp`` + ``bnscale`` + ``crop2`` at its batch of 1024
+                    (lr 1.5) and 10 epochs (airbench94: 9.9)
 ==================  ======================================================================================
 
 Runs go through the bench machinery (:mod:`noisyfit.bench.runner`): one ``noisyfit train`` process per run in
@@ -30,7 +39,7 @@ After every run the table ``benchmarks/RECIPE_ABLATION.md`` is written again fro
     .venv/bin/python benchmarks/recipe_ablation.py --rows base,all --seeds 0,1,2
     .venv/bin/python benchmarks/recipe_ablation.py --report           # only rewrite the table
 
-Run it alone on the machine (DEVELOPERS.md): 11 rows x 2 label sets = 22 runs of about 15 minutes each on 2
+Run it alone on the machine (DEVELOPERS.md): 15 rows x 2 label sets = 30 runs of about 15 minutes each on 2
 cores (the TTA rows' evaluation costs about 6x the usual 6 s per epoch). Beside another long job, give each
 one thread (``--threads 1``; benchmarks/results/contention.md): the seconds per epoch of the table then
 compare rows run under the same sharing only (its ``others' CPU`` figures say how much the machine was shared).
@@ -66,6 +75,15 @@ EMA = ("train.ema=ema",)
 LOOKAHEAD = ("train.ema=lookahead",)
 ALTFLIP = ("train.flip=alternate",)
 TTA = ("train.eval_tta=mirror_translate",)
+# airbench94's lr is 11.5 per 1024 examples on a summed loss, divided by 1024 * (1 + 1 / (1 - momentum)):
+# 1.465e-3 per example, so 0.75 on a mean loss at batch 512 (1.5 at 1024); its weight decay, 0.0153 per 1024
+# examples, is 1.33e-3 times the lr on a mean loss at any batch size.
+HYP_BUT_LR = ("optim.momentum=0.85", "optim.weight_decay=1.33e-3", "optim.schedule=triangle",
+              "optim.warmup_epochs=0")
+HYP = ("optim.lr=0.75", *HYP_BUT_LR)
+BNSCALE = ("model.args.bn=airbench", "model.args.logit_scale=0.1111111111111111", "model.args.head_bias=false")
+CROP2 = ("train.crop_pad=2",)
+AIRBENCH_SIZE = ("train.batch_size=1024", "optim.lr=1.5", "train.epochs=10", *HYP_BUT_LR)
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,8 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA),
     Row("all-but-ls-tta", "every trick but label smoothing and TTA", BASE_PRESET,
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP),
+    Row("airbench", "airbench94's whole recipe, batch 1024, 10 epochs", "ce/cpu-cifar10n-ls",
+        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
     Row("whiten", "2x2 patch-whitening stem", overrides=WHITEN),
     Row("dirac", "identity init of the convs", overrides=DIRAC),
     Row("bnbias", "BN biases at 64x lr", overrides=BNBIAS),
@@ -95,10 +115,14 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
     Row("lookahead", "Lookahead (EMA, reset every 5 steps)", overrides=LOOKAHEAD),
     Row("altflip", "alternating flips", overrides=ALTFLIP),
     Row("tta", "TTA: mirror + 1-px shifts (6 views)", overrides=TTA),
+    Row("hyp", "airbench94's lr, momentum, weight decay, schedule", overrides=HYP),
+    Row("bnscale", "airbench94's BatchNorm and 1/9 output scale", overrides=BNSCALE),
+    Row("crop2", "2-pixel crop translation", overrides=CROP2),
 )
 #: rows whose numbers do not mean what CE's mean (see NOTE)
 CHANGES_MEANING = {"ls": "loss", "tta": "evaluation", "ema": "kept weights", "lookahead": "kept weights",
-                   "all": "loss, evaluation, kept weights", "all-but-ls-tta": "kept weights"}
+                   "all": "loss, evaluation, kept weights", "all-but-ls-tta": "kept weights",
+                   "airbench": "loss, evaluation, kept weights"}
 
 NOTE = """\
 ## Which tricks change the meaning of a noisy-label comparison
@@ -117,7 +141,8 @@ NOTE = """\
   probabilities come from the averaged model). Averaging also smooths the late fit of wrong labels, which is
   itself a noise-robustness mechanism (a mean-teacher flavour; ELR+ keeps its own weight average). Adopted, it is
   part of a protocol applied to every method, never a change to CE alone.
-* **Whitening, identity init, BN-bias lr, alternating flips** change the network and its optimisation for every
+* **Whitening, identity init, BN-bias lr, alternating flips, airbench's optimiser settings, BatchNorm, output
+  scale and crop translation** change the network and its optimisation for every
   method alike: protocol changes. They make a new protocol version (a new suite); results of different suites
   are never pooled.
 """

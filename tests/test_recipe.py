@@ -15,7 +15,7 @@ from noisyfit.data.augment import Augmenter
 from noisyfit.data.batches import iterate_batches
 from noisyfit.data.labeled import DatasetSplits
 from noisyfit.engine.ema import WeightAverage
-from noisyfit.engine.optim import build_optimizer
+from noisyfit.engine.optim import build_optimizer, lr_factor
 from noisyfit.engine.trainer import Trainer
 from noisyfit.engine.tta import TTA_VIEWS, View, apply_view, tta_logits, with_tta
 from noisyfit.models.backbones import create_backbone
@@ -25,7 +25,8 @@ IMAGE_RUN = ("model.backbone=fastcnn", "model.args.widths=[8,16,16]", "model.arg
              "train.epochs=2", "train.batch_size=32", "data.noise=sym:0.2")
 ALL_ON = ("model.args.whiten=true", "model.args.whiten_bias_epochs=1", "model.args.dirac=true",
           "optim.bn_bias_lr_scale=8", "train.flip=alternate", "train.ema=lookahead", "train.ema_every=2",
-          "train.eval_tta=mirror_translate")
+          "train.eval_tta=mirror_translate", "model.args.bn=airbench", "model.args.logit_scale=0.2",
+          "model.args.head_bias=false", "train.crop_pad=2", "optim.schedule=triangle", "optim.warmup_epochs=0")
 
 
 def _splits():
@@ -60,7 +61,9 @@ def test_defaults_reproduce_the_run_made_before_the_options_existed():
 
 def test_options_at_their_defaults_change_nothing():
     explicit = ("model.args.whiten=false", "model.args.dirac=false", "optim.bn_bias_lr_scale=1.0",
-                "train.flip=random", "train.ema=none", "train.eval_tta=none", "method.args.label_smoothing=0.0")
+                "train.flip=random", "train.ema=none", "train.eval_tta=none", "method.args.label_smoothing=0.0",
+                "model.args.bn=torch", "model.args.logit_scale=1.0", "model.args.head_bias=true", "train.crop_pad=4",
+                "optim.triangle=[0.5,0.5,0.5]")  # unused unless optim.schedule=triangle
     a = Trainer(tiny_cfg(*IMAGE_RUN), None, splits=_splits())
     ra = a.fit()
     b = Trainer(tiny_cfg(*IMAGE_RUN, *explicit), None, splits=_splits())
@@ -158,6 +161,76 @@ def test_dirac_makes_second_convs_identities_and_first_convs_pass_their_inputs()
     assert torch.allclose(g0.conv2(x8), x8, atol=1e-6)
     plain = create_backbone("fastcnn", num_classes=3, input_shape=(3, 16, 16), widths=[8, 16, 16], stem_width=4)
     assert not torch.allclose(plain.groups[0].conv2(x8), x8)
+
+
+# ------------------------------------------------------------------------------------------------ airbench's
+# BatchNorm, output scale, crop translation and lr schedule
+def test_airbench_batchnorm_has_a_fixed_unit_scale_and_its_momentum():
+    net = create_backbone("fastcnn", num_classes=3, input_shape=(3, 16, 16), widths=[8, 8, 8], stem_width=4,
+                          bn="airbench")
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 7 and all(m.momentum == 0.4 and m.eps == 1e-12 for m in bns)
+    assert all(not m.weight.requires_grad and m.bias.requires_grad for m in bns)
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.5, weight_decay=0.1)
+    net(torch.randn(4, 3, 16, 16)).square().sum().backward()
+    opt.step()
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in bns)  # untouched by step and decay
+    assert not all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in bns)
+    # running mean after one batch: 0.4 of the batch mean (PyTorch convention; airbench writes 0.6)
+    fresh = create_backbone("fastcnn", num_classes=3, input_shape=(3, 16, 16), widths=[8, 8, 8], stem_width=4,
+                            bn="airbench").stem[1]
+    x = torch.randn(5, 4, 3, 3) + 2.0
+    fresh(x)
+    assert torch.allclose(fresh.running_mean, 0.4 * x.mean(dim=(0, 2, 3)), atol=1e-6)
+    default_bn = create_backbone("fastcnn", num_classes=3, input_shape=(3, 16, 16)).stem[1]
+    assert default_bn.momentum == 0.1 and default_bn.weight.requires_grad  # the protocol's network unchanged
+    with pytest.raises(ValueError, match="bn must be one of"):
+        create_backbone("fastcnn", num_classes=3, input_shape=(3, 16, 16), bn="layer")
+
+
+def test_logit_scale_without_head_bias_scales_the_logits_exactly():
+    kw = dict(num_classes=3, input_shape=(3, 16, 16), widths=[8, 8, 8], stem_width=4, head_bias=False)
+    plain = create_backbone("fastcnn", **kw).eval()
+    scaled = create_backbone("fastcnn", logit_scale=1 / 9, **kw).eval()
+    scaled.load_state_dict(plain.state_dict())
+    assert plain.head.bias is None
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.allclose(scaled(x), plain(x) / 9, atol=1e-6)
+    with pytest.raises(ValueError, match="logit_scale must be positive"):
+        create_backbone("fastcnn", logit_scale=0.0, **kw)
+
+
+def test_crop_pad_bounds_the_translation():
+    # each image is a ramp of unique values: a crop's top-left value tells its shift exactly
+    x = torch.arange(16 * 16, dtype=torch.float32).view(1, 1, 16, 16).expand(400, 1, 16, 16).contiguous()
+    torch.manual_seed(0)
+    aug = Augmenter(torch.zeros(1), torch.ones(1), is_image=True, pad=2, flip=False, channels_last=False)
+    out = aug.crop_flip(x)
+    padded = torch.nn.functional.pad(x[:1], (2, 2, 2, 2), mode="reflect")[0, 0]
+    shifts = set()
+    for img in out[:, 0]:
+        hits = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[dy:dy + 16, dx:dx + 16], img)]
+        assert len(hits) == 1
+        shifts.add(hits[0])
+    assert shifts == {(dy, dx) for dy in range(5) for dx in range(5)}  # every shift in [-2, 2]^2, none beyond
+    with pytest.raises(ConfigError, match="crop_pad"):
+        Trainer(tiny_cfg(*IMAGE_RUN, "train.crop_pad=-1"), None, splits=_splits())
+
+
+def test_triangle_schedule_by_hand():
+    cfg = load_config(None, ["optim.schedule=triangle", "optim.warmup_epochs=0"]).optim
+    assert lr_factor(cfg, 0.0, 10) == pytest.approx(0.2)
+    assert lr_factor(cfg, 2.3, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 1.15, 10) == pytest.approx(0.6)  # halfway up: 0.2 + 0.8 / 2
+    assert lr_factor(cfg, 10.0, 10) == pytest.approx(0.07)
+    assert lr_factor(cfg, 6.15, 10) == pytest.approx(0.535)  # halfway down: (1 + 0.07) / 2
+    with pytest.raises(ConfigError, match="own warm-up"):
+        lr_factor(load_config(None, ["optim.schedule=triangle", "optim.warmup_epochs=1"]).optim, 0.5, 10)
+    with pytest.raises(ConfigError, match="peak_at"):
+        lr_factor(load_config(None, ["optim.schedule=triangle", "optim.warmup_epochs=0",
+                                     "optim.triangle=[0.2,1.5,0.1]"]).optim, 0.5, 10)
+    with pytest.raises(ConfigError, match="own warm-up"):  # refused before any training
+        Trainer(tiny_cfg("optim.schedule=triangle", "optim.warmup_epochs=1"), None, splits=_splits())
 
 
 # ------------------------------------------------------------------------------------------------ BN bias lr

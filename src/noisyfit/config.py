@@ -59,13 +59,16 @@ class OptimConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     betas: tuple = (0.9, 0.999)
-    #: constant | cosine | linear | step | cosine_restarts | cosine_periodic; stepped every iteration
+    #: constant | cosine | linear | step | cosine_restarts | cosine_periodic | triangle; stepped every iteration
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     min_lr: float = 0.0
     milestones: list = field(default_factory=list)  # epochs, for "step"
     gamma: float = 0.1
     restart_period: float = 10.0  # epochs: the period of "cosine_restarts", T_max of "cosine_periodic"
+    #: "triangle": [start, peak_at, end]: the lr factor rises linearly from start to 1 over the first peak_at
+    #: of the run, then falls linearly to end (airbench94: 0.2, 0.23, 0.07); it is its own warm-up
+    triangle: list = field(default_factory=lambda: [0.2, 0.23, 0.07])
     grad_clip: float | None = None
     #: learning rate of BatchNorm biases = lr x this, their weight decay / this (airbench94: 64; 1 = off)
     bn_bias_lr_scale: float = 1.0
@@ -97,6 +100,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     tensorboard: bool = True
     progress: bool = True
+    #: pixels of reflect padding for the random-crop translation of image views (airbench94: 2)
+    crop_pad: int = 4
     #: horizontal flips of training views: random | alternate (airbench94: each image's first flip drawn
     #: once, then mirrored every other epoch; noisyfit.data.altflip)
     flip: str = "random"

@@ -38,7 +38,8 @@ LEGACY_DEFAULTS = {("train", "strong_draw"): "batch"}
 #: keys added after runs were stored whose default *is* the behaviour those older runs had (options added
 #: with a default that keeps earlier results reproducible): a run lacking one gets the current default. A key
 #: whose default changed what runs do belongs in LEGACY_DEFAULTS instead, with the old value.
-ADDED_WITH_OLD_BEHAVIOUR = {("data", "stream"), ("optim", "bn_bias_lr_scale"), ("train", "flip"),
+ADDED_WITH_OLD_BEHAVIOUR = {("data", "stream"), ("optim", "bn_bias_lr_scale"), ("optim", "triangle"),
+                            ("train", "crop_pad"), ("train", "flip"),
                             ("train", "ema"), ("train", "ema_decay"), ("train", "ema_every"), ("train", "ema_ramp"),
                             ("train", "eval_tta"), ("train", "track_fit")}
 

@@ -11,6 +11,10 @@ option                        where it acts
                               bias after ``model.args.whiten_bias_epochs``
 ``model.args.dirac``          fastcnn's constructor (identity initialisation)
 ``optim.bn_bias_lr_scale``    :func:`noisyfit.engine.optim.build_optimizer` (BatchNorm biases' lr)
+``optim.schedule=triangle``   :func:`noisyfit.engine.optim.triangle_factor` (airbench94's lr schedule)
+``model.args.bn/logit_scale`` fastcnn's constructor (airbench's BatchNorm; 1/9 output scale, no head bias
+                              with ``head_bias: false``)
+``train.crop_pad``            the Augmenter's crop translation (airbench94: 2 pixels; protocol: 4)
 ``method.args.label_smoothing``  CE's loss (a method hyper-parameter: its own bench row, ``ce-ls``)
 ``train.ema`` (+ ``ema_*``)   :class:`noisyfit.engine.ema.WeightAverage`, built by :func:`setup_recipe`
 ``train.flip``                the Augmenter's flips (``alternate``: :mod:`noisyfit.data.altflip`);
@@ -26,6 +30,7 @@ import torch.nn as nn
 
 from noisyfit.config import Config, ConfigError
 from noisyfit.engine.ema import WeightAverage
+from noisyfit.engine.optim import lr_factor
 from noisyfit.engine.tta import tta_views
 from noisyfit.models.whitening import WHITEN_IMAGES
 
@@ -33,6 +38,7 @@ from noisyfit.models.whitening import WHITEN_IMAGES
 def setup_recipe(method: nn.Module, cfg: Config, is_image: bool) -> WeightAverage | None:
     """Check the recipe settings before training starts; the weight average (None unless ``train.ema``)."""
     tc = cfg.train
+    lr_factor(cfg.optim, 0.0, tc.epochs)  # a bad schedule fails here, before any training
     tta_views(tc.eval_tta)
     if tc.eval_tta != "none" and not is_image:
         raise ConfigError(f"train.eval_tta={tc.eval_tta!r} mirrors and shifts images; this data set has feature "

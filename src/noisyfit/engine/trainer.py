@@ -153,7 +153,10 @@ class Trainer:
             prep = lambda ld: TensorStore((to_device_tensor(ld, self.device) - fmean.to(self.device))  # noqa: E731
                                           / fstd.to(self.device))
             self.train_x = prep(tr)
+        if self.cfg.train.crop_pad < 0:
+            raise ConfigError(f"train.crop_pad={self.cfg.train.crop_pad} must be >= 0")
         self.augmenter = Augmenter(mean, std, is_image=self.is_image, strong_policy=self.cfg.train.strong_policy,
+                                   pad=self.cfg.train.crop_pad,
                                    channels_last=self.cfg.train.channels_last and self.is_image,
                                    strong_draw=self.cfg.train.strong_draw, flip_mode=self.cfg.train.flip,
                                    flip_seed=self.cfg.train.seed).to(self.device)

@@ -153,6 +153,10 @@ class _ConvGroup(nn.Module):
         return F.gelu(self.bn2(self.conv2(x)))
 
 
+#: fastcnn's ``bn`` choices: PyTorch's BatchNorm2d defaults, or airbench94's settings
+FASTCNN_BATCHNORMS = ("torch", "airbench")
+
+
 class FastCNN(Backbone):
     """airbench94-shaped CNN (Jordan 2024, arXiv:2404.00498).
 
@@ -174,14 +178,32 @@ class FastCNN(Backbone):
         identity. Applied to the groups' convs and to the 3x3 stem (not to the whitening conv, whose weights
         come from data).
 
-    Departures from airbench94 kept in both cases: BatchNorm with a learnable scale and PyTorch's momentum
-    and eps (airbench: no scale, momentum 0.6, eps 1e-12), a linear head with a bias and no 1/9 output
-    scaling, global max pooling of whatever size is left (airbench: MaxPool2d(3) over the 3x3 map).
+    bn : str
+        ``"torch"`` (default): PyTorch's BatchNorm2d, learnable scale, momentum 0.1, eps 1e-5. ``"airbench"``:
+        airbench94's: the scale fixed at 1 (not trained), running statistics updated with PyTorch momentum
+        0.4 (airbench writes it as 0.6, the weight of the old value), eps 1e-12.
+    logit_scale : float
+        Multiplies the pooled features before the head (airbench94: 1/9). With ``head_bias=False`` the logits
+        are exactly scaled by it, as airbench's ``Mul`` after its bias-free linear layer; 1 (default) = off.
+        Methods that read the features (projection heads, class centres) see the scaled features too.
+    head_bias : bool
+        The linear head's bias (airbench94: none).
+
+    Kept in every case: global max pooling of whatever size is left (airbench: MaxPool2d(3) over the 3x3
+    map, the same thing on 32x32 inputs).
     """
 
     def __init__(self, num_classes: int, in_channels: int, widths: Sequence[int] = (64, 256, 256),
-                 stem_width: int = 32, whiten: bool = False, whiten_bias_epochs: int = 3, dirac: bool = False):
+                 stem_width: int = 32, whiten: bool = False, whiten_bias_epochs: int = 3, dirac: bool = False,
+                 bn: str = "torch", logit_scale: float = 1.0, head_bias: bool = True):
         super().__init__(widths[-1], num_classes)
+        if bn not in FASTCNN_BATCHNORMS:
+            raise ValueError(f"fastcnn: bn must be one of {FASTCNN_BATCHNORMS}, got {bn!r}")
+        if not logit_scale > 0:
+            raise ValueError(f"fastcnn: logit_scale must be positive, got {logit_scale}")
+        self.logit_scale = float(logit_scale)
+        if not head_bias:
+            self.head = nn.Linear(widths[-1], num_classes, bias=False)
         if whiten:
             from noisyfit.models.whitening import PatchWhitening
 
@@ -193,6 +215,11 @@ class FastCNN(Backbone):
         chans = [stem_width, *widths]
         self.groups = nn.Sequential(*[_ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
         self.needs_data_init = bool(whiten)
+        if bn == "airbench":
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.momentum, m.eps = 0.4, 1e-12
+                    m.weight.requires_grad_(False)  # stays at its initial 1
         if dirac:  # after every default init: consumes no random numbers
             with torch.no_grad():
                 for m in self.modules():
@@ -211,15 +238,15 @@ class FastCNN(Backbone):
             self.stem.set_epoch(epoch)
 
     def forward_features(self, x):
-        x = self.groups(self.stem(x))
-        return torch.amax(x, dim=(2, 3))
+        x = torch.amax(self.groups(self.stem(x)), dim=(2, 3))
+        return x * self.logit_scale if self.logit_scale != 1.0 else x
 
 
 @register_backbone("fastcnn")
 def _fastcnn(num_classes, input_shape, widths=(64, 256, 256), stem_width=32, whiten=False, whiten_bias_epochs=3,
-             dirac=False):
+             dirac=False, bn="torch", logit_scale=1.0, head_bias=True):
     return FastCNN(num_classes, _require_image("fastcnn", input_shape), tuple(widths), stem_width, bool(whiten),
-                   int(whiten_bias_epochs), bool(dirac))
+                   int(whiten_bias_epochs), bool(dirac), str(bn), float(logit_scale), bool(head_bias))
 
 
 # ---------------------------------------------------------------------------------------------------
