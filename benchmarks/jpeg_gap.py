@@ -1,0 +1,229 @@
+"""How much accuracy the lossy JPEG copy of CIFAR-10 costs (issue 21): the same images, lossless and JPEG.
+
+Every bench number trains and tests on ``cifar10-jpeg.tar.gz`` (median PSNR 30.5 dB against the original
+pixels), while airbench's 94% and the papers' figures use the original pixels. The full lossless set is not
+on this machine, but ``cifar10_lossless_partial.npz`` holds the original pixels of 5,085 training and 1,017
+test images. So: train CE on those 5,085 images twice, once from the original pixels and once from their JPEG
+files (same positions, same labels, same seed, so the same batches and augmentation draws), and test every
+model on both versions of the 1,017 test images. The 2 x 2 table separates the two costs:
+
+* training on JPEG rather than lossless pixels (test fixed), and
+* testing on JPEG rather than lossless pixels (model fixed; a paired comparison on the same 1,017 images).
+
+It is a 5,085-image measurement (a tenth of CIFAR-10), so its accuracies sit far below the full set's; the
+gap is what it reports, with the caveat that a gap at this scale need not equal the gap at 50,000 images.
+
+Recipe: ``ce/cpu-cifar10n-long`` (fastcnn 64/256/256, batch 128, lr 0.05 with a 2-epoch warm-up, bf16) on
+all 5,085 images (no subset, no validation hold-out), ``--epochs`` epochs (default 20); ``--set`` adds
+overrides (e.g. a recipe option of issue 21). Alignment is checked first: the median PSNR between the two
+versions must be that of the data README (about 30.5 dB); a misaligned pair would stop the script (exit 2).
+
+Each run is one :class:`noisyfit.engine.trainer.Trainer` in ``runs/jpeg-gap/<tag>/<train version>/seed<S>/``
+(resumable: a cut run continues from its checkpoint); its result goes to
+``benchmarks/results/jpeg-gap/<tag>__<train version>__seed<S>.json`` and a finished one is skipped. The table
+``benchmarks/JPEG_GAP.md`` is rewritten from the result files after every run.
+
+    .venv/bin/python benchmarks/jpeg_gap.py --seeds 0,1,2 --threads 1
+    .venv/bin/python benchmarks/jpeg_gap.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+RESULTS = ROOT / "benchmarks" / "results" / "jpeg-gap"
+TABLE = ROOT / "benchmarks" / "JPEG_GAP.md"
+RUNS = ROOT / "runs" / "jpeg-gap"
+PRESET = "ce/cpu-cifar10n-long"
+VERSIONS = ("lossless", "jpeg")
+#: the data README's figure for these same pairs; a misaligned pair gives about 10 dB
+EXPECTED_PSNR = 30.5
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image PSNR in dB of two uint8 [N, H, W, C] arrays."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(axis=1)
+    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))
+
+
+def load_pairs(data_dir: Path) -> dict:
+    """The original and the JPEG pixels of the partial set's training and test positions, with labels."""
+    from noisyfit.data.cifar10_jpeg import load_cifar10_jpeg
+
+    with np.load(data_dir / "cifar10_lossless_partial.npz") as z:
+        part = {k: z[k] for k in ("train_idx", "x_train", "y_train", "test_idx", "x_test", "y_test")}
+    jpeg = load_cifar10_jpeg(data_dir, progress=False)
+    out = {}
+    for split, full in (("train", jpeg.train), ("test", jpeg.test)):
+        idx = part[f"{split}_idx"]
+        if not np.array_equal(full.labels[idx], part[f"y_{split}"]):
+            raise SystemExit(f"the JPEG {split} labels at the partial set's positions differ from its labels")
+        out[split] = {"lossless": part[f"x_{split}"], "jpeg": full.x[idx], "y": part[f"y_{split}"],
+                      "class_names": full.class_names, "index": idx}
+    return out
+
+
+def check_alignment(pairs: dict) -> dict:
+    figures = {}
+    for split in ("train", "test"):
+        p = psnr(pairs[split]["lossless"], pairs[split]["jpeg"])
+        figures[split] = {"median_psnr_db": round(float(np.median(p)), 2), "min_psnr_db": round(float(p.min()), 2),
+                          "images": int(len(p))}
+        if abs(figures[split]["median_psnr_db"] - EXPECTED_PSNR) > 1.0:
+            print(f"error: {split} pairs have a median PSNR of {figures[split]['median_psnr_db']} dB, not about "
+                  f"{EXPECTED_PSNR}: the two versions are not the same images", file=sys.stderr)
+            raise SystemExit(2)
+    return figures
+
+
+def labeled(pairs: dict, split: str, version: str):
+    from noisyfit.data.labeled import LabeledData
+
+    d = pairs[split]
+    return LabeledData(np.ascontiguousarray(d[version]), d["y"].astype(np.int64), list(d["class_names"]),
+                       true_labels=d["y"].astype(np.int64), name=f"cifar10-{version}-partial/{split}")
+
+
+def run_one(pairs: dict, tag: str, version: str, seed: int, epochs: int, overrides: list[str],
+            threads: int | None, runs: Path = RUNS) -> dict:
+    import torch
+
+    from noisyfit.config import load_config
+    from noisyfit.data.labeled import DatasetSplits
+    from noisyfit.engine.ema import eval_weights
+    from noisyfit.engine.run_data import to_device_tensor
+    from noisyfit.engine.trainer import Trainer
+
+    over = ["data.train_subset=null", "data.val_fraction=0", "train.track_fit=false", f"train.epochs={epochs}",
+            f"train.seed={seed}", "train.progress=false", *overrides]
+    if threads:
+        over.append(f"train.threads={threads}")
+    cfg = load_config(PRESET, over)
+    out = runs / tag / version / f"seed{seed}"
+    splits = DatasetSplits(labeled(pairs, "train", version), labeled(pairs, "test", version))
+    resume = (out / "checkpoint.pt").is_file()
+    t0 = time.time()
+    tr = Trainer(cfg, out, splits=splits, resume=resume, command=sys.argv)
+    res = tr.fit()
+    accs = {}
+    with torch.no_grad(), eval_weights(tr.weight_avg, tr.method):
+        for test_version in VERSIONS:
+            x = to_device_tensor(labeled(pairs, "test", test_version), tr.device)
+            y = torch.from_numpy(pairs["test"]["y"]).to(tr.device)
+            accs[test_version] = tr.accuracy_on(x, y)
+    return {"tag": tag, "train_version": version, "seed": seed, "epochs": epochs, "preset": PRESET,
+            "set": list(overrides), "overrides": over, "test_acc": accs, "train_images": int(len(pairs["train"]["y"])),
+            "test_images": int(len(pairs["test"]["y"])),
+            "train_seconds_total": res["compute"].get("train_seconds_total"),
+            "wall_seconds_this_session": round(time.time() - t0, 1), "resumed": resume,
+            "machine": res.get("machine"), "commit": res.get("commit"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    m = 100 * statistics.fmean(values)
+    if len(values) < 2:
+        return f"{m:.2f} (n=1)"
+    return f"{m:.2f} ± {100 * statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def write_table(results_dir: Path = RESULTS, table: Path = TABLE) -> str:
+    runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json")) if "__" in p.name]
+    align = results_dir / "alignment.json"
+    lines = ["# What the JPEG copy of CIFAR-10 costs (issue 21)", "",
+             "Generated by `benchmarks/jpeg_gap.py` from `benchmarks/results/jpeg-gap/`; do not edit by hand. CE "
+             "trained on the 5,085 CIFAR-10 training images whose original pixels we have "
+             "(`cifar10_lossless_partial.npz`), once from those pixels and once from their JPEG files, tested on "
+             "both versions of the 1,017 test images we have in both. Test accuracy in % (mean ± sd over seeds, "
+             "last epoch); Δ rows are paired per seed (same seed, same batches).", ""]
+    if align.is_file():
+        a = json.loads(align.read_text())
+        lines += [f"Alignment: median PSNR of the pairs {a['train']['median_psnr_db']} dB (train), "
+                  f"{a['test']['median_psnr_db']} dB (test); the data README gives {EXPECTED_PSNR} dB.", ""]
+    for tag in sorted({r["tag"] for r in runs}):
+        mine = [r for r in runs if r["tag"] == tag]
+        ex = mine[0]
+        lines += [f"## `{tag}`: {ex['preset']}, {ex['epochs']} epochs" + "".join(f", `{o}`" for o in ex["set"]), "",
+                  "| trained on | tested on lossless | tested on JPEG | JPEG test − lossless test |", "|---|---|---|---|"]
+        by = {(r["train_version"], r["seed"]): r for r in mine}
+        for version in VERSIONS:
+            rs = [r for r in mine if r["train_version"] == version]
+            lo = [r["test_acc"]["lossless"] for r in rs]
+            jp = [r["test_acc"]["jpeg"] for r in rs]
+            lines.append(f"| {version} | {_mean_sd(lo)} | {_mean_sd(jp)} | "
+                         f"{_mean_sd([b - a for a, b in zip(lo, jp)])} |")
+        seeds = sorted({s for v, s in by if ("lossless", s) in by and ("jpeg", s) in by})
+        for test_version in VERSIONS:
+            d = [by["jpeg", s]["test_acc"][test_version] - by["lossless", s]["test_acc"][test_version] for s in seeds]
+            lines.append(f"| Δ JPEG − lossless training, tested on {test_version} | | | {_mean_sd(d)} |")
+        secs = [r["train_seconds_total"] for r in mine if r.get("train_seconds_total")]
+        if secs:
+            lines += ["", f"Training seconds per run: {min(secs):.0f}-{max(secs):.0f} (runs given one thread each "
+                          "beside other jobs: not a speed figure)."]
+        lines.append("")
+    text = "\n".join(lines)
+    table.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    ap.add_argument("--tag", default="base", help="name of this recipe's rows (default: base)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--report", action="store_true", help="only rewrite the table")
+    ap.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)  # tests
+    ap.add_argument("--runs", type=Path, default=RUNS, help=argparse.SUPPRESS)
+    ap.add_argument("--table", type=Path, default=TABLE, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.report:
+        print(write_table(args.results, args.table))
+        return 0
+    from noisyfit.data.paths import resolve_data_dir
+
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is None or not (data_dir / "cifar10_lossless_partial.npz").is_file():
+        print(f"error: no cifar10_lossless_partial.npz in {data_dir}; give --data-dir", file=sys.stderr)
+        return 2
+    if args.set and args.tag == "base":
+        print("error: --set changes the recipe: give it its own --tag", file=sys.stderr)
+        return 2
+    pairs = load_pairs(data_dir)
+    args.results.mkdir(parents=True, exist_ok=True)
+    align = check_alignment(pairs)
+    if not (args.results / "alignment.json").is_file():
+        (args.results / "alignment.json").write_text(json.dumps(align, indent=1) + "\n")
+    print(f"aligned: median PSNR {align['train']['median_psnr_db']} dB (train), {align['test']['median_psnr_db']} "
+          f"dB (test)", flush=True)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for version in VERSIONS:
+            dest = args.results / f"{args.tag}__{version}__seed{seed}.json"
+            if dest.is_file():
+                print(f"{dest.name}: have results, skip", flush=True)
+                continue
+            print(f"{args.tag} · trained on {version} · seed {seed}: running", flush=True)
+            r = run_one(pairs, args.tag, version, seed, args.epochs, args.set, args.threads, args.runs)
+            dest.write_text(json.dumps(r, indent=1) + "\n")
+            print(f"  test acc: lossless {100 * r['test_acc']['lossless']:.2f}%, JPEG {100 * r['test_acc']['jpeg']:.2f}%"
+                  f" ({r['train_seconds_total']:.0f} s of training)", flush=True)
+            write_table(args.results, args.table)
+    print(write_table(args.results, args.table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
