@@ -213,8 +213,8 @@ def test_crop_pad_bounds_the_translation():
         assert len(hits) == 1
         shifts.add(hits[0])
     assert shifts == {(dy, dx) for dy in range(5) for dx in range(5)}  # every shift in [-2, 2]^2, none beyond
-    with pytest.raises(ConfigError, match="crop_pad"):
-        Trainer(tiny_cfg(*IMAGE_RUN, "train.crop_pad=-1"), None, splits=_splits())
+    with pytest.raises(ConfigError, match="crop_pad"):  # before any data: the data set named does not exist
+        Trainer(tiny_cfg(*IMAGE_RUN, "train.crop_pad=-1", "data.dataset=folder:/nonexistent/x"), None)
 
 
 def test_triangle_schedule_by_hand():
@@ -229,8 +229,9 @@ def test_triangle_schedule_by_hand():
     with pytest.raises(ConfigError, match="peak_at"):
         lr_factor(load_config(None, ["optim.schedule=triangle", "optim.warmup_epochs=0",
                                      "optim.triangle=[0.2,1.5,0.1]"]).optim, 0.5, 10)
-    with pytest.raises(ConfigError, match="own warm-up"):  # refused before any training
-        Trainer(tiny_cfg("optim.schedule=triangle", "optim.warmup_epochs=1"), None, splits=_splits())
+    with pytest.raises(ConfigError, match="own warm-up"):  # refused before any data is loaded
+        Trainer(tiny_cfg("optim.schedule=triangle", "optim.warmup_epochs=1", "data.dataset=folder:/nonexistent/x"),
+                None)
 
 
 # ------------------------------------------------------------------------------------------------ BN bias lr

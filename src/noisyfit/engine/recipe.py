@@ -35,11 +35,19 @@ from noisyfit.engine.tta import tta_views
 from noisyfit.models.whitening import WHITEN_IMAGES
 
 
+def check_settings(cfg: Config) -> None:
+    """The settings that need no data: the lr schedule, the crop translation, the TTA views (ConfigError).
+    The trainer calls it before it loads any data."""
+    lr_factor(cfg.optim, 0.0, cfg.train.epochs)
+    if cfg.train.crop_pad < 0:
+        raise ConfigError(f"train.crop_pad={cfg.train.crop_pad} must be >= 0")
+    tta_views(cfg.train.eval_tta)
+
+
 def setup_recipe(method: nn.Module, cfg: Config, is_image: bool) -> WeightAverage | None:
     """Check the recipe settings before training starts; the weight average (None unless ``train.ema``)."""
     tc = cfg.train
-    lr_factor(cfg.optim, 0.0, tc.epochs)  # a bad schedule fails here, before any training
-    tta_views(tc.eval_tta)
+    check_settings(cfg)
     if tc.eval_tta != "none" and not is_image:
         raise ConfigError(f"train.eval_tta={tc.eval_tta!r} mirrors and shifts images; this data set has feature "
                           "rows: use train.eval_tta=none")

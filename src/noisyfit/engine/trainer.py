@@ -33,7 +33,7 @@ from noisyfit.engine.step_sums import StepSums
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
 from noisyfit.engine.precision import autocast_context
 from noisyfit.engine.ema import eval_weights
-from noisyfit.engine.recipe import init_backbone_from_data, setup_recipe, start_epoch
+from noisyfit.engine.recipe import check_settings, init_backbone_from_data, setup_recipe, start_epoch
 from noisyfit.engine.tta import with_tta
 from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
 from noisyfit.methods.base import get_method_class
@@ -111,6 +111,7 @@ class Trainer:
         if resume and self.out_dir is None:
             raise ConfigError("resume needs an output folder (--out) holding checkpoint.pt")
         get_method_class(cfg.method.name)  # fail on an unknown method before loading data
+        check_settings(cfg)  # and on a bad schedule, crop or TTA setting
 
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed % 2**32)
@@ -153,8 +154,6 @@ class Trainer:
             prep = lambda ld: TensorStore((to_device_tensor(ld, self.device) - fmean.to(self.device))  # noqa: E731
                                           / fstd.to(self.device))
             self.train_x = prep(tr)
-        if self.cfg.train.crop_pad < 0:
-            raise ConfigError(f"train.crop_pad={self.cfg.train.crop_pad} must be >= 0")
         self.augmenter = Augmenter(mean, std, is_image=self.is_image, strong_policy=self.cfg.train.strong_policy,
                                    pad=self.cfg.train.crop_pad,
                                    channels_last=self.cfg.train.channels_last and self.is_image,
