@@ -26,6 +26,8 @@ row                 what changes (settings; see noisyfit.engine.recipe)
 ``crop2``           airbench94's 2-pixel crop translation (``train.crop_pad=2``; protocol: 4)
 ``airbench``        airbench94's whole recipe: ``all`` + ``hyp`` + ``bnscale`` + ``crop2`` at its batch of 1024
                     (lr 1.5) and 10 epochs (airbench94: 9.9)
+``airbench-but-ls`` the same without label smoothing: the candidate protocol for a new suite, where CE is CE
+                    (label smoothing stays its own baseline row)
 ==================  ======================================================================================
 
 Runs go through the bench machinery (:mod:`noisyfit.bench.runner`): one ``noisyfit train`` process per run in
@@ -39,7 +41,7 @@ After every run the table ``benchmarks/RECIPE_ABLATION.md`` is written again fro
     .venv/bin/python benchmarks/recipe_ablation.py --rows base,all --seeds 0,1,2
     .venv/bin/python benchmarks/recipe_ablation.py --report           # only rewrite the table
 
-Run it alone on the machine (DEVELOPERS.md): 15 rows x 2 label sets = 30 runs of about 15 minutes each on 2
+Run it alone on the machine (DEVELOPERS.md): 16 rows x 2 label sets = 32 runs of about 15 minutes each on 2
 cores (the TTA rows' evaluation costs about 6x the usual 6 s per epoch). Beside another long job, give each
 one thread (``--threads 1``; benchmarks/results/contention.md): the seconds per epoch of the table then
 compare rows run under the same sharing only (its ``others' CPU`` figures say how much the machine was shared).
@@ -107,6 +109,8 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP),
     Row("airbench", "airbench94's whole recipe, batch 1024, 10 epochs", "ce/cpu-cifar10n-ls",
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
+    Row("airbench-but-ls", "airbench94's recipe without label smoothing", BASE_PRESET,
+        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
     Row("whiten", "2x2 patch-whitening stem", overrides=WHITEN),
     Row("dirac", "identity init of the convs", overrides=DIRAC),
     Row("bnbias", "BN biases at 64x lr", overrides=BNBIAS),
@@ -122,7 +126,7 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
 #: rows whose numbers do not mean what CE's mean (see NOTE)
 CHANGES_MEANING = {"ls": "loss", "tta": "evaluation", "ema": "kept weights", "lookahead": "kept weights",
                    "all": "loss, evaluation, kept weights", "all-but-ls-tta": "kept weights",
-                   "airbench": "loss, evaluation, kept weights"}
+                   "airbench": "loss, evaluation, kept weights", "airbench-but-ls": "evaluation, kept weights"}
 
 NOTE = """\
 ## Which tricks change the meaning of a noisy-label comparison
