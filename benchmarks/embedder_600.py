@@ -17,8 +17,9 @@ The setting of the issue, with an embedder that never saw the audited classes:
 
 Writes ``benchmarks/results/embedder/600-autoC.json`` and ``600-autoC.md`` (``600-testsplit.*`` with
 ``--embedder-set test-split``; ``--stem NAME`` for another name). A committed result is evidence: the script
-refuses to overwrite one (give a new ``--stem``). ``600.json``/``600.md`` hold the same measurement as
-``600-autoC.*``; ``600-fixedC.*`` is the first one, made when the logistic regression's C was fixed at 0.1. Run folders and the image folder go to
+refuses to overwrite one (give a new ``--stem``). ``600.json``/``600.md`` are the first measurement (commit
+40e3bcf, the logistic regression's C fixed at 0.1), kept as committed; ``600-fixedC.*`` is a byte-identical
+copy of them. Run folders and the image folder go to
 ``runs/embedder-600/`` (not committed). Resumable: a finished training run, export or audit is reused
 (``--redo`` runs the audits again). Run it alone on the machine (DEVELOPERS.md): the training is the
 CPU protocol's CE on half of CIFAR-10, about half of its 13-15 minutes.
