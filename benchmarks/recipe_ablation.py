@@ -240,9 +240,11 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(path: Path, results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> None:
+def write_table(path: Path, results_dir: Path, extra: tuple[str, ...]) -> None:
+    # Every row, whatever ``--rows`` ran: the table is the whole ablation (a run of one row once rewrote it
+    # with that row alone, dropping the committed others).
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(table(results_dir, rows, extra))
+    path.write_text(table(results_dir, ROWS, extra))
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -277,7 +279,7 @@ def main(argv=None) -> int:
     runs_root = Path(args.runs)
     table_path = Path(args.table)
     if args.report:
-        write_table(table_path, results_dir, rows, extra)
+        write_table(table_path, results_dir, extra)
         print(f"wrote {table_path}")
         return 0
 
@@ -326,11 +328,11 @@ def main(argv=None) -> int:
                 print(f"{tag}: {outcome.upper()}; log: {spec.run_dir(runs_root) / 'bench.log'}\n"
                       + "\n".join("    " + s for s in (info.get("note") or {}).get("log_tail", "")
                                   .splitlines()[-8:]), flush=True)
-            write_table(table_path, results_dir, rows, extra)
+            write_table(table_path, results_dir, extra)
     except KeyboardInterrupt:
         print("stopped; the run in progress keeps its last checkpoint. Start the same command again to continue.")
         return 130
-    write_table(table_path, results_dir, rows, extra)
+    write_table(table_path, results_dir, extra)
     print(f"wrote {table_path}; results in {results_dir}" + (f"; {failed} run(s) failed" if failed else ""))
     return 1 if failed else 0
 

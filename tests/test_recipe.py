@@ -470,3 +470,6 @@ def test_ablation_script_plans_and_skips_a_run_another_process_holds(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("is running it, skip") == 2
     assert (tmp_path / "table.md").is_file() and not (tmp_path / "results" / "recipe-ablation").exists()
+    # the table lists every row, not only the two this call was asked to run
+    listed = [line.split("`")[1] for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| `")]
+    assert listed[:2] == ["ce", "ce-all"] and "ce-airbench-but-ls" in listed and len(listed) > 5
