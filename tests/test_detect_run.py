@@ -158,3 +158,33 @@ def test_out_of_fold_applies_the_configured_noise_once():
     oof = out_of_fold(cfg, DatasetSplits(LabeledData(x, true, ["a", "b", "c"])), folds=2, progress=False)
     assert np.mean(oof.labels != oof.true_labels) == pytest.approx(0.3, abs=0.01)
     assert oof.info["noise"]["spec"] == "sym:0.3"
+
+
+def test_a_fold_cached_before_an_option_existed_is_reused_unless_the_option_is_set(tmp_path, monkeypatch):
+    # Adding an option (whose default keeps the old behaviour) once threw away three finished 44-minute
+    # folds of a bench run: the cached fingerprint lacked the new key. It compares as a resume does now.
+    import json
+
+    import noisyfit.engine.trainer as trainer_mod
+
+    x, true = blobs(n=240, d=8, c=3, seed=7)
+    splits = DatasetSplits(LabeledData(x, true, ["a", "b", "c"], name="blobs"))
+    cfg = tiny_cfg("data.noise=null", "train.epochs=1")
+    out_of_fold(cfg, splits, folds=2, progress=False, cache_dir=tmp_path)
+    for path in tmp_path.glob("fold*.npz"):  # as an older noisyfit wrote them: no train.crop_pad key
+        with np.load(path) as z:
+            saved = {k: z[k] for k in z.files}
+        fp = json.loads(str(saved["fingerprint"]))
+        del fp["config"]["train"]["crop_pad"]
+        saved["fingerprint"] = json.dumps(fp, sort_keys=True)
+        np.savez(path, **saved)
+    fits = []
+    real_fit = trainer_mod.Trainer.fit
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    lines = []
+    out_of_fold(cfg, splits, folds=2, progress=False, cache_dir=tmp_path, log=lines.append)
+    assert fits == [] and sum("loaded from" in line for line in lines) == 2
+    # the same key set away from its default is another setup: both folds train again
+    out_of_fold(tiny_cfg("data.noise=null", "train.epochs=1", "train.crop_pad=2"), splits, folds=2,
+                progress=False, cache_dir=tmp_path, log=lines.append)
+    assert len(fits) == 2 and sum("another setup" in line for line in lines) == 2

@@ -74,13 +74,32 @@ def _fold_config(cfg: Config, epochs: int) -> Config:
     return c
 
 
+def _same_setup(stored: str, current: str) -> bool:
+    """Whether a cached fold's fingerprint describes the current setup. The configs compare as a resume
+    compares them: a setting added to noisyfit after the fold was trained counts as its default, which is
+    what the fold trained with (new options keep earlier behaviour by default), so adding an option does
+    not throw away hours of finished folds."""
+    from noisyfit.engine.trainer import comparable_config
+
+    if stored == current:
+        return True
+    try:
+        a, b = json.loads(stored), json.loads(current)
+    except ValueError:
+        return False
+    def canonical(config: dict) -> str:  # through JSON again: a filled-in default may be a tuple, JSON's a list
+        return json.dumps(comparable_config(config), sort_keys=True, default=str)
+
+    return canonical(a.pop("config", {})) == canonical(b.pop("config", {})) and a == b
+
+
 def _load_fold(path: Path, held_idx: np.ndarray, fingerprint: str) -> tuple[np.ndarray, dict] | None:
     """A finished fold's held-out probabilities, if ``path`` holds that very fold of that very setup."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            if str(z["fingerprint"]) != fingerprint or not np.array_equal(z["held_idx"], held_idx):
+            if not _same_setup(str(z["fingerprint"]), fingerprint) or not np.array_equal(z["held_idx"], held_idx):
                 return None
             return z["probs"].astype(np.float32), json.loads(str(z["info"]))
     except (OSError, ValueError, KeyError):

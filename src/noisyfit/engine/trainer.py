@@ -433,7 +433,7 @@ class Trainer:
 
     def _load_resume(self) -> None:
         ck = load_checkpoint(self.out_dir / "checkpoint.pt", map_location=self.device)
-        saved, now = _comparable(ck["config"]), _comparable(self.cfg.to_dict())
+        saved, now = comparable_config(ck["config"]), comparable_config(self.cfg.to_dict())
         if saved != now:
             diff = [f"{sec}.{k}" for sec in now for k in now[sec] if saved.get(sec, {}).get(k) != now[sec][k]]
             raise ConfigError(f"--resume: the config differs from the checkpoint's in {diff}; resume with the "
@@ -478,8 +478,10 @@ OPERATIONAL_KEYS = {("train", "checkpoint_minutes"), ("train", "progress"), ("tr
                     ("data", "stream"), ("data", "memory_budget_mb"), ("data", "workers")}
 
 
-def _comparable(config: dict) -> dict:
-    # a key added after the checkpoint was written compares as its default (the value the old run computed with)
+def comparable_config(config: dict) -> dict:
+    """``config`` (a ``Config.to_dict()``) as two runs compare it: a key added after ``config`` was stored
+    counts as its default (options are added with a default that keeps what earlier runs computed), and
+    the operational keys are dropped. Used by resume and by the out-of-fold fold cache."""
     defaults = Config().to_dict()
     config = {sec: {**defaults.get(sec, {}), **d} if isinstance(d, dict) else d for sec, d in config.items()}
     return {sec: {k: v for k, v in d.items() if (sec, k) not in OPERATIONAL_KEYS} if isinstance(d, dict) else d
