@@ -473,3 +473,30 @@ def test_ablation_script_plans_and_skips_a_run_another_process_holds(tmp_path):
     # the table lists every row, not only the two this call was asked to run
     listed = [line.split("`")[1] for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| `")]
     assert listed[:2] == ["ce", "ce-all"] and "ce-airbench-but-ls" in listed and len(listed) > 5
+
+
+def test_the_airbench_suite_protocol_is_the_ablation_row_it_was_chosen_from():
+    # suite cpu-cifar10n-airbench runs the recipe ablation's row airbench-but-ls as its protocol: the two must
+    # resolve to the same settings, or the suite is not what the ablation measured
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from noisyfit.bench.suites import get_suite
+    from noisyfit.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_ablation.py"
+    spec = importlib.util.spec_from_file_location("recipe_ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    sys.modules["recipe_ablation"] = ablation  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(ablation)
+    finally:
+        del sys.modules["recipe_ablation"]
+    row = {r.name: r for r in ablation.ROWS}["airbench-but-ls"]
+    suite = get_suite("cpu-cifar10n-airbench")
+    assert load_config(suite.preset.format(method="ce")).to_dict() == load_config(row.preset, list(row.overrides)).to_dict()
+    # and its label-smoothing row `ce-ls` is the ablation's whole-recipe row `airbench`
+    whole = {r.name: r for r in ablation.ROWS}["airbench"]
+    assert (load_config("ce/cpu-cifar10n-airbench-ls").to_dict()
+            == load_config(whole.preset, list(whole.overrides)).to_dict())

@@ -215,6 +215,22 @@ def _long_stages() -> tuple[Stage, ...]:
     )
 
 
+def _airbench_stages() -> tuple[Stage, ...]:
+    # Issue 21: CE, the oracle and the two best methods of cpu-cifar10n (ELR and GCE, by worst's recovery
+    # ratio over 3 seeds) under airbench94's recipe, on worst then aggre; the label-smoothing baseline `ce-ls`
+    # (airbench94's whole recipe) beside them. Order: the baseline and the ceiling, the methods, then seeds.
+    methods = ("elr", "gce")
+    return (
+        Stage(("ce",), ("worst",), (0,), "CE baseline, seed 0"),
+        Stage((ORACLE,), ("clean",), (0,), "oracle: CE on the clean labels, seed 0"),
+        Stage((*methods, "ce-ls"), ("worst",), (0,), "the two best methods of cpu-cifar10n, CE with label smoothing"),
+        Stage((ORACLE,), ("clean",), (1, 2), "oracle seeds 1 and 2"),
+        Stage(("ce", *methods), ("worst",), (1, 2), "seeds 1 and 2 on worst"),
+        Stage(("ce", *methods, "ce-ls"), ("aggre",), (0,), "aggre, seed 0"),
+        Stage(("ce", *methods), ("aggre",), (1, 2), "aggre, seeds 1 and 2"),
+    )
+
+
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
         name="smoke",
@@ -257,6 +273,18 @@ SUITES: dict[str, Suite] = {
         stages=_long_stages(),
         rank_label_set="worst",
         published=False,
+        ce_seconds_guess=35 * 60.0,
+    ),
+    "cpu-cifar10n-airbench": Suite(
+        name="cpu-cifar10n-airbench",
+        description="CIFAR-10N on 2 CPU cores with airbench94's training recipe, label smoothing left out "
+                    "(protocols/cpu-cifar10n-airbench.yaml; the row airbench-but-ls of "
+                    "benchmarks/RECIPE_ABLATION.md): fastcnn 64/256/256 with a whitening stem, 10 epochs, batch "
+                    "1024, Lookahead weights, test-time augmentation; selection on the noisy validation split",
+        preset="{method}/cpu-cifar10n-airbench",
+        label_sets=_CIFAR10N_LABEL_SETS,
+        stages=_airbench_stages(),
+        rank_label_set="worst",
         ce_seconds_guess=35 * 60.0,
     ),
     "paper-cifar10n": Suite(
