@@ -154,7 +154,7 @@ def main(argv=None) -> int:
            "audit (s) | rule |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
            *lines]
-    if crowd.exists():
+    if crowd.exists() and args.label_set == "worst":  # the annotators' audit is of the worst labels
         c = json.loads(crowd.read_text())
         info = c.get("info", {})
         acc = info.get("consensus_accuracy", {})
@@ -175,8 +175,10 @@ def main(argv=None) -> int:
                 f"{pct(c['detection']['f1'])} | {pct(c['detection']['auroc'])} | "
                 f"{pct(c['detection']['estimated_noise_rate'])} | {pct(c['detection']['true_noise_rate'])} | "
                 f"{pct(c['detection'].get('suggestion_accuracy'))} | {c['seconds']:.0f} |"]
-    (HERE / "AUDIT.md").write_text("\n".join(out) + "\n")
-    print(f"wrote {HERE / 'AUDIT.md'} ({len(lines)} detector rows)")
+    # one file per label set: worst keeps the name AUDIT.md that the READMEs cite
+    path = HERE / ("AUDIT.md" if args.label_set == "worst" else f"AUDIT-{args.label_set}.md")
+    path.write_text("\n".join(out) + "\n")
+    print(f"wrote {path} ({len(lines)} detector rows)")
     return 0
 
 
