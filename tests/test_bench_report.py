@@ -204,6 +204,11 @@ def test_other_benchmarks_results_beside_the_suites_are_not_read_as_runs(results
     _, n = write_report(results, out)
     md = out.read_text()
     assert "two-stage" not in md and "elr-relabel" not in md
+    # nor a schema-less file shaped unlike a run (benchmarks/jpeg_gap.py's: "epochs" is a count there, and
+    # the report once crashed plotting it as a curve)
+    (other / "base__jpeg__seed0.json").write_text(json.dumps({"tag": "base", "epochs": 20,
+                                                              "test_acc": {"jpeg": 0.76}}))
+    assert write_report(results, tmp_path / "R0.md")[1] == n
     # the recipe ablation's runs are real runs, but its grid has its own table (RECIPE_ABLATION.md)
     ablation = results / "recipe-ablation"
     ablation.mkdir()

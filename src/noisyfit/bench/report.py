@@ -490,7 +490,7 @@ def _published_section() -> list[str]:
 
 #: result folders of run grids that are not suites and have their own generated table: never pooled into
 #: or shown as a suite here (the recipe ablation's rows are CE with one trick each: benchmarks/recipe_ablation.py)
-OWN_TABLES = {"recipe-ablation": "benchmarks/RECIPE_ABLATION.md"}
+OWN_TABLES = {"recipe-ablation": "benchmarks/RECIPE_ABLATION.md", "jpeg-gap": "benchmarks/JPEG_GAP.md"}
 
 
 # ------------------------------------------------------------------------------------------ entry point

@@ -16,7 +16,8 @@ def register(sub) -> None:
                     "and resuming cut ones; `noisyfit bench report` writes RESULTS.md and plots from the "
                     "result files; `noisyfit bench list` shows the suites.")
     p.add_argument("action", nargs="?", choices=("run", "report", "list"), default="run")
-    p.add_argument("--suite", help="smoke, cpu-cifar10n or paper-cifar10n")
+    p.add_argument("--suite", help="a suite's name (`noisyfit bench list` shows them all), e.g. smoke, "
+                                   "cpu-cifar10n, cpu-cifar10n-long")
     p.add_argument("--out", help=f"run: results folder (default {DEFAULT_RESULTS}); "
                                  f"report: the markdown file (default {DEFAULT_REPORT})")
     p.add_argument("--runs", default=DEFAULT_RUNS,
