@@ -69,9 +69,8 @@ def read_suite(suite_dir: Path) -> list[StoredRun]:
             raise ValueError(f"{p}: not a readable results file ({e}); delete it to re-run that run") from e
         if not str(data.get("schema") or RUN_SCHEMAS[0]).startswith(RUN_SCHEMAS):
             continue  # another benchmark's result that shares the naming (e.g. the two-stage pipeline's)
-        if "schema" not in data and not (isinstance(data.get("config"), dict)
-                                         and isinstance(data.get("epochs"), list)):
-            continue  # schema-less and not shaped like a run (benchmarks/jpeg_gap.py's files): not a run
+        if "schema" not in data and not isinstance(data.get("epochs", []), list):
+            continue  # schema-less with "epochs" a count, not curves (benchmarks/jpeg_gap.py's files): not a run
         runs.append(StoredRun(suite_dir.name, method, label_set, seed, p, data))
     return runs
 
