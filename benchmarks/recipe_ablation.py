@@ -28,6 +28,7 @@ row                 what changes (settings; see noisyfit.engine.recipe)
                     (lr 1.5) and 10 epochs (airbench94: 9.9)
 ``airbench-but-ls`` the same without label smoothing: the candidate protocol for a new suite, where CE is CE
                     (label smoothing stays its own baseline row)
+``airbench-fp32``   ``airbench`` in float32 (``train.precision=fp32``): what bf16 autocast costs the recipe
 ==================  ======================================================================================
 
 Runs go through the bench machinery (:mod:`noisyfit.bench.runner`): one ``noisyfit train`` process per run in
@@ -61,8 +62,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from noisyfit.bench.files import read_suite  # noqa: E402
-from noisyfit.bench.runner import (Estimator, RunLocked, execute, fmt_duration, run_estimate,  # noqa: E402
-                                   run_lock, run_status)
+from noisyfit.bench.runner import (Estimator, RunLocked, emulated_bf16_note, execute, fmt_duration,  # noqa: E402
+                                   run_estimate, run_lock, run_status)
 from noisyfit.bench.suites import LabelSet  # noqa: E402
 from noisyfit.bench.plan import RunSpec  # noqa: E402
 
@@ -83,6 +84,9 @@ TTA = ("train.eval_tta=mirror_translate",)
 HYP_BUT_LR = ("optim.momentum=0.85", "optim.weight_decay=1.33e-3", "optim.schedule=triangle",
               "optim.warmup_epochs=0")
 HYP = ("optim.lr=0.75", *HYP_BUT_LR)
+#: the arithmetic: the protocol trains and evaluates under bf16 autocast (8 mantissa bits); airbench94 runs in
+#: half precision on a GPU (fp16: 11 bits).
+FP32 = ("train.precision=fp32",)
 BNSCALE = ("model.args.bn=airbench", "model.args.logit_scale=0.1111111111111111", "model.args.head_bias=false")
 CROP2 = ("train.crop_pad=2",)
 AIRBENCH_SIZE = ("train.batch_size=1024", "optim.lr=1.5", "train.epochs=10", *HYP_BUT_LR)
@@ -111,6 +115,9 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
     Row("airbench-but-ls", "airbench94's recipe without label smoothing", BASE_PRESET,
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
+    Row("airbench-fp32", "airbench94's whole recipe in float32 (every other row: bf16 autocast)",
+        "ce/cpu-cifar10n-ls",
+        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE + FP32),
     Row("whiten", "2x2 patch-whitening stem", overrides=WHITEN),
     Row("dirac", "identity init of the convs", overrides=DIRAC),
     Row("bnbias", "BN biases at 64x lr", overrides=BNBIAS),
@@ -126,7 +133,8 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
 #: rows whose numbers do not mean what CE's mean (see NOTE)
 CHANGES_MEANING = {"ls": "loss", "tta": "evaluation", "ema": "kept weights", "lookahead": "kept weights",
                    "all": "loss, evaluation, kept weights", "all-but-ls-tta": "kept weights",
-                   "airbench": "loss, evaluation, kept weights", "airbench-but-ls": "evaluation, kept weights"}
+                   "airbench": "loss, evaluation, kept weights", "airbench-but-ls": "evaluation, kept weights",
+                   "airbench-fp32": "loss, evaluation, kept weights"}
 
 NOTE = """\
 ## Which tricks change the meaning of a noisy-label comparison
@@ -263,6 +271,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads of each run process (see `noisyfit bench --threads`)")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and the time estimate, run nothing")
     ap.add_argument("--report", action="store_true", help="only rewrite the table")
+    ap.add_argument("--allow-emulated-bf16", action="store_true",
+                    help="run bf16 rows even on a CPU without bf16 kernels (see `noisyfit bench --help`)")
     args = ap.parse_args(argv)
     os.chdir(ROOT)  # run folders are recorded relative to the repository, as the bench records them
 
@@ -290,7 +300,14 @@ def main(argv=None) -> int:
     left = [run_estimate(est, s, status[s.key], runs_root) for s in todo]
     total = None if any(v is None for v in left) else sum(left)
     print(f"recipe ablation: {len(specs)} run(s), {len(todo)} to go, about {fmt_duration(total)}")
+    slow = emulated_bf16_note(todo)
+    if slow and not args.dry_run and not args.allow_emulated_bf16:
+        print(f"recipe ablation: {slow} Run it on a machine with bf16 kernels, or pass --allow-emulated-bf16.",
+              file=sys.stderr)
+        return 2
     if args.dry_run:
+        if slow:
+            print(f"warning: {slow}")
         for s in specs:
             print(f"  {status[s.key]:<8} {s.method:<20} {s.label_set.name:<6} seed {s.seed}  "
                   f"{s.config} {' '.join(s.overrides)}")

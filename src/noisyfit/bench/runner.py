@@ -419,10 +419,37 @@ def _acc_text(results: dict) -> str:
     return f"F1 {100 * det['f1']:.1f}%" if det.get("f1") is not None else "no accuracy"
 
 
+def emulated_bf16_note(specs: list[RunSpec]) -> str | None:
+    """Why these runs would crawl here: some train in bf16 on the CPU, and this CPU has no bf16 kernels.
+
+    The estimate comes from runs on machines with them; here bf16 is emulated (see
+    :func:`noisyfit.engine.precision.cpu_bf16_kernels`). None when no run is affected."""
+    import torch
+
+    from noisyfit.config import load_config
+    from noisyfit.engine.precision import cpu_bf16_kernels
+    from noisyfit.engine.trainer import resolve_device, resolve_precision
+
+    if not specs or cpu_bf16_kernels() is not False:
+        return None
+    slow = []
+    for spec in specs:
+        cfg = load_config(spec.config, list(spec.overrides))
+        device = resolve_device(cfg.train.device)
+        if resolve_precision(cfg.train.precision, device) == "bf16" and device.type == "cpu":
+            slow.append(spec)
+    if not slow:
+        return None
+    return (f"{len(slow)} of {len(specs)} planned run(s) train in bf16 on the CPU, and this CPU has no bf16 "
+            f"kernels (torch sees {torch.backends.cpu.get_cpu_capability()}): bf16 is emulated here, many "
+            "times slower than the estimates (benchmarks/PRECISION_SPEED.md).")
+
+
 def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[str] | None = None,
               seeds: tuple[int, ...] | None = None, label_sets: set[str] | None = None, dry_run: bool = False,
               echo: Callable[[str], None] = print, python: str = sys.executable,
-              registered: list[str] | None = None, threads: int | None = None) -> BenchSummary:
+              registered: list[str] | None = None, threads: int | None = None,
+              allow_emulated_bf16: bool = False) -> BenchSummary:
     """Run every stage of ``suite`` in order (see :mod:`noisyfit.bench.suites`).
 
     Parameters
@@ -447,6 +474,9 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
     threads : int, optional
         Intra-op threads of each run process (default: torch's, one per core). Set it when several
         heavy processes share the machine, e.g. 1 for two benches on 2 cores (see :func:`run_child`).
+    allow_emulated_bf16 : bool
+        Run bf16 runs even on a CPU without bf16 kernels (see :func:`emulated_bf16_note`); by default the
+        bench refuses, as such a run takes many times its estimate.
     """
     if registered is None:
         registered = runnable_methods()
@@ -456,9 +486,16 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
     summary = BenchSummary()
     kw = dict(registered=registered, results_root=Path(results_root), only=only, seeds=seeds,
               label_sets=label_sets)
+    plans = expand_suite(suite, **kw)
+    slow = emulated_bf16_note([r for p in plans for r in p.runs])
     if dry_run:
-        _print_plan(suite, expand_suite(suite, **kw), results_dir, runs_root, est, echo)
+        _print_plan(suite, plans, results_dir, runs_root, est, echo)
+        if slow:
+            echo(f"warning: {slow}")
         return summary
+    if slow and not allow_emulated_bf16:
+        raise ConfigError(f"bench {suite.name}: {slow} Run it on a machine with bf16 kernels, or pass "
+                          "--allow-emulated-bf16 to run here anyway (the arithmetic is the same, the time is not).")
 
     echo(f"bench {suite.name}: {suite.description}")
     try:

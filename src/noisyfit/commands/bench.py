@@ -32,6 +32,9 @@ def register(sub) -> None:
                         "with other heavy processes give each its share, e.g. 1 for two benches on 2 cores: "
                         "processes whose threads ask for more cores than there are can each run several "
                         "times slower (benchmarks/results/contention.md)")
+    p.add_argument("--allow-emulated-bf16", action="store_true",
+                   help="run: run a bf16 suite even on a CPU without bf16 kernels (an AVX2-only x86 CPU), where "
+                        "bf16 is emulated and each run takes many times its estimate; refused by default")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="report: where the result files are")
     p.add_argument("--plots", help="report: plot folder (default: plots/ next to the report)")
     p.set_defaults(func=cmd_bench)
@@ -72,7 +75,7 @@ def cmd_bench(args) -> int:
     label_sets = set(_csv(args.label_sets)) if args.label_sets else None
     summary = run_suite(get_suite(args.suite), results_root=Path(args.out or DEFAULT_RESULTS),
                         runs_root=Path(args.runs), only=only, seeds=seeds, label_sets=label_sets,
-                        dry_run=args.dry_run, threads=args.threads)
+                        dry_run=args.dry_run, threads=args.threads, allow_emulated_bf16=args.allow_emulated_bf16)
     if summary.terminated:
         return 143  # 128 + SIGTERM, as a shell reports it
     return 1 if summary.failed else 0

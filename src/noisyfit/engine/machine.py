@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from noisyfit.engine.precision import cpu_bf16_kernels
+
 
 def cpu_model() -> str:
     try:
@@ -52,6 +54,10 @@ def machine_info(device: torch.device | None = None) -> dict:
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        # the vector instructions torch dispatches to (AVX2, AVX512, ...) and whether bf16 has fast kernels:
+        # two machines with the same CPU name can differ 5-fold in speed on these alone
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_kernels": cpu_bf16_kernels(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(device if device is not None and device.type == "cuda" else 0)

@@ -31,7 +31,7 @@ from noisyfit.engine.machine import OthersCpuMeter, peak_memory_mb, sharing_hint
 from noisyfit.engine.results import per_sample_outputs, run_results, write_run_outputs
 from noisyfit.engine.step_sums import StepSums
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
-from noisyfit.engine.precision import autocast_context
+from noisyfit.engine.precision import autocast_context, emulated_bf16_warning
 from noisyfit.engine.ema import eval_weights
 from noisyfit.engine.recipe import check_settings, init_backbone_from_data, setup_recipe, start_epoch
 from noisyfit.engine.tta import with_tta
@@ -120,6 +120,9 @@ class Trainer:
         self._setup_method()
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=tc.tensorboard,
                                 progress=tc.progress)
+        slow_bf16 = emulated_bf16_warning(self.device, self.precision)
+        if slow_bf16:
+            self.logger.info(f"warning: {slow_bf16}")
         self.history: list[dict] = []
         self.best = {"epoch": None, "val_acc": -1.0, "test_acc": None}
         self.start_epoch = 0
