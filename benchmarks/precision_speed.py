@@ -49,10 +49,12 @@ def step_seconds(net, opt, x, y, precision: str, steps: int) -> float:
     return statistics.median(times)
 
 
-def measure(batch: int, widths: list[int], rounds: int, steps: int, threads: int) -> dict:
+def measure(batch: int, widths: list[int], rounds: int, steps: int, threads: int, channels_last: bool) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = create_backbone("fastcnn", num_classes=10, input_shape=(3, 32, 32), widths=widths)
+    if channels_last:  # as the trainer keeps image models (train.channels_last, on by default)
+        net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     per = {p: [] for p in PRECISIONS}
@@ -78,13 +80,15 @@ def table(results_dir: Path) -> str:
              "One fastcnn training step (forward, backward, SGD update) on random CIFAR-shaped inputs, the median of",
              "alternating rounds (so a load change hits both alike); times are only comparable within a row (one",
              "machine, one run, which may have shared the machine with other jobs).", "",
-             "| CPU | torch sees | bf16 kernels | threads | net, batch | fp32 img/s | bf16 img/s | bf16 time / fp32 |",
+             "| CPU | torch sees | bf16 kernels | threads | net, batch, memory format | fp32 img/s | bf16 img/s | "
+             "bf16 time / fp32 |",
              "|---|---|---|---|---|---:|---:|---:|"]
     for p in sorted(results_dir.glob("*.json")):
         r = json.loads(p.read_text())
         m, s, ips = r["machine"], r["setup"], r["images_per_second"]
         lines.append(f"| {m['cpu']} | {m['cpu_capability']} | {m['cpu_bf16_kernels']} | {s['threads']} | "
-                     f"fastcnn {'/'.join(map(str, s['widths']))}, {s['batch']} | {ips['fp32']:.0f} | "
+                     f"fastcnn {'/'.join(map(str, s['widths']))}, {s['batch']}, "
+                     f"{s.get('memory_format', 'contiguous')} | {ips['fp32']:.0f} | "
                      f"{ips['bf16']:.1f} | {r['bf16_over_fp32_time']:.1f}x |")
     protocol = {p: ROOT / "benchmarks" / "results" / "protocol" / f"ce-worst-noholdout-{p}.json" for p in PRECISIONS}
     if all(f.is_file() for f in protocol.values()):  # whole CE trainings, before machines recorded capabilities
@@ -107,16 +111,20 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per round and precision")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory-format", choices=("channels_last", "contiguous"), default="channels_last",
+                    help="the model's memory format (the trainer's default: channels_last)")
     ap.add_argument("--report", action="store_true", help="only rewrite the table")
     args = ap.parse_args(argv)
     if not args.report:
         widths = [int(w) for w in args.widths.split(",")]
-        result = measure(args.batch, widths, args.rounds, args.steps, args.threads)
+        result = measure(args.batch, widths, args.rounds, args.steps, args.threads,
+                         args.memory_format == "channels_last")
         machine = machine_info()
         result = {"benchmark": "precision-speed", "command": ["python", *sys.argv], "commit": git_commit(),
                   "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "setup": {"batch": args.batch, "widths": widths, "rounds": args.rounds, "steps": args.steps,
-                            "threads": args.threads, "net": "fastcnn", "input": [3, 32, 32]}, **result}
+                            "threads": args.threads, "memory_format": args.memory_format, "net": "fastcnn",
+                            "input": [3, 32, 32]}, **result}
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / file_name(machine)
         if out.exists():  # a result file is evidence: a second measurement gets a name of its own
