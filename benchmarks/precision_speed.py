@@ -80,8 +80,8 @@ def table(results_dir: Path) -> str:
              "One fastcnn training step (forward, backward, SGD update) on random CIFAR-shaped inputs, the median of",
              "alternating rounds (so a load change hits both alike); times are only comparable within a row (one",
              "machine, one run, which may have shared the machine with other jobs).", "",
-             "| CPU | torch sees | bf16 kernels | threads | net, batch, memory format | fp32 img/s | bf16 img/s | "
-             "bf16 time / fp32 |",
+             ("| CPU | torch sees | bf16 kernels | threads | net, batch, memory format | fp32 img/s | bf16 img/s | "
+              "bf16 time / fp32 |"),
              "|---|---|---|---|---|---:|---:|---:|"]
     for p in sorted(results_dir.glob("*.json")):
         r = json.loads(p.read_text())
@@ -90,11 +90,13 @@ def table(results_dir: Path) -> str:
                      f"fastcnn {'/'.join(map(str, s['widths']))}, {s['batch']}, "
                      f"{s.get('memory_format', 'contiguous')} | {ips['fp32']:.0f} | "
                      f"{ips['bf16']:.1f} | {r['bf16_over_fp32_time']:.1f}x |")
-    protocol = {p: ROOT / "benchmarks" / "results" / "protocol" / f"ce-worst-noholdout-{p}.json" for p in PRECISIONS}
+    protocol = {p: ROOT / "benchmarks" / "results" / "protocol" / f"ce-worst-noholdout-{p}.json"
+                for p in PRECISIONS}
     if all(f.is_file() for f in protocol.values()):  # whole CE trainings, before machines recorded capabilities
         ips = {p: json.loads(f.read_text())["compute"]["images_per_second"] for p, f in protocol.items()}
-        lines += ["", "For comparison, on the machine the CPU protocol was chosen on (its capability was not yet recorded)",
-                  f"a whole CE training (fastcnn 64/256/256, batch 512, 2 threads) ran at {ips['fp32']:.0f} img/s in fp32",
+        lines += ["", "For comparison, on the machine the CPU protocol was chosen on (its capability was not yet",
+                  "recorded) a whole CE training (fastcnn 64/256/256, batch 512, 2 threads) ran at "
+                  f"{ips['fp32']:.0f} img/s in fp32",
                   f"and {ips['bf16']:.0f} img/s in bf16: bf16 took {ips['fp32'] / ips['bf16']:.2f}x fp32's time "
                   "(benchmarks/results/protocol/ce-worst-noholdout-{fp32,bf16}.json)."]
     lines += ["", "Without bf16 kernels `noisyfit train` warns when a config asks for bf16 on the CPU, and",

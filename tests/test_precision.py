@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from noisyfit.bench.runner import emulated_bf16_note, run_suite
 from noisyfit.bench.plan import expand_suite, runnable_methods
+from noisyfit.bench.runner import emulated_bf16_note, run_suite
 from noisyfit.bench.suites import SUITES
 from noisyfit.config import ConfigError, load_config
 from noisyfit.engine import precision

@@ -55,7 +55,7 @@ def machine_info(device: torch.device | None = None) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         # the vector instructions torch dispatches to (AVX2, AVX512, ...) and whether bf16 has fast kernels:
-        # two machines with the same CPU name can differ 5-fold in speed on these alone
+        # two machines with the same CPU name differed several-fold in speed on these alone (PRECISION_SPEED.md)
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bf16_kernels": cpu_bf16_kernels(),
     }

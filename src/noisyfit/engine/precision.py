@@ -17,7 +17,7 @@ def autocast_context(device: torch.device, precision: str):
 
 
 def cpu_bf16_kernels() -> bool | None:
-    """Whether oneDNN has fast bf16 kernels on this CPU (AVX-512 or AMX on x86, BF16 on Arm); None if unknown.
+    """Whether oneDNN has fast bf16 kernels on this CPU (on x86: AVX-512 or AMX); None if torch cannot tell.
 
     Without them (an AVX2-only x86 CPU, say), bf16 autocast falls back to reference kernels: on an AVX2
     AMD EPYC one fastcnn training step ran many times slower than in fp32 (benchmarks/precision_speed.py).
@@ -35,7 +35,7 @@ def emulated_bf16_warning(device: torch.device, precision: str) -> str | None:
     (a bench protocol fixes it), so the user decides."""
     if device.type != "cpu" or precision != "bf16" or cpu_bf16_kernels() is not False:
         return None
-    return (f"train.precision=bf16 on a CPU without bf16 kernels (torch sees {torch.backends.cpu.get_cpu_capability()}, "
-            "no AVX-512/AMX): bf16 is emulated here and runs many times slower than fp32 "
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (f"train.precision=bf16 on a CPU without bf16 kernels (torch sees {capability}, no AVX-512/AMX): bf16 is emulated here and runs many times slower than fp32 "
             "(see benchmarks/PRECISION_SPEED.md). For speed, add the override train.precision=fp32; its "
             "numbers are then not comparable with bf16 runs of the same preset.")
