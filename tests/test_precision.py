@@ -1,5 +1,7 @@
 """bf16 on a CPU without bf16 kernels: the trainer warns, the bench refuses unless told, nothing switches silently."""
 
+import json
+
 import pytest
 import torch
 
@@ -49,7 +51,7 @@ def test_the_bench_refuses_a_bf16_suite_here_unless_allowed_and_the_dry_run_says
         run_suite(SUITES["cpu-cifar10n"], **kw)
     assert not (tmp_path / "runs").exists()  # refused before any run started
     run_suite(SUITES["cpu-cifar10n"], dry_run=True, **kw)
-    assert "warning: 1 of 1 planned run(s) train in bf16 on the CPU" in capsys.readouterr().out
+    assert "warning: 1 of 1 run(s) to do train in bf16 on the CPU" in capsys.readouterr().out
     # the smoke suite trains in fp32 (auto on the CPU): nothing to say
     assert emulated_bf16_note(_plan("smoke", results_root=tmp_path / "results", only={"ce"})) is None
 
@@ -58,3 +60,22 @@ def test_with_bf16_kernels_the_bench_has_nothing_to_say(tmp_path, monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_kernels", lambda: True)
     specs = _plan("cpu-cifar10n", results_root=tmp_path, only={"ce"}, seeds=(0,), label_sets={"worst"})
     assert specs and emulated_bf16_note(specs) is None
+
+
+def test_the_estimate_says_when_its_times_come_from_another_kind_of_cpu(tmp_path, monkeypatch):
+    from noisyfit.bench.runner import Estimator
+
+    def put(name, machine):
+        (tmp_path / f"{name}__worst__seed0.json").write_text(json.dumps(
+            {"schema": "noisyfit.results/1", "machine": machine, "epochs": [], "bench": {"wall_seconds": 60.0}}))
+
+    put("ce", {"cpu": "AMD EPYC"})  # written before machines recorded their capability: says nothing
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert Estimator.from_results(tmp_path).machine_note() is None
+    put("gce", {"cpu": "AMD EPYC", "cpu_capability": "AVX512"})
+    est = Estimator.from_results(tmp_path)
+    assert est.estimate("ce") == 60.0 and est.capabilities == {"AVX512"}
+    assert est.machine_note() == ("the measured times come from machines where torch saw AVX512; here it sees AVX2, "
+                                  "so expect other times")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert est.machine_note() is None

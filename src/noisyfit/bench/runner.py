@@ -61,6 +61,9 @@ class Estimator:
     def __init__(self, ce_seconds_guess: float | None = None) -> None:
         self.seconds: dict[str, list[float]] = {}
         self.ce_seconds_guess = ce_seconds_guess
+        #: the CPU capabilities (AVX2, AVX512, ...) of the machines the measured times come from, where
+        #: their result files say (files written before machines recorded it do not)
+        self.capabilities: set[str] = set()
 
     @classmethod
     def from_results(cls, suite_dir: Path, ce_seconds_guess: float | None = None) -> "Estimator":
@@ -69,7 +72,20 @@ class Estimator:
             wall = (r.data.get("bench") or {}).get("wall_seconds")
             if wall:
                 est.add(r.method, float(wall))
+                capability = (r.data.get("machine") or {}).get("cpu_capability")
+                if capability:
+                    est.capabilities.add(capability)
         return est
+
+    def machine_note(self) -> str | None:
+        """A caution when the measured times come from CPUs of another kind than this one."""
+        import torch
+
+        here = torch.backends.cpu.get_cpu_capability()
+        if not self.capabilities or self.capabilities == {here}:
+            return None
+        return (f"the measured times come from machines where torch saw {', '.join(sorted(self.capabilities))}; "
+                f"here it sees {here}, so expect other times")
 
     def add(self, method: str, seconds: float) -> None:
         self.seconds.setdefault(method, []).append(seconds)
@@ -440,7 +456,7 @@ def emulated_bf16_note(specs: list[RunSpec]) -> str | None:
             slow.append(spec)
     if not slow:
         return None
-    return (f"{len(slow)} of {len(specs)} planned run(s) train in bf16 on the CPU, and this CPU has no bf16 "
+    return (f"{len(slow)} of {len(specs)} run(s) to do train in bf16 on the CPU, and this CPU has no bf16 "
             f"kernels (torch sees {torch.backends.cpu.get_cpu_capability()}): bf16 is emulated here, many "
             "times slower than the estimates (benchmarks/PRECISION_SPEED.md).")
 
@@ -487,7 +503,8 @@ def run_suite(suite: Suite, *, results_root: Path, runs_root: Path, only: set[st
     kw = dict(registered=registered, results_root=Path(results_root), only=only, seeds=seeds,
               label_sets=label_sets)
     plans = expand_suite(suite, **kw)
-    slow = emulated_bf16_note([r for p in plans for r in p.runs])
+    slow = emulated_bf16_note([r for p in plans for r in p.runs
+                               if run_status(r, results_dir, runs_root) != "done"])
     if dry_run:
         _print_plan(suite, plans, results_dir, runs_root, est, echo)
         if slow:
@@ -622,3 +639,5 @@ def _print_plan(suite: Suite, plans: list[StagePlan], results_dir: Path, runs_ro
     echo(f"{len(todo) + undecided} run(s) to go; estimated {fmt_duration(total)}"
          + (f" (from {basis})" if total is not None
             else " (unknown until one run of this suite has finished)"))
+    if est.machine_note():
+        echo(f"note: {est.machine_note()}")
