@@ -1,4 +1,4 @@
-"""benchmarks/jpeg_gap.py: PSNR by hand, the alignment guard, and the table's paired differences."""
+"""benchmarks/jpeg_gap.py: PSNR by hand, the alignment guard, the table's paired differences, --evaluate."""
 
 import importlib.util
 import json
@@ -49,3 +49,48 @@ def test_table_pairs_runs_by_seed(tmp_path):
     # tested on JPEG: -0.5 and +1 -> 0.25 +- 1.06
     assert "| Δ JPEG − lossless training, tested on jpeg | | | 0.25 ± 1.06 (n=2) |" in text
     assert "| lossless | 71.00 ± 1.41 (n=2) | 69.50 ± 0.71 (n=2) | -1.50 ± 0.71 (n=2) |" in text
+
+
+def test_evaluate_tests_a_finished_run_as_it_was_trained_on_both_versions(tmp_path):
+    # A tiny image run trained through the data-set name (as bench runs are), then --evaluate's function on
+    # "pairs" whose JPEG version is the lossless one mirrored: the run's mirror TTA must score both the same,
+    # and without TTA each must equal what the trained model itself predicts on those images.
+    import torch
+
+    from noisyfit.config import load_config
+    from noisyfit.data.labeled import DatasetSplits, LabeledData
+    from noisyfit.data.tabular import save_npz
+    from noisyfit.engine.ema import eval_weights
+    from noisyfit.engine.run_data import to_device_tensor
+    from noisyfit.engine.trainer import Trainer
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    x = np.clip(rng.integers(0, 160, (120, 32, 32, 3)) + 40 * y[:, None, None, None], 0, 255).astype(np.uint8)
+    names = ["a", "b", "c"]
+    data = save_npz(DatasetSplits(LabeledData(x[:90], y[:90], names), LabeledData(x[90:], y[90:], names)),
+                    tmp_path / "imgs")
+    cfg = load_config(None, [f"data.dataset=npz:{data}", "data.val_fraction=0", "model.backbone=fastcnn",
+                             "model.args.widths=[8,8,8]", "model.args.stem_width=8", "train.epochs=2",
+                             "train.batch_size=32", "train.precision=fp32", "train.device=cpu",
+                             "train.progress=false", "train.tensorboard=false", "train.eval_tta=mirror",
+                             "train.ema=ema"])
+    trained = Trainer(cfg, tmp_path / "run")
+    trained.fit()
+    test_x, test_y = x[90:], y[90:]
+    pairs = {"test": {"lossless": test_x, "jpeg": np.ascontiguousarray(test_x[:, :, ::-1]), "y": test_y,
+                      "class_names": np.array(names)}}
+    r = jg.evaluate_run(pairs, tmp_path / "run")
+    assert r["eval_tta"] == "mirror" and r["epochs_trained"] == 2 and r["test_images"] == 30
+    assert r["test_acc"]["run_tta"]["lossless"] == r["test_acc"]["run_tta"]["jpeg"]  # mirror TTA sees both views
+    with torch.no_grad(), eval_weights(trained.weight_avg, trained.method):
+        for version in ("lossless", "jpeg"):
+            xt = to_device_tensor(jg.labeled(pairs, "test", version), trained.device)
+            logits = trained.predict_over(xt, trained.method.predict_logits)
+            own = float((logits.argmax(1) == torch.from_numpy(test_y)).float().mean())
+            assert r["test_acc"]["no_tta"][version] == own
+    with pytest.raises(Exception, match="not a finished run folder"):
+        jg.evaluate_run(pairs, tmp_path / "nothing")
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "eval__tiny.json").write_text(json.dumps(r))
+    assert "| `tiny` |" in jg.write_table(tmp_path / "res", tmp_path / "t.md")
