@@ -26,6 +26,10 @@ b)
     # then the suite's methods; then the long suite's remaining rows beside lane a
     $B --suite cpu-cifar10n-airbench --only ce --seeds 0 --label-sets worst
     $B --suite cpu-cifar10n-airbench --only oracle
+    for s in 0 1 2; do  # the testing half of the JPEG gap on those oracles (minutes; an existing tag is refused)
+        .venv/bin/python benchmarks/jpeg_gap.py --evaluate "runs/bench/cpu-cifar10n-airbench/oracle/clean/seed$s" \
+            --tag "airbench-oracle-seed$s" --threads 1
+    done
     $B --suite cpu-cifar10n-airbench
     $B --suite cpu-cifar10n-long
     ;;
