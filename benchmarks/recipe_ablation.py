@@ -209,8 +209,15 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
                 for d in got.get((method, ls), []) if (d.get("compute") or {}).get("others_cpu_share_median")
                 is not None]
 
+    def machines(method: str) -> set[tuple]:
+        # (CPU name, torch's capability): files written before the capability was recorded give None, and a
+        # row whose machines differ from the base row's gets no time ratio (like is compared with like only)
+        return {((d.get("machine") or {}).get("cpu"), (d.get("machine") or {}).get("cpu_capability"))
+                for ls in LABEL_SETS for d in got.get((method, ls), [])}
+
     base = ROWS[0].method
     base_secs = secs(base)
+    elsewhere = []
     lines = [
         "# Recipe ablation (issue 21)",
         "",
@@ -231,6 +238,10 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
         s = secs(m)
         spe = f"{statistics.median(s):.1f}" if s else "–"
         ratio = f"{statistics.median(s) / statistics.median(base_secs):.2f}" if s and base_secs else "–"
+        if s and base_secs and machines(m) != machines(base):
+            ratio = "other CPU"
+            elsewhere.append(f"`{m}` ran on " + ", ".join(f"{c} ({cap or 'capability not recorded'})"
+                                                          for c, cap in sorted(machines(m), key=str)))
         lines.append(f"| `{m}` | {row.what} | {_mean_sd(acc(m, 'clean', 'last'))} | "
                      f"{_delta(acc(m, 'clean', 'last'), acc(base, 'clean', 'last')) if row.name != 'base' else ''} | "
                      f"{_mean_sd(acc(m, 'worst', 'selected'))} | "
@@ -238,6 +249,10 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
                      f"{_mean_sd(acc(m, 'worst', 'last'))} | "
                      f"{_delta(acc(m, 'worst', 'last'), acc(base, 'worst', 'last')) if row.name != 'base' else ''} | "
                      f"{spe} | {ratio} | {CHANGES_MEANING.get(row.name, '')} |")
+    if elsewhere:
+        lines += ["", "*other CPU*: not timed on the kind of machine the base row was (its capability: "
+                  + ", ".join(sorted({str(cap) for _, cap in machines(base)})) + "), so no ratio: "
+                  + "; ".join(elsewhere) + "."]
     busy = sorted({m for m in (r.method for r in rows) if any(o > 0.1 for o in others(m))})
     lines += ["", "Rows with no number have not run yet. The `tta` row trains the base row's model exactly; its "
               "accuracy without TTA is the base row's."]
