@@ -251,7 +251,7 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
                      f"{spe} | {ratio} | {CHANGES_MEANING.get(row.name, '')} |")
     if elsewhere:
         lines += ["", "*other CPU*: not timed on the kind of machine the base row was (its capability: "
-                  + ", ".join(sorted({str(cap) for _, cap in machines(base)})) + "), so no ratio: "
+                  + ", ".join(sorted({cap or "not recorded" for _, cap in machines(base)})) + "), so no ratio: "
                   + "; ".join(elsewhere) + "."]
     busy = sorted({m for m in (r.method for r in rows) if any(o > 0.1 for o in others(m))})
     lines += ["", "Rows with no number have not run yet. The `tta` row trains the base row's model exactly; its "
