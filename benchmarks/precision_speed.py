@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from throughput import bare_loop  # the same training step as the throughput benchmark's bare loop
 
 from noisyfit.engine.machine import git_commit, machine_info
-from noisyfit.engine.precision import autocast_context
-from noisyfit.models.backbones import create_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "precision-speed"
@@ -34,33 +32,18 @@ TABLE = ROOT / "benchmarks" / "PRECISION_SPEED.md"
 PRECISIONS = ("fp32", "bf16")
 
 
-def step_seconds(net, opt, x, y, precision: str, steps: int) -> float:
-    """Median wall time of ``steps`` SGD steps (forward, backward, update) after one untimed step."""
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
-        with autocast_context(torch.device("cpu"), precision):
-            loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i:  # the first step builds oneDNN primitives for this shape and precision
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def measure(batch: int, widths: list[int], rounds: int, steps: int, threads: int, channels_last: bool) -> dict:
+    """Images/s of ``bare_loop`` (benchmarks/throughput.py) over ``steps`` batches, per precision and round.
+
+    A warm-up pass per precision first builds oneDNN's kernels for this shape, so a round times steady steps."""
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    net = create_backbone("fastcnn", num_classes=10, input_shape=(3, 32, 32), widths=widths)
-    if channels_last:  # as the trainer keeps image models (train.channels_last, on by default)
-        net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    x, y = torch.randn(steps * batch, 3, 32, 32), torch.randint(0, 10, (steps * batch,))
+    for p in PRECISIONS:
+        bare_loop(x[:batch], y[:batch], widths, batch, p, 0, channels_last=channels_last)
     per = {p: [] for p in PRECISIONS}
     for r in range(rounds):
         for p in PRECISIONS:
-            per[p].append(step_seconds(net, opt, x, y, p, steps))
+            per[p].append(batch / bare_loop(x, y, widths, batch, p, r, channels_last=channels_last))
         print(f"round {r + 1}: " + ", ".join(f"{p} {per[p][-1]:.2f} s/step" for p in PRECISIONS), flush=True)
     med = {p: statistics.median(v) for p, v in per.items()}
     return {"seconds_per_step": per, "median_seconds_per_step": med,
@@ -111,7 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--widths", default="64,256,256")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=2, help="timed steps per round and precision")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps (batches) per round and precision")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--memory-format", choices=("channels_last", "contiguous"), default="channels_last",
                     help="the model's memory format (the trainer's default: channels_last)")
@@ -126,6 +109,7 @@ def main(argv=None) -> int:
                   "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "setup": {"batch": args.batch, "widths": widths, "rounds": args.rounds, "steps": args.steps,
                             "threads": args.threads, "memory_format": args.memory_format, "net": "fastcnn",
+                            "timing": "throughput.bare_loop over --steps batches, after a warm-up pass",
                             "input": [3, 32, 32]}, **result}
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / file_name(machine)

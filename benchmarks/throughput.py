@@ -35,12 +35,14 @@ def synthetic(n: int, seed: int = 0) -> LabeledData:
     return LabeledData(x, y, [str(i) for i in range(10)], name="synthetic-cifar")
 
 
-def bare_loop(x: torch.Tensor, y: torch.Tensor, widths, batch: int, precision: str, seed: int) -> float:
+def bare_loop(x: torch.Tensor, y: torch.Tensor, widths, batch: int, precision: str, seed: int, *,
+              channels_last: bool = True) -> float:
     torch.manual_seed(seed)
     net = create_backbone("fastcnn", num_classes=10, input_shape=(3, 32, 32), widths=widths)
-    net = net.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    xs = x.contiguous(memory_format=torch.channels_last)
+    xs = x.contiguous(memory_format=fmt)
     n_steps = len(y) // batch
     t0 = time.perf_counter()
     for s in range(n_steps):
