@@ -24,9 +24,10 @@ Each run is one :class:`noisyfit.engine.trainer.Trainer` in ``runs/jpeg-gap/<tag
 ``benchmarks/JPEG_GAP.md`` is rewritten from the result files after every run.
 
 A second, cheaper measurement needs no training: ``--evaluate RUN_DIR`` takes a finished run trained on the
-whole JPEG training set (a bench run, say the oracle of a suite) and tests its final model (its kept
-weights: the average when the run kept one) on both versions of the same 1,017 test images, with the run's
-own test-time augmentation and without it. That is the testing half of the gap at full scale, paired on the
+whole JPEG training set (a bench run, say the oracle of a suite) and tests its model (``model.pt``: the
+weights of the epoch its validation split selected, or of its last epoch without one, as ``noisyfit predict``
+uses them) on both versions of the same 1,017 test images, with the run's own test-time augmentation and
+without it. That is the testing half of the gap at full scale, paired on the
 same images; its result goes to ``benchmarks/results/jpeg-gap/eval__<tag>.json``.
 
     .venv/bin/python benchmarks/jpeg_gap.py --seeds 0,1,2 --threads 1
@@ -138,36 +139,34 @@ def run_one(pairs: dict, tag: str, version: str, seed: int, epochs: int, overrid
 
 
 def evaluate_run(pairs: dict, run_dir: Path, threads: int | None = None) -> dict:
-    """A finished run's final model on both versions of the 1,017 test images, with and without its TTA."""
+    """A finished run's model (its ``model.pt``) on both versions of the 1,017 test images, with and without
+    the run's test-time augmentation."""
     import torch
 
-    from noisyfit.config import ConfigError, load_config
-    from noisyfit.engine.ema import eval_weights
-    from noisyfit.engine.run_data import to_device_tensor
-    from noisyfit.engine.trainer import Trainer
+    from noisyfit.config import ConfigError
+    from noisyfit.predictor import PredictorError, load_predictor
 
-    if not (run_dir / "results.json").is_file() or not (run_dir / "checkpoint.pt").is_file():
-        raise ConfigError(f"{run_dir}: not a finished run folder (needs results.json and checkpoint.pt)")
+    if threads:
+        torch.set_num_threads(threads)
+    try:  # the model as `noisyfit predict` uses it: the run's weights, normalisation, precision and views
+        with_views = load_predictor(run_dir, device="cpu")
+        one_view = load_predictor(run_dir, device="cpu", tta="none")
+    except PredictorError as e:
+        raise ConfigError(str(e)) from None
+    names = [str(c) for c in pairs["test"]["class_names"]]
+    if with_views.class_names != names:
+        raise ConfigError(f"{run_dir}: its classes {with_views.class_names} are not CIFAR-10's {names}")
     results = json.loads((run_dir / "results.json").read_text())
-    cfg = load_config(run_dir / "config.yaml", [f"train.threads={threads}"] if threads else [])
-    # a fresh trainer on the run's own config rebuilds its data normalisation; nothing is written
-    tr = Trainer(cfg, None, command=sys.argv)
-    ck = torch.load(run_dir / "checkpoint.pt", map_location=tr.device, weights_only=False)
-    tr.method.load_state_dict(ck["method"])
-    if tr.weight_avg is not None:
-        tr.weight_avg.load_state_dict(ck.get("weight_average"))
+    y = pairs["test"]["y"]
     accs = {"run_tta": {}, "no_tta": {}}
-    y = torch.from_numpy(pairs["test"]["y"]).to(tr.device)
-    with torch.no_grad(), eval_weights(tr.weight_avg, tr.method):
-        for version in VERSIONS:
-            x = to_device_tensor(labeled(pairs, "test", version), tr.device)
-            accs["run_tta"][version] = tr.accuracy_on(x, y)
-            logits = tr.predict_over(x, tr.method.predict_logits)
-            accs["no_tta"][version] = float((logits.argmax(1) == y).float().mean())
+    for version in VERSIONS:
+        x = np.ascontiguousarray(pairs["test"][version])
+        accs["run_tta"][version] = float(np.mean(with_views.predict(x) == y))
+        accs["no_tta"][version] = float(np.mean(one_view.predict(x) == y))
     return {"kind": "evaluate", "run": str(run_dir), "run_command": results.get("command"),
-            "run_test_acc": (results.get("final") or {}).get("test_acc"), "eval_tta": cfg.train.eval_tta,
-            "epochs_trained": int(ck.get("epoch", -1)) + 1, "test_acc": accs,
-            "test_images": int(len(pairs["test"]["y"])), "machine": results.get("machine"),
+            "model": with_views.record, "run_test_acc": with_views.record.get("test_acc"),
+            "eval_tta": with_views.tta, "precision": with_views.precision, "test_acc": accs,
+            "test_images": int(len(y)), "machine": results.get("machine"),
             "commit": results.get("commit"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
@@ -219,9 +218,9 @@ def write_table(results_dir: Path = RESULTS, table: Path = TABLE) -> str:
         lines.append("")
     if evals:
         lines += ["## Whole-set models tested on both versions of the same 1,017 test images", "",
-                  "`--evaluate`: a finished run trained on all JPEG training images, its final model (kept weights) "
-                  "tested on the original pixels and on their JPEG files; paired on the same images, one model "
-                  "each (no seeds to average).", "",
+                  "`--evaluate`: a finished run trained on all JPEG training images, its model (`model.pt`: the "
+                  "selected epoch's weights, or the last epoch's) tested on the original pixels and on their JPEG "
+                  "files; paired on the same images, one model each (no seeds to average).", "",
                   "| tag | run | its TTA | lossless | JPEG | JPEG − lossless | no TTA: lossless | JPEG | "
                   "JPEG − lossless |", "|---|---|---|---|---|---|---|---|---|"]
         for tag, e in evals.items():

@@ -7,8 +7,13 @@
 #   nohup benchmarks/session_queue.sh b >> runs/lane-b.log 2>&1 &
 #
 # The suites train in bf16: on a CPU without bf16 kernels (AVX2 only) `noisyfit bench` refuses them, as each
-# run would take many times its estimate there (benchmarks/PRECISION_SPEED.md). `noisyfit bench --suite S
-# --dry-run` shows what is left of a suite and the time it should take.
+# run would take many times its estimate there (benchmarks/PRECISION_SPEED.md). On such a CPU run lane fp32
+# alone, at two threads: the airbench suite's float32 twin (a suite of its own), so that issue 21 can move.
+#
+#   nohup benchmarks/session_queue.sh fp32 >> runs/lane-fp32.log 2>&1 &
+#
+# Which CPU is this: .venv/bin/python -c "import torch; print(torch.ops.mkldnn._is_mkldnn_bf16_supported())"
+# `noisyfit bench --suite S --dry-run` shows what is left of a suite and the time it should take.
 set -u
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=passive
@@ -33,8 +38,21 @@ b)
     $B --suite cpu-cifar10n-airbench
     $B --suite cpu-cifar10n-long
     ;;
+fp32)
+    # issue 21 on a CPU that emulates bf16: the oracle's three seeds and CE on worst in float32 (about 80 min
+    # each at two threads), each oracle then tested on both versions of the 1,017 paired test images
+    F=".venv/bin/noisyfit bench --threads 2 --suite cpu-cifar10n-airbench-fp32"
+    for s in 0 1 2; do
+        $F --only oracle --seeds $s
+        d="runs/bench/cpu-cifar10n-airbench-fp32/oracle/clean/seed$s"
+        [ -f "benchmarks/results/jpeg-gap/eval__airbench-fp32-oracle-seed$s.json" ] || [ ! -f "$d/model.pt" ] ||
+            .venv/bin/python benchmarks/jpeg_gap.py --evaluate "$d" --tag "airbench-fp32-oracle-seed$s" --threads 2
+        [ "$s" = 0 ] && $F --only ce --seeds 0 --label-sets worst
+    done
+    $F
+    ;;
 *)
-    echo "usage: $0 a|b   (two lanes; see the comments at the top)" >&2
+    echo "usage: $0 a|b|fp32   (see the comments at the top)" >&2
     exit 2
     ;;
 esac

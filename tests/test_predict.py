@@ -92,6 +92,40 @@ def test_predicting_an_image_run_reproduces_its_recorded_test_accuracy(tmp_path,
     assert [r[1] for r in read_preds(tmp_path / "p2.csv")[1]] == list(predicted)
 
 
+def test_a_run_with_test_time_augmentation_predicts_with_its_views(tmp_path, capsys, image_npz):
+    # airbench's recipe: Lookahead-averaged weights evaluated with six views; model.pt must give the recorded
+    # accuracy, i.e. the averaged weights and the same views
+    from noisyfit.engine.tta import with_tta
+
+    run = tmp_path / "run"
+    trainer, results = train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "data.noise=null",
+                                      "data.val_fraction=0.2", "train.epochs=4", "train.ema=lookahead",
+                                      "train.eval_tta=mirror_translate"), run)
+    best = results["selected"]
+    test = tiny_images(64, seed=1)
+    model = load_predictor(run, device="cpu")
+    assert model.tta == "mirror_translate"
+    trainer.method.load_state_dict(torch.load(run / "best_model.pt", weights_only=False))
+    fn = trainer.method.predict_logits
+    with_views = trainer.predict_over(trainer.test_x, with_tta(fn, "mirror_translate"))
+    one_view = trainer.predict_over(trainer.test_x, fn)
+    assert torch.equal(model.logits(test.x), with_views)
+    assert int((model.logits(test.x).argmax(1).numpy() == test.labels).sum()) == round(best["test_acc"] * 64)
+    assert not torch.equal(with_views, one_view)
+    assert torch.equal(load_predictor(run, device="cpu", tta="none").logits(test.x), one_view)
+    # a model.pt written before the file recorded the views predicts as it always did: one view
+    state = torch.load(run / "model.pt", weights_only=True)
+    del state["input"]["eval_tta"]
+    torch.save(state, tmp_path / "old.pt")
+    assert load_predictor(tmp_path / "old.pt", device="cpu").tta == "none"
+    # the command line takes --tta
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run), f"npz:{image_npz}", "--out", str(out), "--tta", "none"]) == 0
+    assert [r[1] for r in read_preds(out)[1]] == [f"k{k}" for k in one_view.argmax(1).tolist()]
+    with pytest.raises(PredictorError, match="tta='flip'"):
+        load_predictor(run, device="cpu", tta="flip")
+
+
 def test_model_file_holds_the_training_normalisation_and_no_per_sample_state(tmp_path, image_npz):
     run = tmp_path / "run"
     trainer, _ = train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "data.noise=null", "train.epochs=1",
@@ -131,6 +165,9 @@ def test_predicting_a_tabular_run_with_string_labels(tmp_path, capsys, blobs_csv
     model = load_predictor(run / "model.pt")
     assert torch.equal(model.logits(trainer.data.test.x), trainer.predict_over(trainer.test_x,
                                                                                 trainer.method.predict_logits))
+    assert model.tta == "none"
+    with pytest.raises(PredictorError, match="takes images; this model takes feature rows"):
+        load_predictor(run, tta="mirror")
     # standardised with the training rows' mean and std, as the trainer did
     x_train = trainer.data.train.x
     state = torch.load(run / "model.pt", weights_only=True)

@@ -500,3 +500,27 @@ def test_the_airbench_suite_protocol_is_the_ablation_row_it_was_chosen_from():
     whole = {r.name: r for r in ablation.ROWS}["airbench"]
     assert (load_config("ce/cpu-cifar10n-airbench-ls").to_dict()
             == load_config(whole.preset, list(whole.overrides)).to_dict())
+
+
+def test_the_fp32_airbench_suite_differs_from_the_bf16_one_only_in_its_arithmetic(tmp_path):
+    # cpu-cifar10n-airbench-fp32 exists for CPUs that emulate bf16: the same runs with the same settings, in
+    # float32, in a run folder of its own (never pooled with the bf16 suite's)
+    from pathlib import Path
+
+    from noisyfit.bench.plan import expand_suite, runnable_methods
+    from noisyfit.bench.suites import get_suite
+    from noisyfit.config import load_config
+
+    def runs(name):
+        plans = expand_suite(get_suite(name), registered=runnable_methods(), results_root=tmp_path)
+        return [r for p in plans for r in p.runs]
+
+    bf16, fp32 = runs("cpu-cifar10n-airbench"), runs("cpu-cifar10n-airbench-fp32")
+    assert [r.key for r in bf16] == [r.key for r in fp32] and len(bf16) == 23
+    for a, b in zip(bf16, fp32):
+        ca = load_config(a.config, list(a.overrides)).to_dict()
+        cb = load_config(b.config, list(b.overrides)).to_dict()
+        assert ca["train"].pop("precision") == "bf16" and cb["train"].pop("precision") == "fp32"
+        assert ca == cb, a.key
+        assert a.run_dir(Path("runs")).parts[1] == "cpu-cifar10n-airbench"
+        assert b.run_dir(Path("runs")).parts[1] == "cpu-cifar10n-airbench-fp32"

@@ -12,13 +12,15 @@ the run's other files:
   method's extra state) is left out: it is not needed to predict;
 * the input normalisation computed inside the trainer: per-channel mean and std (``[0, 1]`` units) for
   ``uint8`` NHWC images, per-feature mean and std for feature rows, with the raw input shape;
-* the class names (label ``i`` is ``class_names[i]``), the autocast precision and evaluation batch size
-  of the run, and which weights these are (``selected`` or ``final``, the epoch, and the test and
+* the class names (label ``i`` is ``class_names[i]``), the autocast precision, evaluation batch size and
+  test-time augmentation (``train.eval_tta``) of the run, and which weights these are (``selected`` or ``final``, the epoch, and the test and
   validation accuracies the run recorded for them).
 
 The file is a ``torch.save`` of tensors and plain Python values: ``torch.load(path, weights_only=True)``
-reads it without running pickled code. Predicting with the run's device, precision and batch size
-reproduces the run's recorded test accuracy exactly (``tests/test_predict.py``).
+reads it without running pickled code. Predicting with the run's device, precision, batch size and
+test-time augmentation (the defaults) reproduces the run's recorded test accuracy exactly
+(``tests/test_predict.py``). A ``model.pt`` written before the file recorded the test-time augmentation
+predicts without any, as it always did.
 
 Example
 -------
@@ -42,6 +44,7 @@ from noisyfit import __version__
 from noisyfit.data.augment import Augmenter
 from noisyfit.data.labeled import DataError
 from noisyfit.engine.precision import autocast_context
+from noisyfit.engine.tta import TTA_VIEWS, with_tta
 
 if TYPE_CHECKING:  # pragma: no cover
     from noisyfit.engine.trainer import Trainer
@@ -115,7 +118,9 @@ def predictor_state(trainer: Trainer, results: dict | None = None, *, weights: s
         "model": {"backbone": cfg.model.backbone, "args": dict(cfg.model.args)},
         "class_names": [str(c) for c in tr.class_names],
         "input": {"kind": "image" if trainer.is_image else "features", "shape": shape,
-                  "channels_last": bool(trainer.is_image and cfg.train.channels_last), **normalisation},
+                  "channels_last": bool(trainer.is_image and cfg.train.channels_last),
+                  # the views the run's accuracies averaged over (it checks that feature rows have none)
+                  "eval_tta": str(cfg.train.eval_tta) if trainer.is_image else "none", **normalisation},
         "precision": trainer.precision,
         "eval_batch_size": int(cfg.train.eval_batch_size),
         "record": {**record, "run_created": None if results is None else results.get("created")},
@@ -159,6 +164,10 @@ class Predictor:
         ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
     precision : str
         ``auto``: the run's autocast precision (fp16 becomes fp32 on a CPU), or ``fp32``, ``bf16``, ``fp16``.
+    tta : str
+        Test-time augmentation of images: ``auto`` (the run's ``train.eval_tta``, so predictions match the
+        accuracies the run recorded), ``none`` (one forward pass per image), ``mirror`` or
+        ``mirror_translate`` (see :mod:`noisyfit.engine.tta`).
 
     Attributes
     ----------
@@ -172,7 +181,8 @@ class Predictor:
         and ``val_acc`` the run recorded for them.
     """
 
-    def __init__(self, state: dict, *, device: str | torch.device = "cpu", precision: str = "auto"):
+    def __init__(self, state: dict, *, device: str | torch.device = "cpu", precision: str = "auto",
+                 tta: str = "auto"):
         if not isinstance(state, dict) or state.get("schema") != PREDICTOR_SCHEMA:
             got = state.get("schema") if isinstance(state, dict) else type(state).__name__
             raise PredictorError(f"not a noisyfit predictor (schema {got!r}, expected {PREDICTOR_SCHEMA!r})")
@@ -193,6 +203,12 @@ class Predictor:
         if precision not in ("fp32", "bf16", "fp16"):
             raise PredictorError(f"precision={precision!r}: use auto, fp32, bf16 or fp16")
         self.precision = precision
+        run_tta = str(inp.get("eval_tta", "none"))  # absent from files written before it was recorded
+        self.tta = run_tta if tta == "auto" else str(tta)
+        if self.tta not in TTA_VIEWS:
+            raise PredictorError(f"tta={tta!r}: use auto, {', '.join(TTA_VIEWS)}")
+        if self.tta != "none" and not self.is_image:
+            raise PredictorError(f"tta={tta!r}: test-time augmentation takes images; this model takes feature rows")
         mean, std = inp["mean"].float(), inp["std"].float()
         if self.is_image:
             self._feature_mean = self._feature_std = None
@@ -244,7 +260,7 @@ class Predictor:
         return path
 
     def __reduce__(self):  # pickled as its state (the method's backbone factory is a closure)
-        return _unpickle, (self.state(), str(self.device), self.precision)
+        return _unpickle, (self.state(), str(self.device), self.precision, self.tta)
 
     def __repr__(self) -> str:
         kind = "images " + "x".join(map(str, self.input_shape)) if self.is_image else f"{self.input_shape[0]} features"
@@ -294,7 +310,8 @@ class Predictor:
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
     def logits(self, x, *, batch_size: int | None = None) -> torch.Tensor:
-        """``Method.predict_logits`` of raw inputs, float32 ``[N, C]`` on the CPU, in the trainer's batches."""
+        """``Method.predict_logits`` of raw inputs (averaged over the ``tta`` views), float32 ``[N, C]`` on the
+        CPU, in the trainer's batches."""
         x = self.check_inputs(x)
         bs = int(batch_size or self.batch_size)
         data = torch.from_numpy(np.ascontiguousarray(x))
@@ -303,10 +320,11 @@ class Predictor:
         else:  # standardised once with the training statistics, as the trainer does
             data = (data.to(self.device) - self._feature_mean) / self._feature_std
         outs = []
+        predict = with_tta(self.method.predict_logits, self.tta)  # views of the normalised batch, as the trainer
         with autocast_context(self.device, self.precision):
             for s in range(0, len(data), bs):
                 xb = self._augmenter.normalize(data[s:s + bs].to(self.device))
-                outs.append(self.method.predict_logits(xb).float().cpu())
+                outs.append(predict(xb).float().cpu())
         if not outs:
             return torch.zeros(0, len(self.class_names))
         return torch.cat(outs)
@@ -320,8 +338,8 @@ class Predictor:
         return self.logits(x, batch_size=batch_size).argmax(1).numpy()
 
 
-def _unpickle(state: dict, device: str, precision: str) -> Predictor:
-    return Predictor(state, device=device, precision=precision)
+def _unpickle(state: dict, device: str, precision: str, tta: str = "auto") -> Predictor:
+    return Predictor(state, device=device, precision=precision, tta=tta)
 
 
 def read_predictor_file(path: str | Path) -> dict:
@@ -342,7 +360,7 @@ def read_predictor_file(path: str | Path) -> dict:
     return state
 
 
-def load_predictor(run: str | Path, *, device: str = "auto", precision: str = "auto") -> Predictor:
+def load_predictor(run: str | Path, *, device: str = "auto", precision: str = "auto", tta: str = "auto") -> Predictor:
     """The predictor of a finished run: ``run`` is its folder (``--out`` of ``noisyfit train``) or a ``model.pt``.
 
     Raises
@@ -356,7 +374,7 @@ def load_predictor(run: str | Path, *, device: str = "auto", precision: str = "a
         raise PredictorError(f"{run} not found; pass the --out folder of a finished `noisyfit train` run (or its "
                              f"{PREDICTOR_FILE}).")
     if run.is_file():
-        return Predictor(read_predictor_file(run), device=device, precision=precision)
+        return Predictor(read_predictor_file(run), device=device, precision=precision, tta=tta)
     model, results_path = run / PREDICTOR_FILE, run / "results.json"
     if not results_path.is_file():
         if (run / "checkpoint.pt").is_file():
@@ -377,4 +395,4 @@ def load_predictor(run: str | Path, *, device: str = "auto", precision: str = "a
     if created is not None and written_for is not None and created != written_for:
         raise PredictorError(f"{model} belongs to an earlier run in this folder (written for the run of "
                              f"{written_for}, results.json is from {created}); train again into a new folder.")
-    return Predictor(state, device=device, precision=precision)
+    return Predictor(state, device=device, precision=precision, tta=tta)

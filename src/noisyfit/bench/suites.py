@@ -23,7 +23,7 @@ two pseudo-methods, or a selector:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from noisyfit.config import ConfigError
 
@@ -300,6 +300,23 @@ SUITES: dict[str, Suite] = {
         published=True,
     ),
 }
+
+
+# The airbench suite in float32: the same grid and settings with the arithmetic changed, for CPUs without
+# bfloat16 kernels (AVX2 only), where bf16 autocast is emulated at 17-18x float32's time
+# (benchmarks/PRECISION_SPEED.md). A suite of its own, never pooled with the bf16 one: the recipe ablation
+# measured the two arithmetics a seed apart on clean labels (90.36% fp32, 90.48% bf16; one seed each), which
+# is not enough to call them the same protocol.
+SUITES["cpu-cifar10n-airbench-fp32"] = replace(
+    SUITES["cpu-cifar10n-airbench"],
+    name="cpu-cifar10n-airbench-fp32",
+    description=SUITES["cpu-cifar10n-airbench"].description + "; float32 arithmetic (train.precision=fp32), "
+                "for CPUs without bfloat16 kernels",
+    overrides=("train.precision=fp32",),
+    # the ablation's fp32 whole-recipe row: 406 s per epoch (median) at 2 threads on an AVX2 CPU, 10 epochs
+    # plus the test-time-augmented evaluations (results/recipe-ablation/ce-airbench-fp32__clean__seed0.json)
+    ce_seconds_guess=80 * 60.0,
+)
 
 
 def get_suite(name: str) -> Suite:

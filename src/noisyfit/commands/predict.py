@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--label-column", default="label", help="label column of a CSV (default: label)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, help="samples per forward pass (default: the run's eval batch size)")
+    p.add_argument("--tta", default="auto", choices=("auto", "none", "mirror", "mirror_translate"),
+                   help="test-time augmentation of images (default auto: the run's train.eval_tta, so predictions "
+                        "match the accuracy the run recorded; none: one forward pass per image)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -55,7 +58,7 @@ class Inputs:
 def cmd_predict(args) -> int:
     from noisyfit.predictor import load_predictor
 
-    model = load_predictor(args.run, device=args.device)
+    model = load_predictor(args.run, device=args.device, tta=args.tta)
     inputs = read_inputs(args.data, model, split=args.split, data_dir=args.data_dir, label_column=args.label_column)
     logits = model.logits(inputs.x, batch_size=args.batch_size)
     pred = logits.argmax(1).numpy()

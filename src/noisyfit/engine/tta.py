@@ -11,8 +11,9 @@ The views and weights are airbench94's (Jordan 2024, section 3.7; its ``tta_leve
 A view is ``(mirror, dy, dx, weight)``: the input shifted so that ``view[i, j] = x[i + dy, j + dx]`` (reflected
 at the border), then mirrored left-right if ``mirror``. Logits are averaged, not probabilities, as airbench
 does. In noisyfit the setting ``train.eval_tta`` applies to the validation and test accuracies the trainer
-records (and so to model selection); the per-sample training signals (``final_probs``, clean scores) and a saved
-``model.pt`` predict without it.
+records (and so to model selection) and is saved in ``model.pt``, whose predictor averages the same views by
+default (:class:`noisyfit.predictor.Predictor`, ``tta``); the per-sample training signals (``final_probs``,
+clean scores) are computed without it.
 """
 
 from __future__ import annotations
