@@ -39,8 +39,8 @@ b)
     $B --suite cpu-cifar10n-long
     ;;
 fp32)
-    # issue 21 on a CPU that emulates bf16: the oracle's three seeds and CE on worst in float32 (about 80 min
-    # each at two threads), each oracle then tested on both versions of the 1,017 paired test images
+    # issue 21 on a CPU that emulates bf16: the oracle's three seeds and CE on worst in float32 (about 2 h
+    # each at two threads, evaluation included), each oracle then tested on both versions of the 1,017 paired test images
     F=".venv/bin/noisyfit bench --threads 2 --suite cpu-cifar10n-airbench-fp32"
     for s in 0 1 2; do
         $F --only oracle --seeds $s

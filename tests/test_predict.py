@@ -213,16 +213,53 @@ def test_inputs_of_the_wrong_shape_exit_2_saying_what_the_model_takes(tmp_path, 
     assert not out.exists()
 
 
-def test_images_of_another_size_exit_2(tmp_path, capsys, image_npz):
+def test_new_images_of_any_size_in_a_flat_folder_a_file_or_an_array(tmp_path, capsys, image_npz):
+    # a user's new photos: loose image files of mixed sizes (one in a subfolder), one file alone, an array of
+    # another size; each is resized to the model's 16x16 as a training folder is decoded, with a note
+    from PIL import Image
+
+    from noisyfit.data.folder import decode_image
+
     run = tmp_path / "run"
     train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "train.epochs=1"), run)
-    np.save(tmp_path / "x.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    model = load_predictor(run, device="cpu")
+    new = tmp_path / "new"
+    (new / "more").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    files = {"b.png": (16, 16), "a.png": (24, 20), "more/c.jpg": (9, 30)}
+    for name, (h, w) in files.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(new / name)
+    (new / "notes.txt").write_text("not an image")
+    expected = np.stack([decode_image(new / n, (16, 16)) for n in ("a.png", "b.png", "more/c.jpg")])
+    for data in (str(new), f"folder:{new}"):
+        out = tmp_path / "p.csv"
+        assert main(["predict", str(run), data, "--out", str(out)]) == 0
+        assert "2 of 3 image(s) resized to the model's 16x16" in said(capsys)
+        header, rows = read_preds(out)
+        assert [r[0] for r in rows] == ["a.png", "b.png", "more/c.jpg"]  # sorted paths, relative to the folder
+        assert [r[1] for r in rows] == [model.class_names[k] for k in model.predict(expected)]
+    assert main(["predict", str(run), str(new / "a.png"), "--out", str(tmp_path / "one.csv")]) == 0
+    assert [r[0] for r in read_preds(tmp_path / "one.csv")[1]] == ["a.png"]
+    said(capsys)
+    # an array of 8x8 images: resized (bicubic), with a note
+    small = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", small)
+    assert main(["predict", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "2 image(s) of 8x8 resized to the model's 16x16" in said(capsys)
+    big = np.stack([np.asarray(Image.fromarray(im).resize((16, 16), Image.Resampling.BICUBIC)) for im in small])
+    assert [r[1] for r in read_preds(tmp_path / "p.csv")[1]] == [model.class_names[k] for k in model.predict(big)]
+    # what cannot be fixed by resizing still exits 2: another channel count, floats, a broken file
+    np.save(tmp_path / "x.npy", np.zeros((2, 16, 16, 1), np.uint8))
     assert main(["predict", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 2
-    assert ("got an array of shape [2, 8, 8, 3]; this model takes uint8 images of 16x16 pixels with 3 channel(s)"
+    assert ("got an array of shape [2, 16, 16, 1]; this model takes uint8 images of 16x16 pixels with 3 channel(s)"
             in said(capsys))
     np.save(tmp_path / "x.npy", np.zeros((2, 16, 16, 3), np.float32))
     assert main(["predict", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "got images of dtype float32" in said(capsys)
+    (new / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p2.csv")]) == 2
+    assert "cannot decode image 'broken.jpg' (not an image Pillow can read)" in said(capsys)
+    assert not (tmp_path / "p2.csv").exists()
 
 
 def test_bad_run_folders_exit_2_with_the_fix(tmp_path, capsys, tiny_run):

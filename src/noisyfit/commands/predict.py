@@ -6,8 +6,12 @@ DATA is one of
   ``cifar10``...): its test split, or its training split when it has no test split (``--split`` chooses).
   Images of an image folder are decoded as for training and resized to the model's input size. When the
   data carry labels, the accuracy against them is printed;
-* a ``.npy`` array of raw inputs: ``uint8`` images ``[N, H, W, C]`` (``[N, H, W]`` for grey) or feature rows
-  ``[N, D]`` as the run was trained on them (the model normalises them itself);
+* new images without labels: one image file, or a folder with image files directly in it (subfolders
+  included; ids are the paths relative to the folder), decoded as an image folder is for training and
+  resized to the model's input size;
+* a ``.npy`` array of raw inputs: ``uint8`` images ``[N, H, W, C]`` (``[N, H, W]`` for grey; another height
+  and width are resized to the model's, with a note) or feature rows ``[N, D]`` as the run was trained on
+  them (the model normalises them itself);
 * an ``.npz`` without labels (its ``x``, or ``x_test``, and optional ``ids``), or a ``.csv`` without a label
   column (every column but ``id``, ``split``, ``true_label`` is a feature, in the training file's order);
   with labels, a bare ``.npz`` / ``.csv`` / folder path is read as ``npz:`` / ``csv:`` / ``folder:``.
@@ -31,8 +35,8 @@ def register(sub) -> None:
                                    "prob_<class>...). DATA: a data set as --dataset takes it (npz:PATH, csv:PATH, "
                                    "folder:PATH, digits...), or an .npy/.npz/.csv of raw inputs.")
     p.add_argument("run", metavar="RUN", help="the --out folder of a finished `noisyfit train` run, or its model.pt")
-    p.add_argument("data", metavar="DATA", help="npz:PATH, csv:PATH, folder:PATH, a data set name, or an .npy of "
-                                                "raw inputs")
+    p.add_argument("data", metavar="DATA", help="npz:PATH, csv:PATH, folder:PATH, a data set name, an image file, "
+                                                "a folder of new images, or an .npy of raw inputs")
     p.add_argument("--out", required=True, help="CSV to write (id, predicted, prob_<class> per class)")
     p.add_argument("--split", choices=("auto", "test", "train"), default="auto",
                    help="which split of a data set to predict (auto: test when there is one, else train)")
@@ -53,6 +57,7 @@ class Inputs:
     labels: list[str] | None  # class names of the data's labels, when it has labels
     true_labels: list[str] | None
     what: str  # for messages: "the test split of npz:data.npz"
+    note: str | None = None  # printed before the predictions (e.g. what was resized)
 
 
 def cmd_predict(args) -> int:
@@ -60,6 +65,8 @@ def cmd_predict(args) -> int:
 
     model = load_predictor(args.run, device=args.device, tta=args.tta)
     inputs = read_inputs(args.data, model, split=args.split, data_dir=args.data_dir, label_column=args.label_column)
+    if inputs.note:
+        print(inputs.note)
     logits = model.logits(inputs.x, batch_size=args.batch_size)
     pred = logits.argmax(1).numpy()
     import torch
@@ -104,13 +111,19 @@ def read_inputs(spec: str, model, *, split: str = "auto", data_dir=None, label_c
     """The inputs DATA names (see the module docstring), checked against what ``model`` takes."""
     from noisyfit.data.labeled import DataError
 
-    kind, sep, _ = spec.partition(":")
+    kind, sep, rest = spec.partition(":")
     path = Path(spec).expanduser()
+    if sep and kind.lower() == "folder" and model.is_image:
+        loose = Path(rest).expanduser()
+        if loose.is_dir() and _has_loose_images(loose):  # new images, not the training layout
+            return _checked(_unlabelled_images(loose, model), model)
     if not (sep and kind.lower() in ("folder", "csv", "npz")) and path.exists():
         suffix = path.suffix.lower()
         if path.is_file() and suffix == ".npy":
             x = _load_npy(path)
             inputs = Inputs(x, [str(i) for i in range(len(x))], None, None, str(path))
+        elif model.is_image and (_image_file(path) or (path.is_dir() and _has_loose_images(path))):
+            inputs = _unlabelled_images(path, model)
         elif path.is_file() and suffix == ".npz":
             inputs = _raw_npz(path, split) or _dataset(f"npz:{spec}", model, split, data_dir, label_column)
         elif path.is_file() and suffix == ".csv":
@@ -123,12 +136,71 @@ def read_inputs(spec: str, model, *, split: str = "auto", data_dir=None, label_c
                             "data set as --dataset takes it (npz:PATH, csv:PATH, folder:PATH, ...).")
     else:
         inputs = _dataset(spec, model, split, data_dir, label_column)
+    return _checked(inputs, model)
+
+
+def _checked(inputs: Inputs, model) -> Inputs:
     from noisyfit.predictor import PredictorError
 
+    inputs = _resized(inputs, model)
     try:
         inputs.x = model.check_inputs(inputs.x)
     except PredictorError as err:
         raise PredictorError(f"{inputs.what}: {err}") from None
+    return inputs
+
+
+def _image_file(path: Path) -> bool:
+    from noisyfit.data.folder import IMAGE_EXTENSIONS
+
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _has_loose_images(root: Path) -> bool:
+    """Image files directly in ``root``: new images, not the training layout (root/<class>/<file>)."""
+    return any(_image_file(p) and not p.name.startswith(".") for p in root.iterdir())
+
+
+def _unlabelled_images(path: Path, model) -> Inputs:
+    """One image file, or every image file under a folder (sorted paths), at the model's input size."""
+    from noisyfit.data.folder import _list_directory, _unreadable, decode_image, resize_images, short_error
+    from noisyfit.data.labeled import DataError
+
+    root, ids = (path.parent, [path.name]) if path.is_file() else (path, sorted(_list_directory(path)))
+    h, w, c = model.input_shape
+    if c != 3:
+        raise DataError(f"{path}: image files are decoded as RGB, but this model takes {c} channel(s); pass an "
+                        f"[N, {h}, {w}, {c}] uint8 .npy instead.")
+    x = np.empty((len(ids), h, w, 3), dtype=np.uint8)
+    failed, resized = [], 0
+    for k, i in enumerate(ids):
+        try:
+            with open(root / i, "rb") as f:
+                img = decode_image(f, None)
+            if img.shape[:2] != (h, w):  # the same bicubic resize as decoding a training folder at (h, w)
+                img, resized = resize_images(img[None], (h, w))[0], resized + 1
+            x[k] = img
+        except Exception as err:  # every unreadable file is listed in one error
+            failed.append((i, short_error(err)))
+    if failed:
+        raise _unreadable(path, failed, len(ids))
+    note = f"{resized} of {len(ids)} image(s) resized to the model's {h}x{w}" if resized else None
+    return Inputs(x, ids, None, None, str(path), note)
+
+
+def _resized(inputs: Inputs, model) -> Inputs:
+    """uint8 images of another height and width resized to the model's (bicubic, as folder decoding)."""
+    from noisyfit.data.folder import resize_images
+
+    x = inputs.x
+    if not model.is_image or x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) == 0:
+        return inputs  # check_inputs says what is wrong with anything else
+    h, w, c = model.input_shape
+    x4 = x[..., None] if x.ndim == 3 else x
+    if x4.shape[3] != c or x4.shape[1:3] == (h, w):
+        return inputs
+    inputs.x = resize_images(x4, (h, w))
+    inputs.note = f"{len(x)} image(s) of {x4.shape[1]}x{x4.shape[2]} resized to the model's {h}x{w}"
     return inputs
 
 
@@ -164,7 +236,7 @@ def _dataset(spec: str, model, split: str, data_dir, label_column: str) -> Input
             raise
         raise DataError(f"{err} `noisyfit predict` reads image folders in the training layout (root/<class>/<file> "
                         "or root/<split>/<class>/<file>, 2 or more class folders); to predict unlabelled images, "
-                        "save them as one uint8 [N, H, W, C] array (.npy).") from None
+                        "put the image files directly in the folder, or pass one image file.") from None
     which = _choose(split, splits.test is not None, spec)
     data = splits.test if which == "test" else splits.train
     names = list(data.class_names)
