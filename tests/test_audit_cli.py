@@ -117,6 +117,25 @@ def test_without_a_source_the_default_detector_runs_and_says_why(tmp_path, blobs
     assert summary["detection"]["f1"] > 0.8  # 30 planted flips on separable blobs
 
 
+def test_the_default_mlp_on_images_is_named_and_a_conv_backbone_is_suggested(tmp_path, image_folder, blobs_csv,
+                                                                              capsys):
+    # a new user's photo folder with no --backbone trains an MLP on raw pixels: the audit must say so
+    from noisyfit.engine.trainer import PIXEL_MLP_WARNING
+
+    flags = ["--epochs", "1", "--device", "cpu", "--precision", "fp32", "--no-progress", "train.tensorboard=false"]
+    assert main(["audit", f"folder:{image_folder}", "--out", str(tmp_path / "a"), *flags]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {PIXEL_MLP_WARNING}" in err and "--backbone fastcnn" in PIXEL_MLP_WARNING
+    from noisyfit.config import load_config
+    from noisyfit.engine.trainer import Trainer
+
+    Trainer(load_config(None, [f"data.dataset=folder:{image_folder}", "model.backbone=fastcnn", "train.device=cpu",
+                               "train.tensorboard=false"]), None)  # built, not trained: the warning comes first
+    assert "model.backbone=mlp" not in capsys.readouterr().err
+    assert main(["audit", f"csv:{blobs_csv}", "--out", str(tmp_path / "c"), *flags]) == 0  # feature rows: fine
+    assert "model.backbone=mlp" not in capsys.readouterr().err
+
+
 def test_folds_ask_for_the_out_of_fold_audit_and_clash_with_a_named_source(tmp_path, blobs_csv, capsys):
     assert main(["audit", f"csv:{blobs_csv}", "--method", "ce", "--folds", "3", "--out", str(tmp_path / "a"),
                  *TRAIN_FLAGS]) == 2

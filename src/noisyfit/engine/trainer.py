@@ -47,6 +47,13 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says what to change."""
 
 
+#: said when images meet the default backbone: a new user's photo folder otherwise trains an MLP on pixels silently
+PIXEL_MLP_WARNING = ("model.backbone=mlp (the default) treats each pixel as a separate number and sees no shapes, so "
+                     "it learns little from photos. For images use a convolutional backbone (--backbone fastcnn, or "
+                     "preact_resnet18); to audit photos, --embedder with a network pretrained on photos (README: "
+                     "'Audit with an embedder').")
+
+
 class OutputDirError(OSError):
     pass
 
@@ -123,6 +130,8 @@ class Trainer:
         slow_bf16 = emulated_bf16_warning(self.device, self.precision)
         if slow_bf16:
             self.logger.info(f"warning: {slow_bf16}")
+        if self.is_image and cfg.model.backbone == "mlp":
+            self.logger.info(f"warning: {PIXEL_MLP_WARNING}")
         self.history: list[dict] = []
         self.best = {"epoch": None, "val_acc": -1.0, "test_acc": None}
         self.start_epoch = 0
