@@ -119,6 +119,31 @@ def test_a_run_drops_rows_after_its_split_so_the_rest_split_as_before(tmp_path, 
     assert run.noise_info["dropped"] == 50 and run.noise_info["spec"] == "audit-clean:relabel-or-drop@0.5"
 
 
+def test_a_cleaned_file_of_data_without_a_truth_gives_a_run_no_truth(tmp_path):
+    # the user's own data: the audit's reference labels are the given ones, not a truth, so a run on the
+    # cleaned file must not report a "true" noise rate or detection scores against them
+    from noisyfit.data.labeled import DatasetSplits
+
+    x = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)
+    own = LabeledData(x, np.r_[GIVEN, 0, 1, 2], ["a", "b", "c"], name="own")  # no true_labels
+    issues = _issues()
+    issues.true_labels = None
+    cleaned = clean_labels(issues, own)
+    assert cleaned.result.info["labels_known"] is False
+    path = save_noisy_labels(tmp_path / "cleaned.npz", cleaned.result, "own")
+    cfg = load_config(None, ["data.val_fraction=0", f"data.noisy_labels_file={path}"]).data
+    run = prepare_run_data(cfg, 0, DatasetSplits(own))
+    assert run.train.true_labels is None
+    np.testing.assert_array_equal(run.train.labels, cleaned.result.labels[run.train_index])
+    # a file made from data with a truth keeps it
+    truth = LabeledData(x, np.r_[GIVEN, 0, 1, 2], ["a", "b", "c"], true_labels=np.r_[TRUE, 0, 1, 2], name="toy")
+    known = clean_labels(_issues(), truth)
+    path = save_noisy_labels(tmp_path / "known.npz", known.result, "toy")
+    cfg.noisy_labels_file = str(path)
+    np.testing.assert_array_equal(prepare_run_data(cfg, 0, DatasetSplits(truth)).train.true_labels,
+                                  np.r_[TRUE, 0, 1, 2][known.result.keep])
+
+
 # ---------------------------------------------------------------------------------- the CLI, end to end
 TRAIN_FLAGS = ["--epochs", "2", "--device", "cpu", "--precision", "fp32", "--no-progress", "model.args.hidden=[32]",
                "train.batch_size=64", "train.tensorboard=false"]

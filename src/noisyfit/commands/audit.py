@@ -46,7 +46,8 @@ DEFAULT_WHY = ("no detector was named, so the audit trained ELR once on every ex
 def register(sub) -> None:
     p = sub.add_parser("audit", help="find likely label errors: issues.csv, summary.json, report.html",
                        description=__doc__.split("\n\n")[0] + " Sources: --pred-probs, --method, --run, "
-                       "--annotators, or (none) out-of-fold training.")
+                       f"--annotators, --embedder, --oof (out-of-fold training), or none: one {DEFAULT_METHOD} run "
+                       "(the default detector).")
     p.add_argument("items", nargs="*", metavar="DATA [key=value ...]",
                    help="DATA: cifar10n-worst, cifar10, digits, folder:PATH, csv:PATH, npz:PATH (optional with --run: "
                         "taken from the run's config); then key=value config overrides (train.epochs=5 ...)")
@@ -112,7 +113,7 @@ def register(sub) -> None:
     p.add_argument("--feature-image", default="auto", metavar="auto|off|HxW[xC]",
                    help="feature rows drawn as images in the report: auto (a square number of features, side >= 8, "
                         "none negative: e.g. digits as 8x8), off, or a shape such as 28x28 or 32x32x3")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars (lines per epoch or fold still print)")
     p.set_defaults(func=cmd_audit)
     # argparse binds a positional list only once, so `audit DATA --out X train.epochs=5` would reject the
     # trailing override; collect key=value items that come after options into `items` too.

@@ -44,7 +44,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Union
 
@@ -941,7 +941,9 @@ def attach_noisy_labels(data: LabeledData, result: NoiseResult) -> LabeledData:
     """Give ``data`` the noisy labels of a (loaded) result, after checking they belong to it.
 
     The result's true labels must equal the dataset's true labels (or its given labels when it has none);
-    otherwise the file was made for other data or another example order.
+    otherwise the file was made for other data or another example order. The data keep no true labels when
+    they had none and the file says its reference labels were not known to be true (a cleaned file of an
+    audit on the user's own data): they are the given labels the audit started from.
     """
     if len(result.labels) != len(data):
         raise DataError(f"{data.name}: {len(result.labels)} noisy labels for {len(data)} examples; "
@@ -955,6 +957,10 @@ def attach_noisy_labels(data: LabeledData, result: NoiseResult) -> LabeledData:
         raise DataError(f"{data.name}: the noise file's true labels differ from the dataset's at {diff.size} "
                         f"examples (first index {int(diff[0])}); it was made for other data or another "
                         "example order. Regenerate it with `noisyfit noise`.")
+    if data.true_labels is None and (result.info or {}).get("labels_known") is False:
+        # a cleaned file of `noisyfit audit` on data without a truth: its "true_labels" are the labels the
+        # audit was given, not a truth, so a run on it must not score anything against them
+        return replace(data, labels=np.asarray(result.labels, dtype=np.int64))
     return data.with_labels(result.labels)
 
 

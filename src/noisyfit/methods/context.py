@@ -28,8 +28,18 @@ Example: a method in a plain PyTorch loop
 ...         method.after_optimizer_step(epoch)
 ...     method.on_epoch_end(epoch, ctx)
 >>> method.on_fit_end(ctx)
->>> method.clean_scores(y.numpy()).shape
+>>> method.clean_scores(y.numpy()).shape    # per sample: how likely its given label is right
 (256,)
+>>> _ = method.eval()                      # then predict new inputs (a method is a module without forward)
+>>> with torch.no_grad():
+...     method.predict_logits(torch.randn(5, 8)).shape
+torch.Size([5, 3])
+
+``get_method_class(name)(args, num_classes, num_samples, make_backbone)``: ``args`` is the method's
+``method.args`` (``{}`` for its paper defaults; unknown names are refused), ``make_backbone`` a function
+that returns a fresh network (two-network methods call it twice). ``predict_logits`` is the method's
+prediction (Co-teaching's first network, DivideMix's two networks averaged...), the one the Trainer's
+accuracies use.
 """
 
 from __future__ import annotations
