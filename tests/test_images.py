@@ -63,6 +63,36 @@ def test_median_rule_for_a_folder_of_mixed_sizes_and_formats(mixed):
     assert [str(w.message) for w in again if issubclass(w.category, DataWarning)] == notes
 
 
+def _notes(load):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load()
+    return data, [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+
+
+def test_a_class_folder_without_images_is_named_not_dropped_silently(tmp_path):
+    root = tmp_path / "pets"
+    for cls in ("cat", "dog"):
+        for i in range(2):
+            rgb(root / cls / f"{i}.png", 8, 8, 50)
+    (root / "emu").mkdir()
+    (root / "emu" / "readme.txt").write_text("no images yet")
+    (root / ".hidden").mkdir()
+    train, notes = _notes(lambda: load_image_folder(root).train)
+    assert train.class_names == ["cat", "dog"]
+    assert notes == [f"{root}: class folder holds no image files and is left out of the classes: 'emu'. Add "
+                     "images to it, or remove it."]
+    # the same under split folders, for each split; a folder with images everywhere says nothing
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            rgb(tmp_path / "s" / split / cls / "0.png", 8, 8, 50)
+    (tmp_path / "s" / "test" / "emu").mkdir()
+    _, notes = _notes(lambda: load_image_folder(tmp_path / "s"))
+    assert len(notes) == 1 and "class folder holds no image files" in notes[0] and "'test/emu'" in notes[0]
+    (tmp_path / "s" / "test" / "emu").rmdir()
+    assert _notes(lambda: load_image_folder(tmp_path / "s", cache=False))[1] == []
+
+
 def test_target_size_rule():
     assert target_size([(32, 32)] * 3, None) == (32, 32)  # uniform: kept
     assert target_size([(10, 10), (10, 10), (500, 900)], None) == (10, 10)  # one giant photo does not win

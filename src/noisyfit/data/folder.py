@@ -92,6 +92,24 @@ def _strip_top_folder(names: list[str]) -> tuple[list[str], str]:
     return names, ""
 
 
+def _empty_class_folders(root: Path, listed: list[str]) -> list[str]:
+    """Class-level folders of an image folder that hold no image files (``split/class`` under a split level)."""
+    if not listed:
+        return []
+    ids, prefix = _strip_top_folder(sorted(listed))
+    base = root / prefix if prefix else root
+    split_level = ids[0].split("/", 1)[0] in SPLIT_NAMES
+    parents = [base / d for d in sorted(SPLIT_NAMES) if (base / d).is_dir()] if split_level else [base]
+    has_images = {i.split("/", 1)[0] for i in ids} | {"/".join(i.split("/", 2)[:2]) for i in ids}
+    empty = []
+    for parent in parents:
+        for d in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            rel = d.relative_to(base).as_posix()
+            if rel not in has_images and rel not in SPLIT_NAMES:
+                empty.append(rel)
+    return empty
+
+
 def _split_layout(ids: list[str], source: Path) -> dict[str, list[str]]:
     """Group example ids (paths relative to the dataset root) by split."""
     tops = {i.split("/", 1)[0] for i in ids}
@@ -495,6 +513,15 @@ def read_image_folder(
             arrays = _decode_all(split_ids, open_image, source, progress, target, failed)
             if base is not None:
                 _cache_save(base, version, source, arrays, split_ids, note)
+    if is_dir and class_names is None:  # a class folder without images would vanish from the classes unsaid
+        empty = _empty_class_folders(source, listed)
+        if empty:
+            shown = ", ".join(repr(e) for e in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+            more = "s hold" if len(empty) > 1 else " holds"
+            note = ((note + " ") if note else "") + (
+                f"{source}: class folder{more} no image files and {'are' if len(empty) > 1 else 'is'} left out of the "
+                f"classes: {shown}. Add images to {'them' if len(empty) > 1 else 'it'}, or remove "
+                f"{'them' if len(empty) > 1 else 'it'}.")
     if note:  # also on a cache hit: the arrays are resized every time they are used
         import warnings
 
