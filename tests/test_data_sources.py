@@ -136,6 +136,17 @@ def test_unknown_name_lists_valid_names():
         assert valid in msg
     with pytest.raises(DataError, match="unknown dataset 'cifar10n-bogus'.*cifar10n-aggre"):
         load_dataset("cifar10n-bogus")
+    assert "A path" not in msg  # no path hint for a name
+    # a path without its kind: the prefixes that read files, and whether the path exists
+    with pytest.raises(DataError, match=r"A path needs its kind in front: folder:PATH .*'/no/such' does not exist"):
+        load_dataset("/no/such")
+
+
+def test_an_empty_label_cell_names_the_column_and_row(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("f0,label\n1.0,a\n2.0,b\n3.0,\n4.0,a\n")
+    with pytest.raises(DataError, match="the label column 'label' is empty in line 4; every row needs a label"):
+        load_dataset(f"csv:{path}")
     assert set(list_datasets()) >= {"cifar10", "cifar10n-random1", "digits"}
 
 

@@ -95,6 +95,9 @@ def test_errors_exit_2_with_a_message(tmp_path, image_folder, colour_model, caps
            "torch.export.save")
     _fails(["audit", data, "--embedder", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "a1")], capsys,
            "noisyfit audit: error: model", "no such file")
+    # said before any data are read (decoding a large folder first would waste minutes)
+    _fails(["audit", f"folder:{tmp_path / 'not-there'}", "--embedder", str(tmp_path / "missing.onnx"), "--out",
+            str(tmp_path / "a1b")], capsys, "noisyfit audit: error: model", "no such file")
     (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if onnxruntime were not installed
     _fails(["embed", data, "--model", str(tmp_path / "m.onnx"), "--out", out], capsys,

@@ -170,8 +170,8 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
                  or (isinstance(v, str) and not v.strip())]
         if empty:
             rows = [_describe(row, col, i) for i in empty]
-            raise DataError(f"{prefix}{col!r} has no label in {some(rows)}; every row needs a label (drop "
-                            "unlabelled rows first).")
+            raise DataError(f"{prefix}the label column {col!r} is empty in {some(rows)}; every row needs a label "
+                            "(drop unlabelled rows first).")
     if declared is None and values and all(_whole_array(v) for v in columns.values()):
         # numeric arrays (an .npz): the same mapping, vectorised
         arrays = {col: np.asarray(v).astype(np.int64) for col, v in columns.items()}

@@ -39,8 +39,13 @@ def list_datasets() -> dict[str, str]:
 
 def _unknown(name: str) -> DataError:
     aliases = ", ".join(f"cifar10n-{a}" for a in ALIASES)
+    hint = ""
+    if "/" in name or "\\" in name or name.startswith((".", "~")) or Path(name).expanduser().exists():
+        # a path given without its kind: say which prefixes read files
+        hint = (" A path needs its kind in front: folder:PATH (images in class folders), csv:PATH, npz:PATH"
+                + ("" if Path(name).expanduser().exists() else f"; {name!r} does not exist either") + ".")
     return DataError(f"unknown dataset {name!r}; valid names: {', '.join(_DESCRIPTIONS)} "
-                     f"(aliases: {aliases}).")
+                     f"(aliases: {aliases}).{hint}")
 
 
 def _need_data_dir(name: str, data_dir: Path | None) -> Path:

@@ -155,6 +155,9 @@ def audit_on_embeddings(args, out: Path, load_data: Callable[[], LabeledData] | 
     """
     t0 = time.time()
     path = Path(args.embedder).expanduser()
+    if not path.exists():  # before the data are loaded: decoding a folder can take minutes
+        raise EmbedderError(f"model {path}: no such file or folder; --embedder takes a model file (.pt2, .onnx, "
+                            "TorchScript), a noisyfit run folder, or the .npz of `noisyfit embed`.")
     data = load_data() if load_data is not None else None
     if path.suffix.lower() == ".npz":
         emb, data = _from_file(args, data)
