@@ -141,6 +141,29 @@ def test_run_backbone_gives_the_features_its_head_was_trained_on(tiny_run):
         load_embedder(run, network=1)
 
 
+def test_a_run_with_weight_averaging_gives_its_averaged_weights(tmp_path):
+    # train.ema (airbench's Lookahead): the run evaluates and keeps the average; its backbone must be that one,
+    # not the raw weights in checkpoint.pt's method state
+    from noisyfit.embed.runs import load_run_backbone
+    from noisyfit.engine.trainer import Trainer
+
+    save_npz(DatasetSplits(tiny_images(n=48, size=12)), tmp_path / "tiny.npz")
+    cfg = load_config(None, [f"data.dataset=npz:{tmp_path / 'tiny.npz'}", "model.backbone=fastcnn",
+                             "model.args.widths=[8,8,8]", "model.args.stem_width=8", "train.epochs=2",
+                             "train.batch_size=8", "train.progress=false", "train.tensorboard=false",
+                             "train.precision=fp32", "train.device=cpu", "data.val_fraction=0",
+                             "train.ema=ema", "train.ema_every=1"])
+    Trainer(cfg, tmp_path / "run").fit()
+    kept = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["weights"]  # the final, averaged model
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["method"]
+    module, _ = load_run_backbone(tmp_path / "run")
+    got = module.backbone.state_dict()
+    assert "stem.0.weight" in got and len(got) > 5
+    assert not torch.equal(raw["net.stem.0.weight"], kept["net.stem.0.weight"])
+    for k, v in got.items():
+        assert torch.equal(v, kept[f"net.{k}"]), k
+
+
 @pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
 def test_exported_run_backbone_is_self_contained(tiny_run, tmp_path, suffix):
     _needs_onnx(suffix)

@@ -75,7 +75,11 @@ def _method_state(run_dir: Path, checkpoint: str) -> dict:
     except Exception as err:
         raise EmbedderError(f"{path}: cannot read it ({type(err).__name__}: {err}); the file is damaged or "
                             "from another program.") from err
-    return state["method"] if checkpoint == "last" else state
+    if checkpoint == "best":  # written inside the evaluation: the averaged weights when the run kept an average
+        return state
+    average = state.get("weight_average")
+    # a run with train.ema evaluated and kept the average, not the raw weights its optimiser left
+    return {**state["method"], **average["average"]} if average else state["method"]
 
 
 def _prefixes(state: dict, wanted: dict) -> list[str]:
