@@ -80,3 +80,17 @@ def test_bench_threads_below_one_exits_2_with_a_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--threads 0" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_the_command_line_parser_is_built_without_torch():
+    # `noisyfit --help` took 4 s when building the parser imported torch (through the embedder options)
+    import subprocess
+    import sys
+
+    from noisyfit.commands.embed_options import CLASSIFIER_CHOICES
+    from noisyfit.detect.crossfit import CLASSIFIERS
+
+    assert tuple(CLASSIFIER_CHOICES) == tuple(CLASSIFIERS)
+    code = "import sys; from noisyfit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

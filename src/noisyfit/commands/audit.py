@@ -61,7 +61,7 @@ def register(sub) -> None:
     src.add_argument("--run", metavar="RUN_DIR", help="audit a finished `noisyfit train --out RUN_DIR`")
     src.add_argument("--annotators", metavar="COLS", help="comma-separated label columns (extra labels of DATA), "
                                                           "e.g. random1,random2,random3")
-    from noisyfit.embed.cli import add_audit_options
+    from noisyfit.commands.embed_options import add_audit_options
 
     add_audit_options(p, src)  # --embedder FILE (a model, or the embeddings of `noisyfit embed`) and its settings
     p.add_argument("--out", required=True, help="output folder: new or empty, unless --resume or --overwrite")

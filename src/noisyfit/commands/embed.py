@@ -22,7 +22,7 @@ def _log(command: str):
 
 
 def register(sub) -> None:
-    from noisyfit.embed.cli import add_settings_options
+    from noisyfit.commands.embed_options import add_settings_options
 
     p = sub.add_parser("embed", help="embeddings of a data set from a model file (run, torch.export, TorchScript, "
                                      "ONNX), with sample ids",
