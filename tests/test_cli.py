@@ -94,3 +94,13 @@ def test_the_command_line_parser_is_built_without_torch():
     code = "import sys; from noisyfit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_off_a_terminal_the_epoch_lines_come_without_blank_lines_between(tmp_path, capsys):
+    # a live progress bar in a log file left an empty line before every epoch line
+    assert main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(tmp_path / "r"),
+                 "model.args.hidden=[16]", "train.tensorboard=false"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    epochs = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
+    assert len(epochs) == 3 and epochs == list(range(epochs[0], epochs[0] + 3))
+    assert all(line.strip() for line in lines[:epochs[0]])

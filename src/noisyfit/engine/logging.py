@@ -14,7 +14,9 @@ class RunLogger:
         self.out_dir = out_dir
         self.enabled = enabled
         self.console = Console(stderr=True, soft_wrap=True)
-        self.show_progress = enabled and progress
+        # a live bar only on a terminal: in a log file or a pipe it leaves a blank line per epoch, and the
+        # epoch lines already say how far the run is
+        self.show_progress = enabled and progress and self.console.is_terminal
         self._tb = None
         if enabled and tensorboard and out_dir is not None:
             try:
