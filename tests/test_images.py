@@ -142,3 +142,7 @@ def test_train_and_audit_on_a_mixed_folder_from_the_command_line(mixed, tmp_path
     summary = json.loads((audit / "summary.json").read_text())
     assert summary["num_examples"] == 11 and np.load(audit / "pred_probs.npy").shape == (11, 2)
     assert "<img" in (audit / "report.html").read_text()
+    capsys.readouterr()
+    # the default detector's audit loads the folder twice (its run, then the report's thumbnails): one warning
+    assert main(["audit", f"folder:{mixed}", "--out", str(tmp_path / "audit2"), *QUICK]) == 0
+    assert capsys.readouterr().err.count("resized to the median") == 1

@@ -304,8 +304,15 @@ def cmd_audit(args) -> int:
         try:
             from noisyfit.data.sources import load_dataset
 
-            train = load_dataset(data_name, data_dir, label_column=run_cfg.get("label_column", "label"),
-                                 image_size=run_cfg.get("image_size")).train
+            import warnings
+
+            from noisyfit.data.labels import DataWarning
+
+            with warnings.catch_warnings():
+                if args.method:  # the run just loaded these data and said what there was to say about them
+                    warnings.simplefilter("ignore", DataWarning)
+                train = load_dataset(data_name, data_dir, label_column=run_cfg.get("label_column", "label"),
+                                     image_size=run_cfg.get("image_size")).train
             if train.ids is not None:
                 issues.ids = [train.ids[int(i)] for i in issues.index]
             labelled, keep = _run_labels(run_results, train)
