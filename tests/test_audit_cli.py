@@ -126,6 +126,10 @@ def test_the_default_mlp_on_images_is_named_and_a_conv_backbone_is_suggested(tmp
     assert main(["audit", f"folder:{image_folder}", "--out", str(tmp_path / "a"), *flags]) == 0
     err = capsys.readouterr().err
     assert f"warning: {PIXEL_MLP_WARNING}" in err and "--backbone fastcnn" in PIXEL_MLP_WARNING
+    # and the report a person reads says it before anything else, as summary.json does
+    _, summary, html = _outputs(tmp_path / "a")
+    assert PIXEL_MLP_WARNING in summary["model_quality"]["warnings"]
+    assert html.index("id='cautions'") < html.index("id='summary'") and "treats each pixel as a separate" in html
     from noisyfit.config import load_config
     from noisyfit.engine.trainer import Trainer
 
@@ -134,6 +138,7 @@ def test_the_default_mlp_on_images_is_named_and_a_conv_backbone_is_suggested(tmp
     assert "model.backbone=mlp" not in capsys.readouterr().err
     assert main(["audit", f"csv:{blobs_csv}", "--out", str(tmp_path / "c"), *flags]) == 0  # feature rows: fine
     assert "model.backbone=mlp" not in capsys.readouterr().err
+    assert "id='cautions'" not in _outputs(tmp_path / "c")[2]
 
 
 def test_folds_ask_for_the_out_of_fold_audit_and_clash_with_a_named_source(tmp_path, blobs_csv, capsys):

@@ -298,6 +298,7 @@ def cmd_audit(args) -> int:
         from noisyfit.detect.guardrails import run_quality
 
         extra["model_quality"] = run_quality(run_results, log=audit_log)  # warns when over half is flagged
+        run_backbone = ((run_results.get("config") or {}).get("model") or {}).get("backbone")
         run_cfg = (run_results.get("config") or {}).get("data", {})
         data_name = data_name or run_cfg.get("dataset")
         data_dir = data_dir or run_cfg.get("data_dir")
@@ -315,6 +316,10 @@ def cmd_audit(args) -> int:
                                      image_size=run_cfg.get("image_size")).train
             if train.ids is not None:
                 issues.ids = [train.ids[int(i)] for i in issues.index]
+            if run_backbone == "mlp" and train.is_image:  # said by the trainer too; the report must say it
+                from noisyfit.engine.trainer import PIXEL_MLP_WARNING
+
+                extra["model_quality"]["warnings"].append(PIXEL_MLP_WARNING)
             labelled, keep = _run_labels(run_results, train)
         except (DataError, OSError) as err:  # the audit stands without thumbnails
             print(f"noisyfit audit: note: inputs of {data_name!r} not loaded ({err}); report without them",
@@ -412,6 +417,7 @@ def cmd_audit(args) -> int:
     write_report(out / "report.html", issues, inputs=inputs, feature_names=_feature_names(data_name, args.label_column),
                  title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top,
                  feature_image=_feature_image_setting(args.feature_image, inputs),
-                 why=extra.get("detector_choice", {}).get("why"))
+                 why=extra.get("detector_choice", {}).get("why"),
+                 cautions=(extra.get("model_quality") or {}).get("warnings") or ())
     _summary_table(issues, seconds, out)
     return 0

@@ -26,6 +26,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;col
 header{background:#1f3b57;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
 header p{margin:2px 0;font-size:13px;opacity:.9}main{padding:8px 28px 40px;max-width:1280px}
 section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:14px 18px;margin:16px 0}
+#cautions{background:#fff6e0;border-color:#e0b050}#cautions li{margin:4px 0}
 h2{font-size:17px;margin:0 0 10px}.tiles{display:flex;flex-wrap:wrap;gap:10px}
 .tile{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px;background:#fcfcfc}
 .tile b{display:block;font-size:20px}.tile span{font-size:12px;color:#555}
@@ -170,7 +171,8 @@ def _rows(issues: LabelIssues, features: np.ndarray | None, feature_names: Seque
 
 def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
                   feature_names: Sequence[str] | None = None, title: str = "Label audit",
-                  subtitle: str = "", top: int = 24, feature_image: str = "auto", why: str | None = None) -> str:
+                  subtitle: str = "", top: int = 24, feature_image: str = "auto", why: str | None = None,
+                  cautions: Sequence[str] = ()) -> str:
     """The report as an HTML string.
 
     Parameters
@@ -188,6 +190,9 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         Feature rows as images: ``auto``, ``off``, ``HxW`` or ``HxWxC`` (see ``feature_images.py``).
     why : str, optional
         Why this detector ran (the audit's default says what evidence chose it).
+    cautions : sequence of str
+        What a reader must know before acting on the flags (the audit's model-quality warnings), shown in a
+        box above the summary; nothing when empty.
     """
     det = issues.detection_metrics()
     # ndim without np.asarray: streamed images (ImageFiles) decode only the thumbnails shown, not the whole set
@@ -212,6 +217,8 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         (f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p><p>Detector: {_e(issues.detector)} · rule: "
          f"{_e(issues.rule)}</p>" + (f"<p id='detector-why'>Why this detector: {_e(why)}</p>" if why else "")
          + f"<p>Generated {_e(time.strftime('%Y-%m-%d %H:%M'))}</p></header><main>"),
+        (("<section id='cautions'><h2>Before you act on these flags</h2><ul>"
+          + "".join(f"<li>{_e(c)}</li>" for c in cautions) + "</ul></section>") if cautions else ""),
         f"<section id='summary'><h2>Summary</h2>{_tiles(issues, det)}</section>",
         _noise_section(issues), _class_section(issues), _score_section(issues), _annotator_section(issues),
         (f"<section id='suspects'><h2>Top {shown} suspects ({kind})</h2><p class='note'>Most suspicious first "
