@@ -336,7 +336,11 @@ def test_apply_noise_keeps_true_labels():
 
 
 def test_save_load_round_trip(tmp_path):
-    data = make_data()
+    from dataclasses import replace
+
+    # asym's map is CIFAR-10's: the toy data take its class names
+    data = replace(make_data(), class_names=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                             "ship", "truck"])
     _, res = apply_noise(data, "asym:0.4", seed=5)
     path = save_noisy_labels(tmp_path / "sub" / "noise", res, "toy/train")
     assert path.name == "noise.npz" and path.is_file()
@@ -369,3 +373,19 @@ def test_load_errors(tmp_path):
     shuffled = data.subset(np.random.default_rng(1).permutation(len(data)))
     with pytest.raises(DataError, match="another example order"):
         attach_noisy_labels(shuffled, load_noisy_labels(path))
+
+
+def test_asym_on_ten_classes_that_are_not_cifar10s_is_refused():
+    # asym on 10 classes flips CIFAR-10's pairs by index: on digits it turned 9 into 1 and realised 0.15 for 0.3
+    from noisyfit.data.labeled import DataError, LabeledData
+    from noisyfit.data.noise import apply_noise
+
+    y = np.arange(100) % 10
+    digits = LabeledData(np.zeros((100, 2), np.float32), y, [str(k) for k in range(10)], name="digits")
+    with pytest.raises(DataError, match=r"CIFAR-10's class map .* use 'pairflip:0.3'"):
+        apply_noise(digits, "asym:0.3", seed=0)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    cifar = LabeledData(np.zeros((100, 2), np.float32), y, names, name="cifar10")
+    noisy, result = apply_noise(cifar, "asym:0.4", seed=0)
+    assert result.noise_rate == pytest.approx(0.2)  # 5 of 10 classes flip at 0.4
+    apply_noise(digits, "asym:0.3", seed=0, groups=[[0, 1], [2, 3]])  # explicit groups: the user's own map

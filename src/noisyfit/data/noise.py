@@ -803,6 +803,22 @@ def make_noise(labels: np.ndarray, spec: str, num_classes: int, seed: SeedLike, 
     return from_transition(labels, str(value), seed, num_classes=c)
 
 
+_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _check_cifar10_map(spec: str, data: LabeledData, groups) -> None:
+    """``asym`` on 10 classes flips CIFAR-10's pairs by class index: refuse it for 10 classes of other names,
+    where truck->automobile would be, say, digit 9 -> digit 1 (the rate realised would not be the rate asked)."""
+    kind, value = parse_noise_spec(spec)
+    names = [str(n).lower() for n in data.class_names]
+    if kind != "asym" or groups is not None or data.num_classes != 10 or names == list(_CIFAR10_NAMES):
+        return
+    raise DataError(f"'asym' on 10 classes is CIFAR-10's class map (truck->automobile, bird->airplane, cat<->dog, "
+                    f"deer->horse, by class index), but {data.name}'s classes are {list(data.class_names)}; use "
+                    f"'pairflip:{value!r}' (each class to the next), 'sym:{value!r}', or 'matrix:PATH.npy' with your "
+                    "own 10 x 10 matrix.")
+
+
 def apply_noise(data: LabeledData, spec: str, *, seed: SeedLike, exact: bool = True,
                 groups: Sequence[Sequence[int]] | None = None,
                 features: np.ndarray | None = None) -> tuple[LabeledData, NoiseResult]:
@@ -829,6 +845,7 @@ def apply_noise(data: LabeledData, spec: str, *, seed: SeedLike, exact: bool = T
     result : NoiseResult
     """
     true = data.true_labels if data.true_labels is not None else data.labels
+    _check_cifar10_map(spec, data, groups)
     result = make_noise(true, spec, data.num_classes, seed, exact=exact, groups=groups,
                         features=data.x if features is None else features)
     return data.with_labels(result.labels), result
