@@ -164,3 +164,17 @@ def test_the_readme_example_runs_as_written():
     assert test_acc["gce"] - test_acc["ce"] >= GCE_MARGIN, lines
     found = dict(re.findall(r"(truly wrong|wrong labels found): ([0-9.]+)", lines[2]))
     assert float(found["truly wrong"]) > 0.95 and float(found["wrong labels found"]) > 0.8, lines
+
+
+def test_overrides_as_a_list_a_string_or_a_dict_and_never_against_a_parameter():
+    x, y = blobs(90, d=4, c=3)
+    base = {**FAST, "epochs": 2, "random_state": 0}
+    ref = NoisyClassifier(**base, overrides=["optim.schedule=constant"]).fit(x, y).predict_proba(x)
+    for form in ("optim.schedule=constant", {"optim.schedule": "constant"}):
+        np.testing.assert_array_equal(NoisyClassifier(**base, overrides=form).fit(x, y).predict_proba(x), ref)
+    assert not np.array_equal(NoisyClassifier(**base).fit(x, y).predict_proba(x), ref)  # the override acts
+    # a setting a parameter makes cannot be set twice: which value wins would be a guess
+    with pytest.raises(ValueError, match="overrides sets train.epochs, which the parameter epochs= sets"):
+        NoisyClassifier(**base, overrides=["train.epochs=1"]).fit(x, y)
+    with pytest.raises(ValueError, match="epochs=0: give a positive whole number of epochs"):
+        NoisyClassifier(**{**base, "epochs": 0}).fit(x, y)

@@ -77,9 +77,10 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
     precision : str
         ``auto`` (fp32 on a CPU, bf16/fp16 on CUDA), ``fp32``, ``bf16``, ``fp16``.
-    overrides : list of str, optional
-        Further config settings as ``key=value`` (``noisyfit train`` syntax), applied last, e.g.
-        ``["optim.schedule=constant", "train.threads=2"]``.
+    overrides : list of str, str or dict, optional
+        Further config settings as ``key=value`` (``noisyfit train`` syntax), e.g.
+        ``["optim.schedule=constant", "train.threads=2"]`` or ``{"optim.schedule": "constant"}``. A setting that
+        a parameter above makes (``train.epochs``: ``epochs``) is refused here: set it through the parameter.
     verbose : bool
         Print one line per epoch (and a progress bar).
 
@@ -196,7 +197,32 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
                  "data": {"val_fraction": self.val_fraction},
                  "train": {"epochs": self.epochs, "batch_size": self.batch_size, "seed": seed, "device": self.device,
                            "precision": self.precision, "progress": bool(self.verbose), "tensorboard": False}}
-        return load_config(None, list(self.overrides or []), flags=flags)
+        if not (isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1):
+            raise ValueError(f"epochs={self.epochs!r}: give a positive whole number of epochs.")
+        return load_config(None, self._override_list(flags), flags=flags)
+
+    def _override_list(self, flags: dict) -> list[str]:
+        """``overrides`` as ``key=value`` strings (a list, one string, or a dict), none of them a setting that a
+        named parameter already makes (``train.epochs`` is ``epochs``): two values for one setting is an error."""
+        over = self.overrides
+        if over is None:
+            return []
+        if isinstance(over, str):
+            over = [over]
+        elif isinstance(over, dict):
+            over = [f"{k}={v}" for k, v in over.items()]
+        over = [str(o) for o in over]
+        named = {f"{sec}.{key}" for sec, keys in flags.items() for key in keys if key != "args"}
+        params = {"method.name": "method", "model.backbone": "backbone", "optim.name": "optimizer", "optim.lr": "lr",
+                  "optim.weight_decay": "weight_decay", "data.val_fraction": "val_fraction", "train.epochs": "epochs",
+                  "train.batch_size": "batch_size", "train.seed": "random_state", "train.device": "device",
+                  "train.precision": "precision", "train.progress": "verbose"}
+        for o in over:
+            key = o.split("=", 1)[0].strip()
+            if key in named:
+                hint = f"the parameter {params[key]}=" if key in params else "the estimator itself"
+                raise ValueError(f"overrides sets {key}, which {hint} sets; use that instead of an override.")
+        return over
 
     def _seed(self) -> int:
         rs = self.random_state
