@@ -104,3 +104,18 @@ def test_off_a_terminal_the_epoch_lines_come_without_blank_lines_between(tmp_pat
     epochs = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
     assert len(epochs) == 3 and epochs == list(range(epochs[0], epochs[0] + 3))
     assert all(line.strip() for line in lines[:epochs[0]])
+
+
+def test_summary_puts_finished_runs_side_by_side(tmp_path, capsys):
+    for method in ("ce", "gce"):
+        assert main(["train", "--dataset", "digits", "--method", method, "--epochs", "2", "--out",
+                     str(tmp_path / "r" / method), "model.args.hidden=[16]", "train.tensorboard=false"]) == 0
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert main(["summary", str(tmp_path / "r" / "ce"), str(tmp_path / "r" / "gce"), str(tmp_path / "empty")]) == 0
+    out, err = capsys.readouterr()
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert [r.split("│")[1].strip() for r in rows[:2]] == ["ce · r/ce", "gce · r/gce"]
+    assert f"skipped {tmp_path / 'empty'}: not a run folder" in err
+    assert main(["summary", str(tmp_path / "empty")]) == 2
+    assert "no finished run among" in capsys.readouterr().err

@@ -1,6 +1,46 @@
-"""A results table for the console."""
+"""A results table for the console, and `noisyfit summary RUN [RUN ...]`: finished runs side by side."""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="finished runs side by side: accuracy, detection, noise rate, time per epoch",
+                       description="The results table `noisyfit train` prints at its end, for several finished runs "
+                                   "(their --out folders), one row each, e.g. `noisyfit summary runs/*`.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the --out of `noisyfit train`)")
+    p.set_defaults(func=cmd_summary)
+
+
+def cmd_summary(args) -> int:
+    from noisyfit.data.labeled import DataError
+
+    rows, skipped = [], []
+    for run in args.runs:
+        path = Path(run)
+        results = path / "results.json"
+        if not results.is_file():
+            why = "not found" if not path.exists() else (
+                "not finished (continue it with --resume)" if (path / "checkpoint.pt").is_file() else
+                "not a run folder")
+            skipped.append(f"{run}: {why}")
+            continue
+        try:
+            r = json.loads(results.read_text())
+            where = "/".join(path.resolve().parts[-2:])  # short enough for the table: parent/run
+            rows.append((f"{(r.get('method') or {}).get('name', '?')} · {where}", r))
+        except (OSError, ValueError) as err:
+            skipped.append(f"{run}: results.json unreadable ({err})")
+    for line in skipped:
+        print(f"noisyfit summary: skipped {line}", file=sys.stderr)
+    if not rows:
+        raise DataError("no finished run among " + ", ".join(args.runs) + "; pass the --out folders of finished "
+                        "`noisyfit train` runs.")
+    print_summary(rows)
+    return 0
 
 
 def print_summary(rows, title: str | None = None) -> None:
