@@ -190,3 +190,30 @@ def test_annotators_against_consensus(tmp_path, capsys):
     assert "<section id='annotators'>" in page
     bad = main(["audit", f"npz:{tmp_path / 'crowd.npz'}", "--annotators", "a,zz", "--out", str(tmp_path / "bad")])
     assert bad == 2 and "no label column(s) ['zz']" in capsys.readouterr().err
+
+
+def test_annotator_columns_of_a_csv(tmp_path, capsys):
+    # crowd labels in a CSV: columns extra_<name>, class names as text, as in an .npz's extra_<name> arrays
+    rng = np.random.default_rng(1)
+    n, names = 300, ["ant", "bee", "cow"]
+    true = rng.integers(0, 3, n)
+    ann = {k: np.where(rng.random(n) < acc, true, (true + 1) % 3) for k, acc in (("a", .85), ("b", .85), ("c", .5))}
+    path = tmp_path / "crowd.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "f0", "f1", "label", "true_label", "extra_a", "extra_b", "extra_c"])
+        for i in range(n):
+            w.writerow([f"r{i}", *rng.normal(size=2).round(3), names[ann["c"][i]], names[true[i]],
+                        *(names[ann[k][i]] for k in "abc")])
+    train = load_dataset(f"csv:{path}").train
+    assert train.x.shape == (n, 2) and sorted(train.extra_labels) == ["a", "b", "c"]
+    np.testing.assert_array_equal(train.extra_labels["a"], ann["a"])
+    out = tmp_path / "audit"
+    assert main(["audit", f"csv:{path}", "--annotators", "a,b,c", "--crowd-backend", "builtin", "--out", str(out),
+                 "--no-progress"]) == 0
+    _, summary, _ = _outputs(out)
+    assert summary["detection"]["f1"] > 0.8  # the weak annotator's errors, found by the two good ones
+    # a text column that is not named extra_ is still a feature, and the message says how to mark it
+    path.write_text(path.read_text().replace("extra_a", "ann_a", 1))
+    with pytest.raises(Exception, match="name it 'extra_ann_a'"):
+        load_dataset(f"csv:{path}")

@@ -204,6 +204,8 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
         mapped to indices 0..C-1; the values themselves are the class names.
     true_label_column, id_column : str
         Optional columns with clean labels and example ids (default: ``row0``, ``row1``...).
+        Columns named ``extra_<name>`` are further labels of the same classes (annotators, another labelling):
+        ``extra_labels[name]``, as an ``.npz``'s ``extra_<name>`` arrays (``noisyfit audit --annotators``).
     split_column : str
         Optional column with ``train``/``test`` per row; without it all rows are training rows.
     class_names : list of str, optional
@@ -249,7 +251,8 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
                             f"{len(header)}; fix the row (quote fields that contain commas).")
     col = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
     special = {label_column, true_label_column, id_column, split_column}
-    features = [h for h in header if h not in special]
+    extra = [h for h in header if h.startswith("extra_") and h not in special]  # further labels (annotators)
+    features = [h for h in header if h not in special and h not in extra]
     if not features:
         raise DataError(f"{path}: no feature columns besides {sorted(special & set(header))}.")
     x = np.empty((len(body), len(features)), dtype=np.float32)
@@ -261,8 +264,9 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
                 what = "is empty" if v == "" else f"is {v!r}"
                 raise DataError(
                     f"{path}: column {h!r} must be numeric but data row {k + 1} {what}. Every column "
-                    f"except {label_column!r}/{true_label_column!r}/{id_column!r}/{split_column!r} is a "
-                    "feature: encode it as numbers (e.g. one-hot), fill missing values, or drop the column."
+                    f"except {label_column!r}/{true_label_column!r}/{id_column!r}/{split_column!r} and extra_<name> "
+                    "label columns is a feature: encode it as numbers (e.g. one-hot), fill missing values, or drop "
+                    f"the column; if it holds further labels (an annotator's), name it 'extra_{h}'."
                 ) from None
     ids = col[id_column] if id_column in col else [f"row{k}" for k in range(len(body))]
 
@@ -270,7 +274,7 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
         return f"line {lines[k]}" + (f" (id {ids[k]!r})" if id_column in col else "")
 
     declared = class_names if class_names is not None else _declared_classes(path)
-    label_cols = {h: col[h] for h in (label_column, true_label_column) if h in col}
+    label_cols = {h: col[h] for h in (label_column, true_label_column, *extra) if h in col}
     codes, names = encode_labels(label_cols, declared=declared, where=str(path), row=row,
                                  declared_in=str(classes_file(path)) if class_names is None else "class_names")
     labels, true = codes[label_column], codes.get(true_label_column)
@@ -284,7 +288,8 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
         if idx.size:
             out[s] = LabeledData(x=x[idx], labels=np.asarray(labels)[idx], class_names=names,
                                  true_labels=None if true is None else np.asarray(true)[idx],
-                                 ids=[ids[i] for i in idx], name=f"{path.stem}/{s}")
+                                 ids=[ids[i] for i in idx], name=f"{path.stem}/{s}",
+                                 extra_labels={h[len("extra_"):]: np.asarray(codes[h])[idx] for h in extra})
     if "train" not in out:
         raise DataError(f"{path}: column {split_column!r} marks no row as 'train'.")
     return DatasetSplits(train=out["train"], test=out.get("test"))
