@@ -104,6 +104,10 @@ def test_off_a_terminal_the_epoch_lines_come_without_blank_lines_between(tmp_pat
     epochs = [i for i, line in enumerate(lines) if line.startswith("epoch ")]
     assert len(epochs) == 3 and epochs == list(range(epochs[0], epochs[0] + 3))
     assert all(line.strip() for line in lines[:epochs[0]])
+    # and before the first epoch (minutes away on CIFAR), what is loading and then what will train
+    assert lines[0] == "noisyfit train: loading digits ..."
+    assert any(line.startswith("data: ") and "training" in line and "ce on mlp, 3 epochs, cpu" in line
+               for line in lines[:epochs[0]])
 
 
 def test_summary_puts_finished_runs_side_by_side(tmp_path, capsys):

@@ -81,6 +81,7 @@ def cmd_train(args) -> int:
                               "are written after the first epoch); run without --resume to start it")
     cfg = load_config(config_path, args.overrides, flags=training_flags(args))
     check_method_args(cfg)  # before the data is loaded
+    print(f"noisyfit train: loading {cfg.data.dataset} ...", file=sys.stderr, flush=True)  # CIFAR: minutes
     trainer = Trainer(cfg, args.out, resume=args.resume, command=["noisyfit", *sys.argv[1:]])
     results = trainer.fit(stop_after_epoch=args.stop_after)
     if results is not None and trainer.is_main:

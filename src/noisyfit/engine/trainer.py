@@ -122,7 +122,9 @@ class Trainer:
 
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed % 2**32)
+        t_data = time.time()
         self.data: RunData = prepare_run_data(cfg.data, tc.seed, splits)
+        self.data_seconds = time.time() - t_data
         self._setup_tensors()
         self._setup_method()
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=tc.tensorboard,
@@ -132,6 +134,12 @@ class Trainer:
             self.logger.info(f"warning: {slow_bf16}")
         if self.is_image and cfg.model.backbone == "mlp":
             self.logger.info(f"warning: {PIXEL_MLP_WARNING}")
+        if not resume:  # what is about to train, before the first epoch line (minutes away on CIFAR on a CPU)
+            d = self.data
+            self.logger.info(
+                f"data: {len(d.train):,} training, {0 if d.val is None else len(d.val):,} validation and "
+                f"{0 if d.test is None else len(d.test):,} test examples ({self.data_seconds:.0f} s to load); "
+                f"{cfg.method.name} on {cfg.model.backbone}, {tc.epochs} epochs, {self.device.type} {self.precision}")
         self.history: list[dict] = []
         self.best = {"epoch": None, "val_acc": -1.0, "test_acc": None}
         self.start_epoch = 0
