@@ -18,7 +18,7 @@ def test_version(capsys):
 def test_noise_file_then_train_on_it(tmp_path, capsys):
     f = tmp_path / "labels.npz"
     assert main(["noise", "--dataset", "digits", "--spec", "pairflip:0.3", "--seed", "1", "--out", str(f)]) == 0
-    assert "realised noise rate 0.2999" in capsys.readouterr().out
+    assert "drawn from digits/train's given labels, realised noise rate 0.2999" in capsys.readouterr().out
     z = np.load(f)
     assert abs(float(z["noise_rate"]) - 0.3) < 0.01
     out = tmp_path / "run"
