@@ -26,7 +26,8 @@ CIFAR10N_PUBLISHED: tuple[PublishedTable, ...] = (
     PublishedTable(
         title="CIFAR-N leaderboard (as reported by the papers)",
         source="CIFAR-N paper table as reproduced in the ProMix README figure (result_cfn.png); Co-teaching "
-               "from the Papers-with-Code mirror; via anchors.md §3.2 and methods.md §8.5",
+               "from the Papers-with-Code mirror (transcribed in the team's notes outside this repository: "
+               "shared/specs/anchors.md §3.2, methods.md §8.5)",
         backbone="ResNet-34 for the CIFAR-N baselines; ProMix trains two PreAct ResNet-18",
         selection="best epoch by test accuracy", seeds="5",
         columns=("aggre", "worst"),
@@ -38,7 +39,8 @@ CIFAR10N_PUBLISHED: tuple[PublishedTable, ...] = (
     ),
     PublishedTable(
         title="ReScience re-run with each method's original configs",
-        source="ReScience reproduction of CIFAR-N (README and rescience/tables/*.tex); anchors.md §3.3(a)",
+        source="ReScience reproduction of CIFAR-N (README and rescience/tables/*.tex; the team's notes: "
+               "shared/specs/anchors.md §3.3(a))",
         backbone="the authors' CIFAR ResNet", selection="best epoch by test accuracy", seeds="3",
         columns=("aggre", "worst"),
         rows=(("CE", ("91.70", "83.91")), ("Co-teaching", ("91.93", "80.92")), ("ELR+", ("95.32", "91.75")),
@@ -46,7 +48,7 @@ CIFAR10N_PUBLISHED: tuple[PublishedTable, ...] = (
     ),
     PublishedTable(
         title="ReScience 'fair benchmark' (closest to our protocol's selection rule)",
-        source="ReScience reproduction of CIFAR-N; anchors.md §3.3(b)",
+        source="ReScience reproduction of CIFAR-N (the team's notes: shared/specs/anchors.md §3.3(b))",
         backbone="torchvision ResNet-34", selection="checkpoint with the best noisy-validation accuracy",
         seeds="3", columns=("aggre", "worst"),
         rows=(("CE", ("83.50", "75.48")), ("DivideMix", ("89.36", "86.82")), ("SOP+", ("89.50", "85.18")),
