@@ -339,8 +339,9 @@ def test_save_load_round_trip(tmp_path):
     from dataclasses import replace
 
     # asym's map is CIFAR-10's: the toy data take its class names
-    data = replace(make_data(), class_names=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                             "ship", "truck"])
+    from noisyfit.data.cifar10_jpeg import CIFAR10_CLASSES
+
+    data = replace(make_data(), class_names=list(CIFAR10_CLASSES))
     _, res = apply_noise(data, "asym:0.4", seed=5)
     path = save_noisy_labels(tmp_path / "sub" / "noise", res, "toy/train")
     assert path.name == "noise.npz" and path.is_file()
@@ -384,8 +385,9 @@ def test_asym_on_ten_classes_that_are_not_cifar10s_is_refused():
     digits = LabeledData(np.zeros((100, 2), np.float32), y, [str(k) for k in range(10)], name="digits")
     with pytest.raises(DataError, match=r"CIFAR-10's class map .* use 'pairflip:0.3'"):
         apply_noise(digits, "asym:0.3", seed=0)
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    cifar = LabeledData(np.zeros((100, 2), np.float32), y, names, name="cifar10")
+    from noisyfit.data.cifar10_jpeg import CIFAR10_CLASSES
+
+    cifar = LabeledData(np.zeros((100, 2), np.float32), y, list(CIFAR10_CLASSES), name="cifar10")
     noisy, result = apply_noise(cifar, "asym:0.4", seed=0)
     assert result.noise_rate == pytest.approx(0.2)  # 5 of 10 classes flip at 0.4
     apply_noise(digits, "asym:0.3", seed=0, groups=[[0, 1], [2, 3]])  # explicit groups: the user's own map

@@ -803,15 +803,14 @@ def make_noise(labels: np.ndarray, spec: str, num_classes: int, seed: SeedLike, 
     return from_transition(labels, str(value), seed, num_classes=c)
 
 
-_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
 def _check_cifar10_map(spec: str, data: LabeledData, groups) -> None:
     """``asym`` on 10 classes flips CIFAR-10's pairs by class index: refuse it for 10 classes of other names,
     where truck->automobile would be, say, digit 9 -> digit 1 (the rate realised would not be the rate asked)."""
+    from noisyfit.data.cifar10_jpeg import CIFAR10_CLASSES  # here: the loader's module imports much more
+
     kind, value = parse_noise_spec(spec)
     names = [str(n).lower() for n in data.class_names]
-    if kind != "asym" or groups is not None or data.num_classes != 10 or names == list(_CIFAR10_NAMES):
+    if kind != "asym" or groups is not None or data.num_classes != 10 or names == CIFAR10_CLASSES:
         return
     raise DataError(f"'asym' on 10 classes is CIFAR-10's class map (truck->automobile, bird->airplane, cat<->dog, "
                     f"deer->horse, by class index), but {data.name}'s classes are {list(data.class_names)}; use "
