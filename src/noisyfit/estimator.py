@@ -43,6 +43,13 @@ def _global_rng_kept():
             np.random.set_state(np_state)
 
 
+#: the config setting each parameter makes (method_args / backbone_args go to method.args / model.args)
+_PARAM_SETTINGS = {"method.name": "method", "model.backbone": "backbone", "optim.name": "optimizer", "optim.lr": "lr",
+                   "optim.weight_decay": "weight_decay", "data.val_fraction": "val_fraction",
+                   "train.epochs": "epochs", "train.batch_size": "batch_size", "train.seed": "random_state",
+                   "train.device": "device", "train.precision": "precision", "train.progress": "verbose"}
+
+
 class NoisyClassifier(ClassifierMixin, BaseEstimator):
     """A classifier trained with a noisy-label method, that also says which training labels look wrong.
 
@@ -191,19 +198,19 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
     def _config(self, seed: int):
         from noisyfit.config import load_config
 
-        flags = {"method": {"name": self.method, "args": dict(self.method_args or {})},
-                 "model": {"backbone": self.backbone, "args": dict(self.backbone_args or {})},
-                 "optim": {"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay},
-                 "data": {"val_fraction": self.val_fraction},
-                 "train": {"epochs": self.epochs, "batch_size": self.batch_size, "seed": seed, "device": self.device,
-                           "precision": self.precision, "progress": bool(self.verbose), "tensorboard": False}}
         if not (isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1):
             raise ValueError(f"epochs={self.epochs!r}: give a positive whole number of epochs.")
-        return load_config(None, self._override_list(flags), flags=flags)
+        values = {"random_state": seed, "verbose": bool(self.verbose)}  # parameters whose setting is not as given
+        flags: dict = {"method": {"args": dict(self.method_args or {})},
+                       "model": {"args": dict(self.backbone_args or {})}, "train": {"tensorboard": False}}
+        for key, param in _PARAM_SETTINGS.items():
+            section, name = key.split(".")
+            flags.setdefault(section, {})[name] = values.get(param, getattr(self, param))
+        return load_config(None, self._override_list(), flags=flags)
 
-    def _override_list(self, flags: dict) -> list[str]:
+    def _override_list(self) -> list[str]:
         """``overrides`` as ``key=value`` strings (a list, one string, or a dict), none of them a setting that a
-        named parameter already makes (``train.epochs`` is ``epochs``): two values for one setting is an error."""
+        parameter already makes (``train.epochs`` is ``epochs``): two values for one setting is an error."""
         over = self.overrides
         if over is None:
             return []
@@ -212,16 +219,11 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         elif isinstance(over, dict):
             over = [f"{k}={v}" for k, v in over.items()]
         over = [str(o) for o in over]
-        named = {f"{sec}.{key}" for sec, keys in flags.items() for key in keys if key != "args"}
-        params = {"method.name": "method", "model.backbone": "backbone", "optim.name": "optimizer", "optim.lr": "lr",
-                  "optim.weight_decay": "weight_decay", "data.val_fraction": "val_fraction", "train.epochs": "epochs",
-                  "train.batch_size": "batch_size", "train.seed": "random_state", "train.device": "device",
-                  "train.precision": "precision", "train.progress": "verbose"}
         for o in over:
             key = o.split("=", 1)[0].strip()
-            if key in named:
-                hint = f"the parameter {params[key]}=" if key in params else "the estimator itself"
-                raise ValueError(f"overrides sets {key}, which {hint} sets; use that instead of an override.")
+            if key in _PARAM_SETTINGS or key == "train.tensorboard":
+                owner = f"the parameter {_PARAM_SETTINGS[key]}=" if key in _PARAM_SETTINGS else "the estimator itself"
+                raise ValueError(f"overrides sets {key}, which {owner} sets; use that instead of an override.")
         return over
 
     def _seed(self) -> int:
