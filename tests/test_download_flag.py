@@ -67,3 +67,16 @@ def test_every_message_that_suggests_download_says_it_the_same_way():
                 continue  # the flag's own definition
             found.append((path.name, line, "data.download=true" in re.sub(r"[\"\s]+", " ", after)))
     assert found and all(ok for *_, ok in found), [f for f in found if not f[2]]
+
+
+def test_list_describes_every_method_and_groups_presets_by_method(capsys):
+    from noisyfit.commands.list import presets_by_method
+    from noisyfit.methods import get_method_class, list_methods
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in list_methods():
+        summary = get_method_class(name).summary
+        assert summary and f"  {name:15s} {summary}" in out  # a new user asked what each method is
+    assert presets_by_method(["ce/a", "ce/b", "gce/a", "smoke"]) == {"ce": ["a", "b"], "gce": ["a"], "smoke": ["smoke"]}
+    assert "  ce/" in out and "cpu-cifar10n-airbench-ls" in out.split("  ce/")[1].splitlines()[0]

@@ -94,6 +94,8 @@ class Method(nn.Module):
     """
 
     name: ClassVar[str] = "base"
+    #: one line for `noisyfit list`: what the method does, its paper, how many networks it trains
+    summary: ClassVar[str] = ""
 
     @dataclasses.dataclass
     class Hyper:

@@ -158,6 +158,8 @@ def robust_targets(labels: torch.Tensor, p_student: torch.Tensor, alpha: torch.T
 class BlindKnowledgeDistillation(Method):
     """Teacher + blind student, tipping point, four Otsu groups, group-weighted sharpened targets."""
 
+    summary = 'Blind Knowledge Distillation (Kaiser et al. 2022): a teacher and a student blind to the given label; Otsu splits at the tipping point. 2 networks'
+
     @dataclasses.dataclass
     class Hyper:
         alpha1: float = 0.30

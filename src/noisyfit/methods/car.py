@@ -152,6 +152,8 @@ Q_MIN = 1e-7  # released code: q is clamped to [1e-7, 1]
 class CAR(Method):
     """Indicator branch + confidence-interpolated loss + per-sample target estimation."""
 
+    summary = 'Confidence Adaptive Regularization (Lu et al. 2021): a confidence branch that interpolates the loss, then per-sample target estimation. 1 network'
+
     # epoch_tau: this epoch's training-pass tau per sample, for health() (not in checkpoints; see EpochRecord)
     per_sample_state = ("targets", "epoch_tau.values")
 

@@ -17,6 +17,8 @@ from noisyfit.methods.single_network import SingleNetworkLossMethod
 class CrossEntropy(SingleNetworkLossMethod):
     """Plain cross-entropy, optionally with label smoothing (0 = the standard baseline)."""
 
+    summary = 'cross-entropy, the baseline (optional label smoothing). 1 network'
+
     @dataclasses.dataclass
     class Hyper:
         label_smoothing: float = 0.0

@@ -99,6 +99,8 @@ def adam_decay_plan(epoch: int, num_epochs: int, decay_start: int | None,
 class CoTeaching(Method):
     """Co-teaching (see the module docstring)."""
 
+    summary = 'Co-teaching (Han et al., NeurIPS 2018): two networks teach each other on their small-loss samples. 2 networks'
+
     @dataclasses.dataclass
     class Hyper:
         forget_rate: float = 0.2
@@ -222,6 +224,8 @@ class CoTeaching(Method):
 @register_method("j_coteaching")
 class JCoTeaching(CoTeaching):
     """J-Co-teaching: Co-teaching whose picks are applied at the samples' next visit (the jump)."""
+
+    summary = "J-Co-teaching (Ji et al., Jump-teaching paper): Co-teaching whose picks apply at the samples' next visit. 2 networks"
 
     @dataclasses.dataclass
     class Hyper(CoTeaching.Hyper):

@@ -143,6 +143,8 @@ def from_rank0(ctx, t: torch.Tensor) -> torch.Tensor:
 class DivideMix(Method):
     """DivideMix (two networks, 1-D GMM co-divide, MixMatch). See the module docstring."""
 
+    summary = 'DivideMix (Li et al., ICLR 2020): GMM co-divide into clean/noisy, then MixMatch semi-supervised training. 2 networks, strong cost'
+
     @dataclasses.dataclass
     class Hyper:
         warmup_epochs: int = 10

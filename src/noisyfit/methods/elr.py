@@ -131,6 +131,8 @@ class _ScoreMixin:
 class ELR(_ScoreMixin, Method):
     """Early-learning regularisation on one network."""
 
+    summary = "Early-Learning Regularization (Liu et al., NeurIPS 2020): keeps predictions near their early-learning targets. 1 network, CE's cost"
+
     @dataclasses.dataclass
     class Hyper:
         beta: float = 0.7
@@ -158,6 +160,8 @@ class ELR(_ScoreMixin, Method):
 @register_method("elr_plus")
 class ELRPlus(_ScoreMixin, Method):
     """ELR+: two networks with EMA copies, MixUp, targets from the partner's EMA (see module docstring)."""
+
+    summary = 'ELR+ (Liu et al., NeurIPS 2020): ELR with two networks, weight averaging and mixup. 2 networks'
 
     @dataclasses.dataclass
     class Hyper:

@@ -122,6 +122,8 @@ def max_bit_variance(bits: int, clamp: float = CODE_CLAMP) -> float:
 class JumpTeaching(Method):
     """Jump-teaching (see the module docstring)."""
 
+    summary = 'Jump-teaching (Ji et al., AAAI 2026): one network selects samples from an earlier state of itself. 1 network'
+
     @dataclasses.dataclass
     class Hyper:
         warmup_epochs: int = 30

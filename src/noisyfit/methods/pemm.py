@@ -88,6 +88,8 @@ def alignment_loss(h: torch.Tensor, probs: torch.Tensor, centres: torch.Tensor) 
 class PEMM(Method):
     """Distance classifier with potential-energy regularised centres, trained with SCE."""
 
+    summary = 'Potential Energy based Mixture Model (Wang et al. 2024): a distance classifier whose class centres a potential-energy loss keeps apart, with SCE. 1 network'
+
     @dataclasses.dataclass
     class Hyper:
         alpha: float = 0.1

@@ -144,6 +144,8 @@ class PLRTerm(nn.Module):
 class CEPLR(Method):
     """Cross-entropy plus the PLR contrastive term (see the module docstring)."""
 
+    summary = 'CE + the PLR contrastive loss of PLReMix (Liu et al., WACV 2025) as a plug-in. 1 network'
+
     uses_strong_views = True
 
     @dataclasses.dataclass
@@ -180,6 +182,8 @@ class CEPLR(Method):
 @register_method("dividemix_plr")
 class DivideMixPLR(DivideMix):
     """DivideMix with the PLR term on every MixMatch step and InfoNCE in warm-up."""
+
+    summary = 'DivideMix + the PLR contrastive loss (Liu et al., WACV 2025). 2 networks'
 
     uses_strong_views = True
 

@@ -134,6 +134,8 @@ def fixed_threshold_labels(proto_logits: torch.Tensor, cls_logits: torch.Tensor,
 class PLReMix(DivideMixPLR):
     """PLReMix (see the module docstring)."""
 
+    summary = 'PLReMix (Liu et al., WACV 2025): DivideMix + PLR contrastive loss, class prototypes and a 2-D GMM selection. 2 networks, strong cost'
+
     @dataclasses.dataclass
     class Hyper(DivideMixPLR.Hyper):
         mix_views: str = "strong"

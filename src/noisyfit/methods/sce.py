@@ -16,6 +16,8 @@ from noisyfit.ops.losses import symmetric_cross_entropy
 
 @register_method("sce")
 class SymmetricCrossEntropy(SingleNetworkLossMethod):
+    summary = "Symmetric cross-entropy (Wang et al., ICCV 2019): CE plus reverse CE. 1 network, CE's cost"
+
     @dataclasses.dataclass
     class Hyper:
         alpha: float = 0.1
