@@ -164,6 +164,30 @@ def test_a_run_with_weight_averaging_gives_its_averaged_weights(tmp_path):
         assert torch.equal(v, kept[f"net.{k}"]), k
 
 
+def test_a_run_gives_by_default_the_weights_predict_uses(tiny_run, tmp_path):
+    # predict uses the selected epoch's weights (best_model.pt); embed / export-backbone used the last epoch's,
+    # so the embedder of a run was another model than the one its predictions came from
+    import shutil
+
+    from noisyfit.embed.runs import load_run_backbone
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    best = torch.load(run / "best_model.pt", weights_only=False)
+    best = {k: v * 2 if k.endswith("conv.weight") or k.endswith("stem.0.weight") else v for k, v in best.items()}
+    torch.save(best, run / "best_model.pt")  # the selected epoch's weights now differ from the last's
+    last = torch.load(run / "checkpoint.pt", weights_only=False)["method"]
+    assert not torch.equal(best["net.stem.0.weight"], last["net.stem.0.weight"])
+    for how, want, expect in (("auto", best, "best"), ("best", best, "best"), ("last", last, "last")):
+        module, meta = load_run_backbone(run, checkpoint=how)
+        assert meta["checkpoint"] == expect
+        got = module.backbone.state_dict()
+        assert all(torch.equal(v, want[f"net.{k}"]) for k, v in got.items()), how
+    assert load_run_backbone(run / "model.pt")[1]["checkpoint"] == "best"  # model.pt: as auto
+    (run / "best_model.pt").unlink()  # a run without a selected epoch: auto is the last
+    assert load_run_backbone(run)[1]["checkpoint"] == "last"
+
+
 @pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
 def test_exported_run_backbone_is_self_contained(tiny_run, tmp_path, suffix):
     _needs_onnx(suffix)

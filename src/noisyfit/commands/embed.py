@@ -50,8 +50,9 @@ def register(sub) -> None:
                    help=".pt2 (torch.export), .onnx (pip install 'noisyfit[onnx]') or .pt / .ts (TorchScript)")
     e.add_argument("--format", choices=("torch.export", "onnx", "torchscript"), default=None,
                    help="default: from the suffix of --out")
-    e.add_argument("--checkpoint", choices=("last", "best"), default="last",
-                   help="the last epoch (checkpoint.pt) or best_model.pt")
+    e.add_argument("--checkpoint", choices=("auto", "last", "best"), default="auto",
+                   help="run folders: auto (default) = the weights `predict` uses (best_model.pt when the run "
+                        "selected an epoch, else the last), last = checkpoint.pt, best = best_model.pt")
     e.add_argument("--network", type=int, default=0, help="two-network methods: which network (default 0)")
     e.set_defaults(func=cmd_export)
 
@@ -85,7 +86,7 @@ def cmd_export(args) -> int:
 
     path = export_backbone(args.run, args.out, format=args.format, checkpoint=args.checkpoint, network=args.network)
     d = load_embedder(path).describe()
-    print(f"{path}: {d['format']} embedder of {d.get('backbone')} ({d.get('network')}, {args.checkpoint} checkpoint of "
+    print(f"{path}: {d['format']} embedder of {d.get('backbone')} ({d.get('network')}, {d.get('checkpoint')} checkpoint of "
           f"{args.run}), {d.get('feature_dim')}-d features; input {d['input']} "
           f"{'x'.join(map(str, d['input_size'])) if d['input_size'] else ''}, mean {d['mean']}, std {d['std']}")
     return 0

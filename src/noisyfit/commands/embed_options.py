@@ -19,8 +19,9 @@ def add_settings_options(g, *, batch_flag: str = "--batch-size", device: bool = 
                                               "--std 0.00392157)")
     g.add_argument(batch_flag, dest="embed_batch_size", type=int, default=256, metavar="N",
                    help="examples per forward pass of the embedder (default 256)")
-    g.add_argument("--checkpoint", choices=("last", "best"), default="last",
-                   help="a run folder as embedder: its last epoch (checkpoint.pt) or best_model.pt")
+    g.add_argument("--checkpoint", choices=("auto", "last", "best"), default="auto",
+                   help="a run folder as embedder: auto (default) = the weights `predict` uses (best_model.pt "
+                        "when the run selected an epoch, else the last), last = checkpoint.pt, best = best_model.pt")
     g.add_argument("--network", type=int, default=0,
                    help="a run folder of a two-network method: which network's backbone (default 0)")
     if device:

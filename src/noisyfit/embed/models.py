@@ -392,7 +392,7 @@ def _looks_like_onnx(p: Path) -> bool:
 
 
 def load_embedder(path: str | Path, settings: EmbedSettings | None = None, *, format: str | None = None,
-                  checkpoint: str = "last", network: int = 0, **kwargs) -> Embedder:
+                  checkpoint: str = "auto", network: int = 0, **kwargs) -> Embedder:
     """Load an embedder from a file or a run folder, choosing the loader by the file's content.
 
     Parameters
@@ -407,8 +407,9 @@ def load_embedder(path: str | Path, settings: EmbedSettings | None = None, *, fo
     format : str, optional
         Force one of ``FORMATS`` instead of detecting it.
     checkpoint : str
-        Run folders: ``"last"`` (checkpoint.pt, the last epoch) or ``"best"`` (best_model.pt, the best
-        noisy-validation epoch).
+        Run folders: ``"auto"`` (default: the weights the run's ``model.pt`` predicts with, best_model.pt when
+        the run selected an epoch, else the last), ``"last"`` (checkpoint.pt, the last epoch) or ``"best"``
+        (best_model.pt, the best noisy-validation epoch).
     network : int
         Run folders of two-network methods: which network's backbone (0 = the first).
 

@@ -1,7 +1,8 @@
 """The backbone of a finished noisyfit run as an embedder, and its export to torch.export / ONNX / TorchScript.
 
 A run folder holds the method's weights (``checkpoint.pt``: the last epoch; ``best_model.pt``: the best
-noisy-validation epoch) and its ``config.yaml``. The backbone is rebuilt from the config and its weights
+noisy-validation epoch) and its ``config.yaml``. ``checkpoint="auto"`` (the default) takes the weights the run's
+``model.pt`` predicts with: ``best_model.pt`` when the run selected an epoch, else the last. The backbone is rebuilt from the config and its weights
 are found in the method's state dict by name (``net.``, ``nets.0.``, ``teacher.``...: the first match is
 network 0), so any method works without being instantiated. The embedding is
 ``backbone.forward_features(x)``: the features before the classifier head.
@@ -39,8 +40,12 @@ class FeatureExtractor(nn.Module):
 
 
 def _run_dir(path: Path, checkpoint: str) -> tuple[Path, str]:
+    """The run folder and ``last`` / ``best``: a file names its own (model.pt: as ``auto``), ``auto`` resolves."""
     if path.is_file():  # runs/x/checkpoint.pt, best_model.pt or model.pt
-        return path.parent, ("best" if path.name == "best_model.pt" else "last")
+        checkpoint = {"best_model.pt": "best", "checkpoint.pt": "last"}.get(path.name, "auto")
+        path = path.parent
+    if checkpoint == "auto":  # the weights `noisyfit predict` uses (noisyfit.predictor.predictor_state)
+        checkpoint = "best" if (path / "best_model.pt").is_file() else "last"
     return path, checkpoint
 
 
@@ -61,7 +66,8 @@ def _read_config(run_dir: Path):
 
 def _method_state(run_dir: Path, checkpoint: str) -> dict:
     if checkpoint not in ("last", "best"):
-        raise EmbedderError(f"checkpoint {checkpoint!r}: choose last (checkpoint.pt) or best (best_model.pt)")
+        raise EmbedderError(f"checkpoint {checkpoint!r}: choose auto (the selected epoch's weights if the run has "
+                            "them, else the last), last (checkpoint.pt) or best (best_model.pt)")
     path = run_dir / ("checkpoint.pt" if checkpoint == "last" else "best_model.pt")
     if not path.is_file():
         hint = ("the run has no noisy-validation split or saved no checkpoints; use --checkpoint last"
@@ -129,7 +135,7 @@ def _run_data(cfg, run_dir: Path) -> LabeledData:
             "is (or give --data-dir), or export the backbone there with `noisyfit export-backbone`.") from err
 
 
-def load_run_backbone(run_dir: str | Path, *, checkpoint: str = "last", network: int = 0,
+def load_run_backbone(run_dir: str | Path, *, checkpoint: str = "auto", network: int = 0,
                       data: LabeledData | None = None) -> tuple[FeatureExtractor, dict]:
     """The backbone of a finished run (features before the head) and its input settings.
 
@@ -138,7 +144,8 @@ def load_run_backbone(run_dir: str | Path, *, checkpoint: str = "last", network:
     run_dir : path
         A ``noisyfit train --out`` folder, or its ``checkpoint.pt`` / ``best_model.pt``.
     checkpoint : str
-        ``"last"`` or ``"best"``.
+        ``"auto"`` (default): the weights the run's ``model.pt`` predicts with (``best_model.pt`` when the
+        run selected an epoch on its validation split, else the last epoch's); ``"last"`` or ``"best"``.
     network : int
         Which backbone when the method has several (Co-teaching, DivideMix, BKD...): 0 = the first.
     data : LabeledData, optional
@@ -197,7 +204,7 @@ def load_run_backbone(run_dir: str | Path, *, checkpoint: str = "last", network:
     return module.eval(), meta
 
 
-def run_embedder(run_dir: str | Path, settings: EmbedSettings | None = None, *, checkpoint: str = "last",
+def run_embedder(run_dir: str | Path, settings: EmbedSettings | None = None, *, checkpoint: str = "auto",
                  network: int = 0, data: LabeledData | None = None) -> TorchEmbedder:
     """:func:`load_run_backbone` as an :class:`~noisyfit.embed.Embedder` (the run's size and normalisation)."""
     settings = settings or EmbedSettings()
@@ -207,7 +214,7 @@ def run_embedder(run_dir: str | Path, settings: EmbedSettings | None = None, *, 
                          **_settings_kw(settings, meta, static))
 
 
-def export_backbone(run_dir: str | Path, out: str | Path, *, format: str | None = None, checkpoint: str = "last",
+def export_backbone(run_dir: str | Path, out: str | Path, *, format: str | None = None, checkpoint: str = "auto",
                     network: int = 0, data: LabeledData | None = None) -> Path:
     """Write a run's backbone (features before the head) as a self-contained embedder file.
 
