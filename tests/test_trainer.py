@@ -198,3 +198,14 @@ def test_a_crowded_cpu_is_reported_once_with_the_thread_count_that_fits(blob_spl
     monkeypatch.setattr(trainer_mod.OthersCpuMeter, "share", lambda self: 0.05)
     Trainer(tiny_cfg("train.epochs=2"), None, splits=blob_splits).fit()
     assert "other processes used" not in capsys.readouterr().err
+
+
+def test_a_validation_split_too_small_to_choose_an_epoch_on_is_said(blob_splits, capsys):
+    # 800 rows at the default 5%: 40 validation examples, 2.5 points each
+    Trainer(tiny_cfg("train.epochs=1"), None, splits=blob_splits).fit()
+    err = capsys.readouterr().err
+    assert "the validation split has only 40 examples (data.val_fraction=0.05)" in err
+    assert "moves its accuracy by 2.5 points" in err and "data.val_fraction=0.2" in err
+    for quiet in ("data.val_fraction=0.15", "data.val_fraction=0"):  # 120 examples; none
+        Trainer(tiny_cfg("train.epochs=1", quiet), None, splits=blob_splits).fit()
+        assert "validation split has only" not in capsys.readouterr().err

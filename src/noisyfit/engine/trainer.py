@@ -54,6 +54,24 @@ PIXEL_MLP_WARNING = ("model.backbone=mlp (the default) treats each pixel as a se
                      "'Audit with an embedder').")
 
 
+#: below this many validation examples the trainer says that epoch selection on them is mostly chance
+SMALL_VALIDATION = 100
+
+
+def small_validation_warning(val, val_fraction: float) -> str | None:
+    """A warning when the noisy-validation split is too small to choose an epoch on, else None.
+
+    With n examples one example moves the validation accuracy by 1/n, and the labels it is scored against are
+    themselves noisy: on a 600-image folder the default 5% is 30 images, 3.3 points per image, so the
+    "best" epoch is largely chance (a new user's run selected its epoch on 30 images)."""
+    if val is None or len(val) >= SMALL_VALIDATION:
+        return None
+    n = len(val)
+    return (f"the validation split has only {n} examples (data.val_fraction={val_fraction:g}); one example moves its "
+            f"accuracy by {100 / n:.1f} points, so the epoch chosen on it is largely chance. Hold out more "
+            f"(data.val_fraction=0.2) or none (data.val_fraction=0: the last epoch is kept).")
+
+
 class OutputDirError(OSError):
     pass
 
@@ -134,6 +152,9 @@ class Trainer:
             self.logger.info(f"warning: {slow_bf16}")
         if self.is_image and cfg.model.backbone == "mlp":
             self.logger.info(f"warning: {PIXEL_MLP_WARNING}")
+        small_val = small_validation_warning(self.data.val, cfg.data.val_fraction)
+        if small_val and not resume:
+            self.logger.info(f"warning: {small_val}")
         if not resume:  # what is about to train, before the first epoch line (minutes away on CIFAR on a CPU)
             d = self.data
             self.logger.info(
