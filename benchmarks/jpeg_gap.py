@@ -33,7 +33,17 @@ same images; its result goes to ``benchmarks/results/jpeg-gap/eval__<tag>.json``
     .venv/bin/python benchmarks/jpeg_gap.py --seeds 0,1,2 --threads 1
     .venv/bin/python benchmarks/jpeg_gap.py --evaluate runs/bench/cpu-cifar10n-airbench/oracle/clean/seed0 \
         --tag airbench-oracle-seed0
+    .venv/bin/python benchmarks/jpeg_gap.py --spectrum
     .venv/bin/python benchmarks/jpeg_gap.py --report
+
+A third needs no model (seconds): ``--spectrum`` looks at what the airbench recipe's whitening stem
+(``noisyfit.models.whitening``) sees in each version. It takes the 2x2 patches of the 5,085 training images,
+normalised by their own version's channel statistics as the trainer would, and gives per eigen-direction of
+the second moment (largest first) the eigenvalue of each version and the gain ``1/sqrt(lambda + eps)`` the
+stem would apply. Along each eigen-direction of the JPEG version (the ones its stem amplifies) it also gives
+the compression error relative to the signal: the second moment of the JPEG-minus-original patch differences
+along it over the original patches' (0 = untouched; 1 = the error is as large as what the original had there). Its result goes to
+``benchmarks/results/jpeg-gap/whitening_spectrum.json``.
 """
 
 from __future__ import annotations
@@ -170,6 +180,59 @@ def evaluate_run(pairs: dict, run_dir: Path, threads: int | None = None) -> dict
             "commit": results.get("commit"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def whitening_spectrum(pairs: dict, k: int = 2) -> dict:
+    """Eigenvalues and whitening gains of the ``k x k`` patches of both training versions, and the compression
+    error relative to the signal along the JPEG version's eigen-directions."""
+    import torch
+
+    from noisyfit.data.augment import channel_stats
+    from noisyfit.models.whitening import WHITEN_EPS, patch_second_moment
+
+    train = {v: pairs["train"][v].astype(np.float64) / 255 for v in VERSIONS}
+    stats = {v: channel_stats(pairs["train"][v]) for v in VERSIONS}  # each version by its own, as a trainer would
+
+    def moment(x: np.ndarray, version: str, centre: bool = True) -> torch.Tensor:
+        mean, std = (t.double().view(1, -1, 1, 1) for t in stats[version])
+        t = torch.from_numpy(x).permute(0, 3, 1, 2)
+        return patch_second_moment(((t - mean) if centre else t) / std, k)
+
+    out: dict = {"kind": "whitening_spectrum", "patch": k, "eps": WHITEN_EPS, "train_images": int(len(train["jpeg"])),
+                 "normalisation": "each version by its own channel mean and std", "versions": {}}
+    basis = None
+    for v in VERSIONS:
+        values, vectors = torch.linalg.eigh(moment(train[v], v))
+        values, vectors = values.flip(0), vectors.flip(1)  # largest first
+        basis = vectors if v == "jpeg" else basis
+        out["versions"][v] = {"eigenvalues": [float(e) for e in values],
+                              "gains": [float(g) for g in 1 / torch.sqrt(values.clamp(min=0) + WHITEN_EPS)]}
+    # along the JPEG directions (the ones its stem amplifies), in the JPEG normalisation: v^T M v of the
+    # compression error (JPEG - original, no centring: a difference) over that of the original patches
+    along = lambda m: torch.einsum("ij,ik,kj->j", basis, m, basis)  # noqa: E731
+    error = along(moment(train["jpeg"] - train["lossless"], "jpeg", centre=False))
+    signal = along(moment(train["lossless"], "jpeg"))
+    out["error_over_signal_jpeg_basis"] = [float(a) for a in error / signal]
+    out["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return out
+
+
+def _spectrum_lines(sp: dict) -> list[str]:
+    lo, jp = sp["versions"]["lossless"], sp["versions"]["jpeg"]
+    lines = ["## What the whitening stem sees in each version (`--spectrum`)", "",
+             f"The {sp['patch']}x{sp['patch']} patches of the {sp['train_images']:,} paired training images, "
+             f"{sp['normalisation']}: eigenvalues of their second moment (largest first), the gain "
+             f"1/sqrt(λ + {sp['eps']:g}) the airbench stem gives each direction, and along the JPEG version's "
+             "directions the compression error over the signal: the second moment of the JPEG − original patch "
+             "differences along it over the original patches' (0 = untouched, 1 = an error as large as the signal "
+             "there).", "",
+             "| direction | λ lossless | λ JPEG | gain lossless | gain JPEG | JPEG gain ÷ lossless | error ÷ signal |",
+             "|---|---|---|---|---|---|---|"]
+    for i, (a, b) in enumerate(zip(lo["eigenvalues"], jp["eigenvalues"])):
+        ga, gb = lo["gains"][i], jp["gains"][i]
+        lines.append(f"| {i + 1} | {a:.2e} | {b:.2e} | {ga:.1f} | {gb:.1f} | {gb / ga:.2f} | "
+                     f"{sp['error_over_signal_jpeg_basis'][i]:.2f} |")
+    return lines + [""]
+
+
 def _mean_sd(values: list[float]) -> str:
     if not values:
         return "–"
@@ -230,6 +293,9 @@ def write_table(results_dir: Path = RESULTS, table: Path = TABLE) -> str:
                          f"{100 * n['lossless']:.2f} | {100 * n['jpeg']:.2f} | "
                          f"{100 * (n['jpeg'] - n['lossless']):+.2f} |")
         lines.append("")
+    spectrum = results_dir / "whitening_spectrum.json"
+    if spectrum.is_file():
+        lines += _spectrum_lines(json.loads(spectrum.read_text()))
     text = "\n".join(lines)
     table.write_text(text)
     return text
@@ -246,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="only rewrite the table")
     ap.add_argument("--evaluate", type=Path, metavar="RUN_DIR",
                     help="test a finished whole-set run on both versions of the 1,017 test images (needs --tag)")
+    ap.add_argument("--spectrum", action="store_true",
+                    help="the whitening stem's view of both versions: eigenvalues, gains, artefact shares (seconds)")
     ap.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)  # tests
     ap.add_argument("--runs", type=Path, default=RUNS, help=argparse.SUPPRESS)
     ap.add_argument("--table", type=Path, default=TABLE, help=argparse.SUPPRESS)
@@ -270,6 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate is not None:
         return _evaluate(pairs, args)
     align = check_alignment(pairs)
+    if args.spectrum:
+        dest = args.results / "whitening_spectrum.json"
+        if dest.is_file():  # a result file is evidence: never overwritten
+            print(f"error: {dest} exists", file=sys.stderr)
+            return 2
+        dest.write_text(json.dumps(whitening_spectrum(pairs), indent=1) + "\n")
+        print(write_table(args.results, args.table))
+        return 0
     if not (args.results / "alignment.json").is_file():
         (args.results / "alignment.json").write_text(json.dumps(align, indent=1) + "\n")
     print(f"aligned: median PSNR {align['train']['median_psnr_db']} dB (train), {align['test']['median_psnr_db']} "

@@ -95,3 +95,26 @@ def test_evaluate_tests_a_finished_run_as_it_was_trained_on_both_versions(tmp_pa
     (tmp_path / "res").mkdir()
     (tmp_path / "res" / "eval__tiny.json").write_text(json.dumps(r))
     assert "| `tiny` |" in jg.write_table(tmp_path / "res", tmp_path / "t.md")
+
+
+def test_whitening_spectrum_by_hand():
+    # the lossless version: random images; the "JPEG" one: the same with one pixel column per image changed.
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+    same = jg.whitening_spectrum({"train": {"lossless": x, "jpeg": x.copy()}})
+    lo, jp = same["versions"]["lossless"], same["versions"]["jpeg"]
+    # eigenvalues of E[p p^T] over every 2x2 patch of the channel-normalised images, largest first
+    xn = x / 255.0
+    xn = (xn - xn.mean((0, 1, 2))) / xn.std((0, 1, 2))
+    patches = np.stack([xn[:, i:i + 2, j:j + 2, :].transpose(0, 3, 1, 2).reshape(40, 12)
+                        for i in range(5) for j in range(5)], 1).reshape(-1, 12)
+    want = np.linalg.eigvalsh(patches.T @ patches / len(patches))[::-1]
+    np.testing.assert_allclose(lo["eigenvalues"], want, rtol=1e-6)
+    np.testing.assert_allclose(lo["gains"], 1 / np.sqrt(want + 5e-4), rtol=1e-6)
+    assert jp["eigenvalues"] == lo["eigenvalues"] and max(same["error_over_signal_jpeg_basis"]) == 0
+    changed = x.copy()
+    changed[:, :, 0, :] = 128  # a compression that loses the first column: a nonzero error, below the signal
+    d = jg.whitening_spectrum({"train": {"lossless": x, "jpeg": changed}})["error_over_signal_jpeg_basis"]
+    assert 0 < min(d) and max(d) < 10 and len(d) == 12
+    lines = "\n".join(jg._spectrum_lines(same))
+    assert "| 1 |" in lines and "| 12 |" in lines and "| 1.00 | 0.00 |" in lines  # gain ratio 1, no error
