@@ -83,6 +83,20 @@ def test_whitening_filters_of_one_channel_are_the_inverse_rms_and_its_negative()
     assert layer.conv.weight.flatten().tolist() == pytest.approx([expected, -expected], rel=1e-6)
 
 
+def test_whitening_eps_is_an_option_of_the_stem_and_of_fastcnn():
+    # E[x^2] = 5 as above; eps 0.5 gives +-1/sqrt(5.5). fastcnn passes model.args.whiten_eps to its stem.
+    x = torch.tensor([1.0, -1.0, 3.0, -3.0]).view(4, 1, 1, 1)
+    layer = PatchWhitening(1, kernel_size=1, eps=0.5)
+    layer.init_from_data(x)
+    assert layer.conv.weight.flatten().tolist() == pytest.approx([1 / np.sqrt(5.5), -1 / np.sqrt(5.5)], rel=1e-6)
+    net = create_backbone("fastcnn", num_classes=3, input_shape=(3, 8, 8), widths=(8, 8, 8), whiten=True,
+                          whiten_eps=2e-3)
+    assert net.stem.eps == 2e-3
+    assert create_backbone("fastcnn", num_classes=3, input_shape=(3, 8, 8), whiten=True).stem.eps == 5e-4
+    with pytest.raises(ValueError, match="must be positive"):
+        PatchWhitening(1, eps=0)
+
+
 def test_whitening_layer_whitens_a_hand_made_patch_set():
     # 2x2 RGB patches (12 numbers): a random rotation of independent coordinates with standard deviations
     # from 0.3 to 6, so strongly correlated, with variances from 0.09 to 36

@@ -63,10 +63,15 @@ class PatchWhitening(nn.Module):
         Patch size ``k`` (airbench: 2). Output: ``2 * in_channels * k * k`` channels, ``H - k + 1`` rows.
     bias_epochs : int
         Epochs (from 0) during which the bias trains; the trainer calls :meth:`set_epoch` each epoch.
+    eps : float
+        Added to the eigenvalues before the inverse square root (airbench: ``WHITEN_EPS``).
     """
 
-    def __init__(self, in_channels: int, kernel_size: int = 2, bias_epochs: int = 3):
+    def __init__(self, in_channels: int, kernel_size: int = 2, bias_epochs: int = 3, eps: float = WHITEN_EPS):
         super().__init__()
+        if not eps > 0:
+            raise ValueError(f"whitening eps must be positive (airbench: {WHITEN_EPS}), got {eps}")
+        self.eps = float(eps)
         self.kernel_size = kernel_size
         self.bias_epochs = int(bias_epochs)
         self.out_channels = 2 * in_channels * kernel_size * kernel_size
@@ -81,7 +86,7 @@ class PatchWhitening(nn.Module):
     def init_from_data(self, x: torch.Tensor) -> None:
         """Set the filters from normalised float NCHW training images (what the network will see)."""
         c, k = self.conv.in_channels, self.kernel_size
-        w = whitening_filters(patch_second_moment(x, k), c, k)
+        w = whitening_filters(patch_second_moment(x, k), c, k, eps=self.eps)
         self.conv.weight.copy_(w.to(self.conv.weight.dtype))
         self._ready = True
 
