@@ -55,6 +55,21 @@ def test_relabel_or_drop_relabels_at_or_above_the_threshold_and_drops_below():
     assert clean_labels(_issues(), _labelled(), threshold=0.95).dropped.tolist() == [1, 2, 3, 4]
 
 
+def test_plain_label_arrays_clean_as_a_data_set_does():
+    # from Python the labels are an array, not a LabeledData (a new user got an AttributeError)
+    from noisyfit.detect import clean_labels as exported
+
+    by_array = exported(_issues(), GIVEN.copy(), threshold=0.5)
+    by_data = clean_labels(_issues(), _labelled(), threshold=0.5)
+    np.testing.assert_array_equal(by_array.labels, by_data.result.labels)
+    np.testing.assert_array_equal(by_array.keep, [True, True, False, True, True, True])
+    assert by_array.relabelled.tolist() == [1, 4] and by_array.dropped.tolist() == [2]
+    assert by_array.result.info["labels_known"] is False  # an array has no truth to report against
+    assert clean_labels(_issues(), GIVEN.copy(), action="relabel").keep.all()  # nothing dropped: all True
+    with pytest.raises(DataError, match="1-D array of class indices"):
+        clean_labels(_issues(), np.array(["a", "b", "c", "a", "b", "c"]))
+
+
 def test_relabel_and_drop_act_on_every_flagged_example():
     c = clean_labels(_issues(), _labelled(), action="relabel")
     np.testing.assert_array_equal(c.result.labels, [0, 0, 0, 0, 2, 2])

@@ -129,6 +129,35 @@ def test_uint8_images(tmp_path):
         clf.predict(data.x.reshape(64, -1).astype(np.float32))
 
 
+def test_verbose_false_prints_only_warnings(capsys):
+    # five fits under cross_val_predict each printed "data: ..." although verbose=False (a new user)
+    x, y = blobs(120)
+    NoisyClassifier("ce", epochs=2, random_state=0).fit(x, y)
+    assert capsys.readouterr().err == ""
+    NoisyClassifier("ce", epochs=2, random_state=0, verbose=True).fit(x, y)
+    err = capsys.readouterr().err
+    assert "data: 120 training" in err and "epoch 2/2" in err
+    data = tiny_images(32, size=8)  # images on the default MLP: the warning still shows when quiet
+    NoisyClassifier("ce", epochs=1, random_state=0).fit(data.x, data.labels)
+    err = capsys.readouterr().err
+    assert "treats each pixel as a separate number" in err and "data:" not in err and "epoch" not in err
+
+
+def test_float_and_channels_first_images_say_the_conversion_to_make():
+    data = tiny_images(16, size=8)
+    clf = NoisyClassifier("ce", epochs=1)
+    with pytest.raises(ValueError, match=r"float32 array of shape \[16, 8, 8, 3\]: images must be uint8.*"
+                                         r"\(X \* 255\)\.round\(\)\.astype\(np\.uint8\)"):
+        clf.fit(data.x.astype(np.float32) / 255, data.labels)  # floats in [0, 1]
+    with pytest.raises(ValueError, match=r"np\.clip\(X, 0, 255\)"):
+        clf.fit(data.x.astype(np.float64), data.labels)  # floats in 0..255
+    with pytest.raises(ValueError, match=r"channels-first .* X\.transpose\(0, 2, 3, 1\)"):
+        clf.fit(data.x.transpose(0, 3, 1, 2).copy(), data.labels)
+    fitted = NoisyClassifier("ce", epochs=1, random_state=0).fit(data.x, data.labels)
+    with pytest.raises(ValueError, match="images must be uint8"):  # the same at prediction
+        fitted.predict(data.x.astype(np.float32) / 255)
+
+
 def test_the_saved_model_predicts_as_the_estimator(tmp_path, capsys):
     x, given, _, _ = noisy_blobs(150)
     clf = NoisyClassifier(**FAST, random_state=0).fit(x, given)

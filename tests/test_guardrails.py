@@ -105,3 +105,51 @@ def test_a_run_that_flags_over_half_of_the_examples_is_called_too_weak():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # CIFAR-10N worst's level of flags: no warning
         assert run_quality(fine)["warnings"] == []
+
+
+def test_in_sample_pred_probs_are_called_so_from_python_and_in_the_report(tmp_path):
+    # a model's predictions on its own training rows: argmax = every given label, p(given) 0.98 on average
+    from noisyfit.detect import audit_label_issues
+    from noisyfit.report import write_report
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 400)
+    memorised = np.full((400, 4), 0.02 / 3)
+    memorised[np.arange(400), labels] = 0.98
+    with pytest.warns(QualityWarning, match="trained on these same labels"):
+        issues = audit_label_issues(labels, memorised)
+    q = issues.info["model_quality"]
+    assert q["in_sample"] and q["agreement"] == 1.0 and q["mean_given_prob"] == pytest.approx(0.98)
+    html = write_report(tmp_path / "r.html", issues).read_text()
+    assert "Before you act on these flags" in html and "cross_val_predict" in html
+    # out-of-sample-like probabilities (90% agreement, p(given) 0.9 or less): no such warning, no cautions box
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QualityWarning)
+        fine = audit_label_issues(labels, _probs(labels, 0.9, 4))
+    assert not fine.info["model_quality"]["in_sample"]
+    assert "Before you act" not in write_report(tmp_path / "f.html", fine).read_text()
+    # 99.5% agreement but p(given) only 0.9: a confident memoriser is needed for the warning
+    q = check_pred_probs(labels, _probs(labels, 0.995, 4), warn=False)
+    assert q["agreement"] >= 0.99 and q["mean_given_prob"] < 0.95 and not q["in_sample"]
+
+
+def test_the_readme_python_audit_runs_as_written(tmp_path, monkeypatch):
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md is not next to the tests")
+    text = readme.read_text()
+    code = re.search(r"```python\n(.*?)```", text[text.index("### Audit in Python"):], re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)  # it writes report.html
+    out = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+        warnings.simplefilter("error", QualityWarning)  # out-of-fold probabilities: no in-sample warning
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme_audit"})
+    got = dict(re.findall(r"(flagged|truly wrong among them|estimated noise|after cleaning) ([0-9.]+)", out.getvalue()))
+    assert float(got["truly wrong among them"]) > 0.6, out.getvalue()
+    assert 0.1 < float(got["estimated noise"]) < 0.35 and float(got["after cleaning"]) < 0.15, out.getvalue()
+    assert (tmp_path / "report.html").stat().st_size > 10_000

@@ -29,7 +29,6 @@ def run_demo(methods=("ce", "gce"), seed: int = 0, out: str | None = None) -> li
     for m in methods:
         cfg = demo_config(m, seed)
         run_dir = Path(out) / m if out else None
-        trainer = Trainer(cfg, run_dir, command=["noisyfit", "demo"])
-        trainer.logger.console.quiet = True
+        trainer = Trainer(cfg, run_dir, command=["noisyfit", "demo"], quiet=True)
         rows.append((m, trainer.fit()))
     return rows

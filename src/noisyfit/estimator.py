@@ -158,10 +158,26 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def _images(X) -> np.ndarray | None:
-        """``X`` as uint8 NHWC images when it is an image array, else None (then it is a feature table)."""
-        if isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim in (3, 4):
-            return X[..., None] if X.ndim == 3 else X
-        return None
+        """``X`` as uint8 NHWC images when it is an image array, else None (then it is a feature table).
+
+        Image-shaped arrays that are not uint8, or uint8 arrays that look channels-first, are refused with the
+        conversion to make (new users pass floats in [0, 1], or torch's [n, C, H, W] layout)."""
+        if not isinstance(X, np.ndarray) or X.ndim not in (3, 4):
+            return None
+        shape = list(X.shape)
+        if X.dtype != np.uint8:
+            if X.dtype.kind not in "fiub":
+                return None  # not numbers: scikit-learn's own check says so
+            top = float(np.nanmax(X)) if X.size else 0.0
+            fix = ("(X * 255).round().astype(np.uint8)" if top <= 1.0
+                   else "np.clip(X, 0, 255).round().astype(np.uint8)")
+            raise ValueError(f"X is a {X.dtype} array of shape {shape}: images must be uint8 [n, H, W, C] (or [n, H, W] "
+                             f"for grey) with values 0..255; its largest value is {top:g}, so convert with {fix}. "
+                             "Feature rows are 2-D: [n_samples, n_features].")
+        if X.ndim == 4 and X.shape[-1] not in (1, 3, 4) and X.shape[1] in (1, 3, 4):
+            raise ValueError(f"X has shape {shape}: that looks channels-first [n, C, H, W]; images are "
+                             "channels-last [n, H, W, C]: use X.transpose(0, 2, 3, 1).")
+        return X[..., None] if X.ndim == 3 else X
 
     def _check_X(self, X, y=None, *, reset: bool):
         """X (and y, when fitting) checked as scikit-learn checks them; images keep their uint8 NHWC layout."""
@@ -261,8 +277,8 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
             # a validation split selects an epoch: the trainer keeps that epoch's weights in its run folder
             out = tmp if cfg.data.val_fraction > 0 else None
             cfg.train.checkpoint = out is not None
-            trainer = Trainer(cfg, out, splits=DatasetSplits(train=data), command=[type(self).__name__ + ".fit"])
-            trainer.logger.console.quiet = not self.verbose
+            trainer = Trainer(cfg, out, splits=DatasetSplits(train=data), command=[type(self).__name__ + ".fit"],
+                              quiet=not self.verbose)  # warnings still show
             trainer.fit()
             if out is not None:
                 self.predictor_ = load_predictor(f"{tmp}/{PREDICTOR_FILE}", device=trainer.device)

@@ -394,7 +394,8 @@ def cmd_audit(args) -> int:
                                             min_examples_per_class=args.min_examples_per_class,
                                             argmax_over=args.argmax_over, class_names=names, ids=ids,
                                             true_labels=true, index=index, chunk_size=args.chunk_size,
-                                            verbose=progress and sys.stderr.isatty())
+                                            verbose=progress and sys.stderr.isatty(),
+                                            check_quality=False)  # each source checked its model above
         except BackendUnavailableError as err:
             print(f"noisyfit audit: error: {err}", file=sys.stderr)
             return 2

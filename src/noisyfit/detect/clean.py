@@ -53,6 +53,16 @@ class Cleaning:
     action: str
     threshold: float | None
 
+    @property
+    def labels(self) -> np.ndarray:
+        """The cleaned label of every source row (dropped rows keep theirs: see :attr:`keep`)."""
+        return self.result.labels
+
+    @property
+    def keep(self) -> np.ndarray:
+        """True for the rows to train on (False: dropped)."""
+        return np.ones(len(self.result.labels), dtype=bool) if self.result.keep is None else self.result.keep
+
     def summary(self) -> dict:
         """Counts for summary.json and the console (true-label accuracy when the data set has it)."""
         r = self.result
@@ -101,16 +111,30 @@ def check_threshold(action: str, threshold: float | None) -> float | None:
     return t
 
 
-def clean_labels(issues: LabelIssues, labelled: LabeledData, *, action: str = "relabel-or-drop",
+def _labels_only(labels, issues: LabelIssues) -> LabeledData:
+    """A feature-less data set around an array of class indices, so that arrays clean as a data set does."""
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(f"labels: expected a 1-D array of class indices (the labels given to the audit), got "
+                        f"{y.dtype} of shape {y.shape}; map names to indices with np.unique(names, return_inverse=True).")
+    return LabeledData(np.zeros((len(y), 0), dtype=np.float32), y.astype(np.int64), list(issues.class_names),
+                       name="labels")
+
+
+def clean_labels(issues: LabelIssues, labelled, *, action: str = "relabel-or-drop",
                  threshold: float | None = None, keep: np.ndarray | None = None) -> Cleaning:
     """Relabel or drop the flagged examples of ``issues``.
+
+    >>> cleaned = clean_labels(issues, labels)                     # doctest: +SKIP
+    >>> model.fit(x[cleaned.keep], cleaned.labels[cleaned.keep])   # doctest: +SKIP
 
     Parameters
     ----------
     issues : LabelIssues
         ``issues.index`` = positions in ``labelled``.
-    labelled : LabeledData
-        Every row of the source training set, with the labels the audit audited.
+    labelled : LabeledData or array of int
+        Every row of the source training set, with the labels the audit audited: a data set, or just its labels
+        (class indices, as given to :func:`~noisyfit.detect.audit_label_issues`).
     action : {'relabel-or-drop', 'relabel', 'drop'}
     threshold : float, optional
         relabel-or-drop: the least probability of the suggested label that relabels (default 0.5).
@@ -118,6 +142,8 @@ def clean_labels(issues: LabelIssues, labelled: LabeledData, *, action: str = "r
         Rows already dropped (an audit of a cleaned file): they stay dropped.
     """
     threshold = check_threshold(action, threshold)
+    if not isinstance(labelled, LabeledData):
+        labelled = _labels_only(labelled, issues)
     n = len(labelled)
     index = issues.index
     if len(index) and (index.min() < 0 or index.max() >= n):

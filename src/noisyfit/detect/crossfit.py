@@ -267,7 +267,7 @@ def audit_embeddings(embeddings, labels=None, *, class_names: Sequence[str] | No
     cf = cross_fit(embeddings, labels, num_classes=num_classes, folds=folds, classifier=classifier, seed=seed, C=C,
                    true_labels=true_labels, log=log)
     issues = audit_label_issues(labels, cf.pred_probs, class_names=class_names, ids=ids, true_labels=true_labels,
-                                index=index, **detector_kwargs)
+                                index=index, check_quality=False, **detector_kwargs)  # model_quality below
     quality = model_quality(labels, cf.pred_probs, fold=cf.fold, true_labels=true_labels,
                             what=f"cross-fitted {classifier} on {cf.info['dim']}-d embeddings", log=log)
     issues.info.update(cross_fit=cf.info, model_quality=quality)

@@ -345,8 +345,12 @@ def audit_label_issues(labels, pred_probs, *, filter_by: FilterBy = "prune_by_no
                        min_examples_per_class: int = 1, argmax_over: ArgmaxOver = "confident",
                        class_names: Sequence[str] | None = None, ids: Sequence[str] | None = None,
                        true_labels=None, index: np.ndarray | None = None, chunk_size: int | None = None,
-                       verbose: bool = False) -> LabelIssues:
+                       verbose: bool = False, check_quality: bool = True) -> LabelIssues:
     """:func:`find_label_issues` with explanations: flags, suggested labels, scores, reasons and the noise estimate.
+
+    ``pred_probs`` must be out-of-sample: each row predicted by a model that did not train on it (e.g.
+    ``sklearn.model_selection.cross_val_predict(model, x, labels, method="predict_proba")``). A model's
+    predictions on its own training rows have memorised the labels and hide the wrong ones.
 
     Parameters
     ----------
@@ -361,6 +365,10 @@ def audit_label_issues(labels, pred_probs, *, filter_by: FilterBy = "prune_by_no
         Known clean labels, for detection metrics.
     index : ndarray of int, optional
         Position of each row in the source data set.
+    check_quality : bool
+        Check the probabilities (:func:`noisyfit.detect.guardrails.check_pred_probs`): a
+        :class:`~noisyfit.detect.guardrails.QualityWarning` when they look in-sample, misaligned with the rows, or
+        near chance; the figures and messages go to ``info["model_quality"]`` (and the report's cautions).
 
     Returns
     -------
@@ -372,6 +380,11 @@ def audit_label_issues(labels, pred_probs, *, filter_by: FilterBy = "prune_by_no
     sc = scan(labels, probs, argmax_over=argmax_over, chunk_size=chunk_size, class_names=class_names,
               verbose=verbose)
     names = names_or_indices(class_names, sc.num_classes)
+    quality = None
+    if check_quality:
+        from noisyfit.detect.guardrails import check_pred_probs
+
+        quality = check_pred_probs(sc.labels, probs, chunk_size=chunk_size, stacklevel=4)
     found = _run(sc, probs, filter_by, frac_noise, num_to_remove_per_class, min_examples_per_class, None, names,
                  chunk_size, verbose, explain=True)
     kwargs = dict(rank_by_kwargs or {})
@@ -387,6 +400,8 @@ def audit_label_issues(labels, pred_probs, *, filter_by: FilterBy = "prune_by_no
             "min_examples_per_class": min_examples_per_class, "rank_by": rank_by,
             "thresholds": {names[k]: float(t) for k, t in enumerate(sc.thresholds)},
             "seconds": time.time() - t0, **found.info}
+    if quality is not None:
+        info["model_quality"] = quality
     return LabelIssues(
         is_issue=found.mask, given=sc.labels, suggested=suggested, scores=scores, reasons=found.reasons,
         class_names=names, detector=f"confident learning ({filter_by})",

@@ -192,8 +192,8 @@ def out_of_fold(cfg: Config, splits: DatasetSplits | None = None, *, folds: int 
             tk = time.time()
             fold_splits = DatasetSplits(train=full.subset(train_idx, name=f"{full.name}/fold{k}-train"),
                                         test=full.subset(held_idx, name=f"{full.name}/fold{k}-heldout"))
-            trainer = Trainer(fold_cfg, None, splits=fold_splits, command=["noisyfit", "out-of-fold"])
-            trainer.logger.console.quiet = True
+            trainer = Trainer(fold_cfg, None, splits=fold_splits, command=["noisyfit", "out-of-fold"], quiet=True)
+            trainer.logger.console.quiet = True  # the folds' own warnings too: the audit reports on the model
             log_epoch = trainer.logger.log_epoch
 
             def tick(row, _log=log_epoch, _k=k):  # advance the bar once per finished epoch

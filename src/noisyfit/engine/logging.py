@@ -10,13 +10,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class RunLogger:
-    def __init__(self, out_dir: Path | None, *, enabled: bool, tensorboard: bool, progress: bool):
+    def __init__(self, out_dir: Path | None, *, enabled: bool, tensorboard: bool, progress: bool,
+                 quiet: bool = False):
         self.out_dir = out_dir
         self.enabled = enabled
+        #: quiet: no epoch or info lines on the console, only warnings (files and TensorBoard as usual)
+        self.quiet = quiet
         self.console = Console(stderr=True, soft_wrap=True)
         # a live bar only on a terminal: in a log file or a pipe it leaves a blank line per epoch, and the
         # epoch lines already say how far the run is
-        self.show_progress = enabled and progress and self.console.is_terminal
+        self.show_progress = enabled and progress and not quiet and self.console.is_terminal
         self._tb = None
         if enabled and tensorboard and out_dir is not None:
             try:
@@ -50,7 +53,8 @@ class RunLogger:
         shown = {k: row[k] for k in ("train_loss", "val_acc", "test_acc", "memorised", "lr",
                                             "train_seconds") if row.get(k) is not None}
         text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-        self.console.print(f"epoch {row['epoch'] + 1}/{row['num_epochs']}  {text}")
+        if not self.quiet:
+            self.console.print(f"epoch {row['epoch'] + 1}/{row['num_epochs']}  {text}")
 
     def progress(self, total: int, description: str):
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -58,7 +62,8 @@ class RunLogger:
                         console=self.console, transient=True, disable=not self.show_progress)
 
     def info(self, msg: str) -> None:
-        if self.enabled:
+        """A console line; when quiet, only the ones that start with ``warning:``."""
+        if self.enabled and (not self.quiet or msg.startswith("warning:")):
             self.console.print(msg)
 
     def close(self) -> None:

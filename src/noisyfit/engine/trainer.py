@@ -112,10 +112,12 @@ class Trainer:
         Continue from ``out_dir/checkpoint.pt``.
     command : list of str, optional
         The command line, recorded in results.json.
+    quiet : bool
+        No epoch or information lines on the console, only warnings (``NoisyClassifier(verbose=False)``).
     """
 
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, *, splits: DatasetSplits | None = None,
-                 resume: bool = False, command: list[str] | None = None):
+                 resume: bool = False, command: list[str] | None = None, quiet: bool = False):
         self.cfg = cfg
         self.command = command if command is not None else sys.argv
         self._session_start = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -146,7 +148,7 @@ class Trainer:
         self._setup_tensors()
         self._setup_method()
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=tc.tensorboard,
-                                progress=tc.progress)
+                                progress=tc.progress, quiet=quiet)
         slow_bf16 = emulated_bf16_warning(self.device, self.precision)
         if slow_bf16:
             self.logger.info(f"warning: {slow_bf16}")

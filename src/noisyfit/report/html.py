@@ -172,7 +172,7 @@ def _rows(issues: LabelIssues, features: np.ndarray | None, feature_names: Seque
 def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
                   feature_names: Sequence[str] | None = None, title: str = "Label audit",
                   subtitle: str = "", top: int = 24, feature_image: str = "auto", why: str | None = None,
-                  cautions: Sequence[str] = ()) -> str:
+                  cautions: Sequence[str] | None = None) -> str:
     """The report as an HTML string.
 
     Parameters
@@ -190,10 +190,13 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         Feature rows as images: ``auto``, ``off``, ``HxW`` or ``HxWxC`` (see ``feature_images.py``).
     why : str, optional
         Why this detector ran (the audit's default says what evidence chose it).
-    cautions : sequence of str
+    cautions : sequence of str, optional
         What a reader must know before acting on the flags (the audit's model-quality warnings), shown in a
-        box above the summary; nothing when empty.
+        box above the summary; nothing when empty. None (default): the warnings the issues carry
+        (``issues.info["model_quality"]``, e.g. from :func:`~noisyfit.detect.audit_label_issues`).
     """
+    if cautions is None:
+        cautions = ((issues.info or {}).get("model_quality") or {}).get("warnings") or ()
     det = issues.detection_metrics()
     # ndim without np.asarray: streamed images (ImageFiles) decode only the thumbnails shown, not the whole set
     ndim = None if inputs is None else getattr(inputs, "ndim", None) or np.asarray(inputs).ndim
