@@ -204,3 +204,16 @@ def test_memory_stays_below_the_size_of_pred_probs(tmp_path):
     assert flags.shape == (n,)
     # reading the array whole would cost 8 MB (float32) or 16 MB (float64) on its own
     assert peak < 0.5 * n * c * 8, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_label_issues_print_as_one_line():
+    from noisyfit.detect import audit_label_issues
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 5000)
+    probs = np.full((5000, 3), 0.1)
+    probs[np.arange(5000), np.where(rng.random(5000) < 0.1, (labels + 1) % 3, labels)] = 0.8
+    issues = audit_label_issues(labels, probs, check_quality=False)
+    text = repr(issues)
+    assert text.startswith(f"LabelIssues({issues.num_issues:,} of 5,000 flagged, estimated noise rate ")
+    assert len(text) < 300 and "\n" not in text  # the dataclass repr printed every array and reason

@@ -72,6 +72,12 @@ class LabelIssues:
     info: dict = field(default_factory=dict)
     suggested_confidence: np.ndarray | None = None
 
+    def __repr__(self) -> str:
+        # the dataclass repr printed every array and reason: 334,000 characters for 5,000 rows in a notebook
+        return (f"LabelIssues({self.num_issues:,} of {len(self):,} flagged, estimated noise rate "
+                f"{self.estimated_noise_rate:.3f}, {len(self.class_names)} classes, detector={self.detector!r}; "
+                ".to_pandas() or .records() for the rows)")
+
     def __post_init__(self) -> None:
         self.is_issue = np.asarray(self.is_issue, dtype=bool)
         self.given = np.asarray(self.given, dtype=np.int64)
