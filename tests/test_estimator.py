@@ -158,6 +158,22 @@ def test_float_and_channels_first_images_say_the_conversion_to_make():
         fitted.predict(data.x.astype(np.float32) / 255)
 
 
+def test_flagging_over_half_of_the_labels_is_called_a_weak_model():
+    import warnings
+
+    from noisyfit.detect.guardrails import QualityWarning
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(150, 4)), rng.integers(0, 3, 150)  # nothing to learn: most p(given) < 0.5
+    with pytest.warns(QualityWarning, match=r"NoisyClassifier\('ce'\) estimates that (5[1-9]|[6-9][0-9]|100)% .* too weak"):
+        clf = NoisyClassifier("ce", epochs=1, random_state=0).fit(x, y)
+    assert clf.noise_rate_ > 0.5
+    x, y = blobs(150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QualityWarning)
+        assert NoisyClassifier("ce", epochs=5, random_state=0).fit(x, y).noise_rate_ < 0.5
+
+
 def test_the_saved_model_predicts_as_the_estimator(tmp_path, capsys):
     x, given, _, _ = noisy_blobs(150)
     clf = NoisyClassifier(**FAST, random_state=0).fit(x, given)

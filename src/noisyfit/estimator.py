@@ -303,7 +303,23 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         rate = method.estimated_noise_rate(labels)
         self.noise_rate_ = None if rate is None else float(rate)
         self.history_ = list(trainer.history)
+        self._warn_many_flags()
         return self
+
+    def _warn_many_flags(self) -> None:
+        """The audit's caution (noisyfit.detect.guardrails.MANY_FLAGS), for the estimator's own flags: a model too
+        weak for the data flags hard examples as wrong (a new user's ELR on 600 photos: 45% flagged for 20%
+        wrong, in silence)."""
+        import warnings
+
+        from noisyfit.detect.guardrails import MANY_FLAGS, QualityWarning
+
+        if self.noise_rate_ is not None and self.noise_rate_ > MANY_FLAGS:
+            warnings.warn(QualityWarning(
+                f"{type(self).__name__}({self.method!r}) estimates that {self.noise_rate_:.0%} of the training labels "
+                "are wrong. Unless the labels really are that noisy, its model is too weak for these data to tell "
+                "wrong labels from hard ones, and label_issues_ are mostly guesses: try more epochs, another "
+                "backbone, or features from a network pretrained on similar data."), stacklevel=3)
 
     def _logits(self, X):
         check_is_fitted(self, "predictor_")

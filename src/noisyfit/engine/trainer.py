@@ -50,7 +50,7 @@ class TrainingError(RuntimeError):
 #: said when images meet the default backbone: a new user's photo folder otherwise trains an MLP on pixels silently
 PIXEL_MLP_WARNING = ("model.backbone=mlp (the default) treats each pixel as a separate number and sees no shapes, so "
                      "it learns little from photos. For images use a convolutional backbone (--backbone fastcnn, or "
-                     "preact_resnet18); to audit photos, --embedder with a network pretrained on photos (README: "
+                     "preact_resnet18; in Python NoisyClassifier(backbone='fastcnn')); to audit photos, --embedder with a network pretrained on photos (README: "
                      "'Audit with an embedder').")
 
 
