@@ -123,3 +123,20 @@ def test_summary_puts_finished_runs_side_by_side(tmp_path, capsys):
     assert f"skipped {tmp_path / 'empty'}: not a run folder" in err
     assert main(["summary", str(tmp_path / "empty")]) == 2
     assert "no finished run among" in capsys.readouterr().err
+
+
+def test_overrides_may_come_between_options(tmp_path):
+    # argparse binds a positional list once: `... a.b=1 --epochs 1 c.d=2` rejected c.d=2 (exit 2), as a
+    # new user's `--epochs 30 optim.warmup_epochs=5 --out X` was
+    from noisyfit.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--dataset", "digits", "train.seed=3", "--epochs", "1",
+                                      "optim.warmup_epochs=0.5", "--out", str(tmp_path / "r"), "train.tensorboard=false"])
+    assert args.overrides == ["train.seed=3", "optim.warmup_epochs=0.5", "train.tensorboard=false"]
+    assert args.epochs == 1
+    with pytest.raises(SystemExit):  # anything else left over is still an error
+        build_parser().parse_args(["train", "--dataset", "digits", "--out", "x", "a.b=1", "--epochs", "1", "stray"])
+    assert main(["train", "--dataset", "digits", "train.seed=3", *QUICK[:4], "optim.warmup_epochs=0.5",
+                 "--out", str(tmp_path / "run"), "train.tensorboard=false", "model.args.hidden=[32]"]) == 0
+    cfg = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
+    assert cfg["train"]["seed"] == 3 and cfg["optim"]["warmup_epochs"] == 0.5 and cfg["model"]["args"]["hidden"] == [32]

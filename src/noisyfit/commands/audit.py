@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from noisyfit.commands.override_args import OVERRIDE as _OVERRIDE
+from noisyfit.commands.override_args import accept_overrides_anywhere
 
 #: the detector an audit runs when no source is named, chosen from the bench's evidence, not assumed
 DEFAULT_METHOD = "elr"
@@ -115,19 +117,7 @@ def register(sub) -> None:
                         "none negative: e.g. digits as 8x8), off, or a shape such as 28x28 or 32x32x3")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars (lines per epoch or fold still print)")
     p.set_defaults(func=cmd_audit)
-    # argparse binds a positional list only once, so `audit DATA --out X train.epochs=5` would reject the
-    # trailing override; collect key=value items that come after options into `items` too.
-    parse = p.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        ns, rest = parse(args, namespace)
-        ns.items = list(getattr(ns, "items", None) or []) + [r for r in rest if _OVERRIDE.match(r)]
-        return ns, [r for r in rest if not _OVERRIDE.match(r)]
-
-    p.parse_known_args = parse_known_args
-
-
-_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+    accept_overrides_anywhere(p, "items")  # `audit DATA --out X train.epochs=5`
 
 
 def _split_items(args) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from noisyfit.commands.override_args import accept_overrides_anywhere
 from noisyfit.commands.summary import print_summary
 
 
@@ -35,6 +36,7 @@ def register(sub) -> None:
                    help="stop (checkpointed) after N epochs; continue later with --resume")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    accept_overrides_anywhere(p, "overrides")  # `train --dataset d a.b=1 --epochs 3 c.d=2`
     p.set_defaults(func=cmd_train)
 
 
