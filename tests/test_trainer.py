@@ -209,3 +209,20 @@ def test_a_validation_split_too_small_to_choose_an_epoch_on_is_said(blob_splits,
     for quiet in ("data.val_fraction=0.15", "data.val_fraction=0"):  # 120 examples; none
         Trainer(tiny_cfg("train.epochs=1", quiet), None, splits=blob_splits).fit()
         assert "validation split has only" not in capsys.readouterr().err
+
+
+def test_a_first_epoch_far_above_a_uniform_guess_is_called_unstable(blob_splits, capsys, monkeypatch):
+    import noisyfit.engine.trainer as trainer_mod
+    from noisyfit.engine.trainer import unstable_loss_warning
+
+    cfg = tiny_cfg("optim.lr=0.1")
+    # a new user's fastcnn on 4 classes: 7.124 in its first epoch against ln 4 = 1.386
+    msg = unstable_loss_warning({"train_loss": 7.124}, cfg, 4)
+    assert "7.12, is 5.1x that of a uniform guess (ln 4 = 1.39)" in msg
+    assert "optim.lr=0.1 with sgd, no warm-up" in msg and "try --lr 0.01" in msg
+    assert unstable_loss_warning({"train_loss": 4.1}, cfg, 4) is None  # below 3 x 1.386 = 4.16
+    assert unstable_loss_warning({"train_loss": 7.1}, tiny_cfg("method.name=elr"), 4) is None  # other losses
+    assert "triangle schedule's ramp" in unstable_loss_warning({"train_loss": 9.0}, tiny_cfg("optim.schedule=triangle"), 4)
+    monkeypatch.setattr(trainer_mod, "UNSTABLE_LOSS_FACTOR", 0.01)  # any CE epoch is "unstable": said once
+    Trainer(tiny_cfg("train.epochs=2", "data.val_fraction=0"), None, splits=blob_splits).fit()
+    assert capsys.readouterr().err.count("the steps overshoot") == 1

@@ -9,6 +9,7 @@ uninterrupted run would (same seed, CPU: bitwise; GPU: up to non-deterministic k
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,32 @@ PIXEL_MLP_WARNING = ("model.backbone=mlp (the default) treats each pixel as a se
                      "it learns little from photos. For images use a convolutional backbone (--backbone fastcnn, or "
                      "preact_resnet18; in Python NoisyClassifier(backbone='fastcnn')); to audit photos, --embedder with a network pretrained on photos (README: "
                      "'Audit with an embedder').")
+
+
+#: a first epoch whose mean cross-entropy exceeds this multiple of a uniform guess's (ln C) has diverged
+UNSTABLE_LOSS_FACTOR = 3.0
+
+
+def unstable_loss_warning(row: dict, cfg, num_classes: int) -> str | None:
+    """A warning when plain cross-entropy's first epoch averaged far above the loss of a uniform guess, else None.
+
+    A model that predicts nothing scores ln C; an epoch mean several times that means the steps overshot (a
+    learning rate too high for this model and data set, no warm-up). A new user's fastcnn on a 600-image folder
+    at the default lr 0.1 averaged 7.1 against ln 4 = 1.39 in its first epoch and then never learned; the same
+    run at lr 0.01 averaged 2.0 and learned. Only for ``ce``: other methods' losses add terms of other scales."""
+    loss = row.get("train_loss")
+    if cfg.method.name != "ce" or loss is None or num_classes < 2:
+        return None
+    chance = math.log(num_classes)
+    if loss <= UNSTABLE_LOSS_FACTOR * chance:
+        return None
+    o = cfg.optim
+    warm = ("the triangle schedule's ramp" if o.schedule == "triangle"
+            else f"{o.warmup_epochs:g} epochs of warm-up" if o.warmup_epochs else "no warm-up")
+    return (f"the first epoch's mean training loss, {loss:.2f}, is {loss / chance:.1f}x that of a uniform guess "
+            f"(ln {num_classes} = {chance:.2f}): the steps overshoot, so the model may never learn. The learning rate "
+            f"is likely too high for this model and data (optim.lr={o.lr:g} with {o.name}, {warm}): try "
+            f"--lr {o.lr / 10:g}.")
 
 
 #: below this many validation examples the trainer says that epoch selection on them is mostly chance
@@ -363,6 +390,9 @@ class Trainer:
             self.wall_seconds_total += time.time() - t0  # checkpoint writes included
             self.history.append(row)
             self.logger.log_epoch(row)
+            unstable = unstable_loss_warning(row, self.cfg, self.data.train.num_classes) if epoch == 0 else None
+            if unstable:
+                self.logger.info(f"warning: {unstable}")
             if self.out_dir is not None and tc.checkpoint and self.is_main:
                 self._save_checkpoint(epoch)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < tc.epochs:
