@@ -205,7 +205,20 @@ def expand_stage(suite: Suite, index: int, *, registered: list[str], results_roo
 def expand_suite(suite: Suite, *, registered: list[str], results_root: Path, only: set[str] | None = None,
                  seeds: tuple[int, ...] | None = None, label_sets: set[str] | None = None,
                  start: int = 0) -> list[StagePlan]:
-    """Expand stages ``start..`` with the results present now; a run listed twice is kept once."""
+    """Expand stages ``start..`` with the results present now; a run listed twice is kept once.
+
+    An ``only`` name that is no row this suite could run (not a registered built-in method, variant or pseudo-method)
+    is refused: it used to drop out of the plan in silence (a method registered outside noisyfit, say, which the
+    bench cannot run: each run is its own ``noisyfit train`` process)."""
+    if only is not None:
+        named = {t for stage in suite.stages for t in stage.methods if t != "*" and not t.startswith("best:")}
+        known = {*PSEUDO_METHODS, *registered, *suite.variants, *named}
+        unknown = sorted(m for m in only if m not in known)
+        if unknown:
+            raise ConfigError(f"--only {','.join(unknown)}: not a method suite {suite.name!r} can run. It runs noisyfit's "
+                              f"built-in methods with their presets, its variants and {', '.join(PSEUDO_METHODS)}; "
+                              f"known: {', '.join(sorted(known))}. A method of your own: compare it with "
+                              "`noisyfit train` runs and `noisyfit summary`.")
     plans, seen = [], set()
     for i in range(start, len(suite.stages)):
         p = expand_stage(suite, i, registered=registered, results_root=results_root, only=only, seeds=seeds,

@@ -1,5 +1,16 @@
 """The Method contract and the method registry.
 
+Methods outside this package (a researcher's own, in their own files) are reached in three ways:
+
+* ``module:Name`` or ``path/to/file.py:Name`` as the method name (``--method mymethods.boot:SoftBootstrap``,
+  ``method.name`` in a config): the module is imported (``module`` from ``sys.path``, e.g. with ``PYTHONPATH``;
+  a ``.py`` path directly) and ``Name`` is a :class:`Method` subclass in it or a name it registered. The run
+  records the spec as its method name, so ``--resume``, ``predict`` and re-running its ``config.yaml`` find the
+  method again;
+* an installed package that declares an entry point in the group ``noisyfit.methods`` (its module registers its
+  methods when imported): then its registered names work like the built-in ones (``--method bootstrap``);
+* in Python, importing the module that calls :func:`register_method` before using the name.
+
 A method holds its networks and its per-sample state, and nothing about loops, devices or files:
 the Trainer owns those. Per-sample state lives in buffers whose first dimension is the training-set
 size; list their names in ``per_sample_state`` so the trainer can gather them across DDP ranks and
@@ -24,6 +35,10 @@ _METHODS: dict[str, type["Method"]] = {}
 
 
 def register_method(name: str):
+    """Class decorator: make a :class:`Method` subclass available as ``--method NAME`` (``method.name``).
+
+    The registry is filled by importing the module that defines the class; for a method outside noisyfit see the
+    module docstring (``module:Name`` names, the ``noisyfit.methods`` entry-point group)."""
     def wrap(cls):
         cls.name = name
         _METHODS[name] = cls
@@ -32,16 +47,62 @@ def register_method(name: str):
     return wrap
 
 
+#: entry-point group of installed packages that register methods (loaded with the built-in methods)
+ENTRY_POINT_GROUP = "noisyfit.methods"
+
+
 def list_methods() -> list[str]:
     _import_builtin_methods()
     return sorted(_METHODS)
 
 
 def get_method_class(name: str) -> type["Method"]:
+    """The class of a registered method, or of a ``module:Name`` / ``file.py:Name`` spec (module docstring)."""
     _import_builtin_methods()
-    if name not in _METHODS:
-        raise UnknownNameError(f"unknown method {name!r}; choose one of {', '.join(sorted(_METHODS))}")
-    return _METHODS[name]
+    if name in _METHODS:
+        return _METHODS[name]
+    if ":" in name:
+        return _external_method(name)
+    raise UnknownNameError(f"unknown method {name!r}; choose one of {', '.join(sorted(_METHODS))}, or name your own "
+                           "as module:ClassName or path/to/file.py:ClassName")
+
+
+def _external_method(spec: str) -> type["Method"]:
+    """Import ``module`` (or the file) of ``module:Name`` and return the Method class ``Name`` names."""
+    import hashlib
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr:
+        raise UnknownNameError(f"method {spec!r}: write module:ClassName or path/to/file.py:ClassName")
+    try:
+        if where.endswith(".py"):
+            path = Path(where).expanduser().resolve()
+            if not path.is_file():
+                raise UnknownNameError(f"method {spec!r}: no file {path}")
+            module_name = "noisyfit_external_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+            module = sys.modules.get(module_name)
+            if module is None:
+                loader_spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+                loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ImportError as err:
+        raise UnknownNameError(f"method {spec!r}: cannot import {where!r} ({err}); put its folder on PYTHONPATH, or "
+                               "give the path of the .py file") from err
+    found = getattr(module, attr, None)
+    if isinstance(found, type) and issubclass(found, Method):
+        if found.name == Method.name:  # not registered: known by its spec in logs and results
+            found.name = spec
+        return found
+    if attr in _METHODS:  # a name the module registered
+        return _METHODS[attr]
+    raise UnknownNameError(f"method {spec!r}: {where} has no Method subclass or registered method named {attr!r}")
 
 
 def _import_builtin_methods() -> None:
@@ -55,6 +116,22 @@ def _import_builtin_methods() -> None:
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name != "base" and not info.name.startswith("_"):
             importlib.import_module(f"noisyfit.methods.{info.name}")
+    global _entry_points_loaded
+    if not _entry_points_loaded:  # installed packages' methods, once per process
+        _entry_points_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                ep.load()  # importing the module registers its methods
+            except Exception as err:  # a broken plugin must not take the built-in methods down with it
+                import warnings
+
+                warnings.warn(f"the {ENTRY_POINT_GROUP} entry point {ep.name!r} ({ep.value}) failed to load: {err}",
+                              stacklevel=3)
+
+
+_entry_points_loaded = False
 
 
 class TrainContext(Protocol):

@@ -1,0 +1,106 @@
+"""Methods defined outside noisyfit: ``file.py:Name`` and ``module:Name`` method names, installed packages'
+``noisyfit.methods`` entry points, and the bench refusing a name it cannot run (a researcher's trial)."""
+
+import json
+import textwrap
+
+import pytest
+
+import noisyfit.methods.base as base
+from noisyfit.cli import main
+from noisyfit.models.backbones import UnknownNameError
+
+QUICK = ["--dataset", "digits", "--noise", "sym:0.4", "--backbone", "mlp", "--epochs", "2", "--no-progress",
+         "train.tensorboard=false", "model.args.hidden=[16]"]
+
+SOURCE = textwrap.dedent('''
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from noisyfit.methods.base import register_method
+    from noisyfit.methods.single_network import SingleNetworkLossMethod
+
+
+    class SoftBootstrap(SingleNetworkLossMethod):
+        """Reed et al. 2015, soft bootstrapping: CE against beta * one-hot + (1 - beta) * prediction."""
+
+        @dataclasses.dataclass
+        class Hyper:
+            beta: float = 0.95
+
+        def loss(self, logits, labels):
+            p = F.softmax(logits, 1)
+            target = self.hp.beta * F.one_hot(labels, logits.shape[1]) + (1 - self.hp.beta) * p.detach()
+            return -(target * F.log_softmax(logits, 1)).sum(1)
+
+
+    @register_method("{registered}")
+    class Registered(SoftBootstrap):
+        pass
+''')
+
+
+def _write(folder, module, registered):
+    path = folder / f"{module}.py"
+    path.write_text(SOURCE.replace("{registered}", registered))
+    return path
+
+
+def test_a_method_in_a_file_trains_resumes_and_predicts_by_its_spec(tmp_path, capsys):
+    from noisyfit.predictor import load_predictor
+
+    spec = f"{_write(tmp_path, 'boot_file', 'boot_in_file')}:SoftBootstrap"
+    run = tmp_path / "run"
+    assert main(["train", *QUICK, "--method", spec, "method.args.beta=0.8", "--out", str(run), "--stop-after", "1"]) == 0
+    assert main(["train", "--out", str(run), "--resume"]) == 0  # the spec is in config.yaml: found again
+    r = json.loads((run / "results.json").read_text())
+    assert r["config"]["method"]["name"] == spec and r["config"]["method"]["args"] == {"beta": 0.8}
+    assert len(r["epochs"]) == 2
+    assert load_predictor(run).predict(__import__("numpy").zeros((3, 64), "float32")).shape == (3,)
+    assert main(["train", *QUICK, "--method", spec, "method.args.bta=1", "--out", str(tmp_path / "bad")]) == 2
+    assert "no hyper-parameter 'bta'" in capsys.readouterr().err
+
+
+def test_a_module_on_the_path_and_its_registered_names(tmp_path, monkeypatch):
+    _write(tmp_path, "boot_module", "boot_registered")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert base.get_method_class("boot_module:SoftBootstrap").__name__ == "SoftBootstrap"
+    cls = base.get_method_class("boot_module:boot_registered")  # a name the module registered
+    assert cls.__name__ == "Registered" and cls.name == "boot_registered"
+    assert base.get_method_class("boot_registered") is cls  # once imported, as a built-in name
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nowhere_module_xyz:Boot", "cannot import 'nowhere_module_xyz'"),
+    ("/no/such/file.py:Boot", "no file"),
+    ("json:loads", "no Method subclass or registered method named 'loads'"),
+    ("bootstrap", "or name your own as module:ClassName"),
+])
+def test_bad_specs_say_what_is_wrong(spec, message):
+    with pytest.raises(UnknownNameError, match=message):
+        base.get_method_class(spec)
+
+
+def test_installed_packages_register_methods_through_their_entry_point(tmp_path, monkeypatch):
+    _write(tmp_path, "boot_plugin", "boot_plugin_method")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class EntryPoint:
+        name, value = "boot", "boot_plugin"
+
+        def load(self):
+            return __import__("boot_plugin")
+
+    seen = []
+    monkeypatch.setattr("importlib.metadata.entry_points",
+                        lambda group: seen.append(group) or [EntryPoint()])
+    monkeypatch.setattr(base, "_entry_points_loaded", False)
+    assert "boot_plugin_method" in base.list_methods() and seen == [base.ENTRY_POINT_GROUP]
+
+
+def test_the_bench_refuses_a_method_it_cannot_run(tmp_path, capsys):
+    assert main(["bench", "--suite", "cpu-cifar10n", "--only", "my_boot,ce", "--dry-run",
+                 "--out", str(tmp_path / "res"), "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "--only my_boot: not a method suite 'cpu-cifar10n' can run" in err and "noisyfit summary" in err
