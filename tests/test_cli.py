@@ -140,3 +140,12 @@ def test_overrides_may_come_between_options(tmp_path):
                  "--out", str(tmp_path / "run"), "train.tensorboard=false", "model.args.hidden=[32]"]) == 0
     cfg = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
     assert cfg["train"]["seed"] == 3 and cfg["optim"]["warmup_epochs"] == 0.5 and cfg["model"]["args"]["hidden"] == [32]
+
+
+def test_a_refused_command_leaves_no_empty_out_folder(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert main(["train", "--dataset", "digits", "--method", "nope", "--out", str(out)]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err and not out.exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()  # a folder the user made stays
+    assert main(["train", "--dataset", "digits", "--method", "nope", "--out", str(kept)]) == 2 and kept.is_dir()

@@ -105,6 +105,12 @@ def test_a_run_that_flags_over_half_of_the_examples_is_called_too_weak():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # CIFAR-10N worst's level of flags: no warning
         assert run_quality(fine)["warnings"] == []
+    memorised = {"method": {"name": "ce", "estimated_noise_rate": 0.0}, "final": {}, "data": {}}  # the demo's CE
+    with pytest.warns(QualityWarning, match="the ce run flags 0.0% of the examples: .* memorised"):
+        assert len(run_quality(memorised)["warnings"]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_quality({"method": {"name": "ce", "estimated_noise_rate": 0.012}, "final": {}, "data": {}})
 
 
 def test_in_sample_pred_probs_are_called_so_from_python_and_in_the_report(tmp_path):

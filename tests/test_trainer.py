@@ -206,7 +206,7 @@ def test_a_validation_split_too_small_to_choose_an_epoch_on_is_said(blob_splits,
     err = capsys.readouterr().err
     assert "the validation split has only 40 examples (data.val_fraction=0.05)" in err
     assert "moves its accuracy by 2.5 points" in err and "data.val_fraction=0.2" in err
-    for quiet in ("data.val_fraction=0.15", "data.val_fraction=0"):  # 120 examples; none
+    for quiet in ("data.val_fraction=0.07", "data.val_fraction=0"):  # 56 examples; none
         Trainer(tiny_cfg("train.epochs=1", quiet), None, splits=blob_splits).fit()
         assert "validation split has only" not in capsys.readouterr().err
 

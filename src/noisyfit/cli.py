@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 
@@ -66,11 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    out = getattr(args, "out", None)
+    new_out = out is not None and not os.path.lexists(out)  # a folder this command would create
     try:
         with _data_warnings_as_lines(args.command):
             return args.func(args)
     except _user_errors() as e:
         print(f"noisyfit {args.command}: error: {e}", file=sys.stderr)
+        if new_out:  # a refused command leaves no trace: an empty --out it created goes again
+            with contextlib.suppress(OSError):
+                os.rmdir(out)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is checkpointed (continue with --resume)", file=sys.stderr)

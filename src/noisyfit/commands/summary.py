@@ -49,7 +49,8 @@ def print_summary(rows, title: str | None = None) -> None:
 
     table = Table(title=title, caption="acc: test accuracy at the last epoch / at the epoch with the best "
                                        "noisy-validation accuracy; P/R/F1: the method's noisy flags against "
-                                       "the true labels; AUROC of its clean scores")
+                                       "the true labels, AUROC of its clean scores and the noise estimate: all "
+                                       "from the final model (the last epoch), not the selected one")
     for col in ("method", "acc last", "acc selected", "P", "R", "F1", "AUROC", "noise est / true", "s/epoch"):
         table.add_column(col, justify="right" if col != "method" else "left")
 
