@@ -123,6 +123,36 @@ def test_summary_puts_finished_runs_side_by_side(tmp_path, capsys):
     assert f"skipped {tmp_path / 'empty'}: not a run folder" in err
     assert main(["summary", str(tmp_path / "empty")]) == 2
     assert "no finished run among" in capsys.readouterr().err
+    # --plot: the per-epoch curves, the numbers of results.json (a researcher plotted them by hand)
+    png = tmp_path / "curves.png"
+    assert main(["summary", str(tmp_path / "r" / "ce"), str(tmp_path / "r" / "gce"), "--plot", str(png)]) == 0
+    assert "curves.png: per-epoch test_acc, val_acc, train_loss of 2 run(s)" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_draw_each_runs_recorded_values():
+    from matplotlib.figure import Figure
+
+    from noisyfit.report import curves
+
+    drawn = {}
+    real_savefig = Figure.savefig
+    Figure.savefig = lambda fig, path, **kw: drawn.update(fig=fig)
+    try:
+        runs = [("a", {"epochs": [{"epoch": 0, "val_acc": 0.5, "train_loss": 2.0}, {"epoch": 1, "val_acc": 0.7,
+                                                                                      "train_loss": 1.0}],
+                       "selected": {"epoch": 1}}),
+                ("b", {"epochs": [{"epoch": 0, "val_acc": 0.6, "train_loss": 1.5}]})]
+        assert curves.plot_curves(runs, "unused.png") == ["val_acc", "train_loss"]  # no test_acc: no panel
+    finally:
+        Figure.savefig = real_savefig
+    val, loss = drawn["fig"].axes
+    first = val.lines[0]
+    assert list(first.get_xdata()) == [1, 2] and list(first.get_ydata()) == [50.0, 70.0]
+    assert list(val.lines[1].get_ydata()) == [70.0]  # a's selected epoch 2, starred
+    assert list(loss.lines[1].get_ydata()) == [1.5]  # b's loss
+    with pytest.raises(ValueError, match="recorded per-epoch"):
+        curves.plot_curves([("c", {"epochs": []})], "unused.png")
 
 
 def test_overrides_may_come_between_options(tmp_path):

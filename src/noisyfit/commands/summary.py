@@ -12,6 +12,7 @@ def register(sub) -> None:
                        description="The results table `noisyfit train` prints at its end, for several finished runs "
                                    "(their --out folders), one row each, e.g. `noisyfit summary runs/*`.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the --out of `noisyfit train`)")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the runs' per-epoch curves (accuracy, loss) into FILE.png")
     p.set_defaults(func=cmd_summary)
 
 
@@ -40,6 +41,11 @@ def cmd_summary(args) -> int:
         raise DataError("no finished run among " + ", ".join(args.runs) + "; pass the --out folders of finished "
                         "`noisyfit train` runs.")
     print_summary(rows)
+    if args.plot:
+        from noisyfit.report.curves import plot_curves
+
+        drawn = plot_curves(rows, args.plot)
+        print(f"{args.plot}: per-epoch {', '.join(drawn)} of {len(rows)} run(s)")
     return 0
 
 
