@@ -24,9 +24,11 @@ def cmd_list(args) -> int:
     from noisyfit.methods import get_method_class, list_methods
     from noisyfit.models.backbones import list_backbones
 
-    print("methods (--method NAME):")
-    for name in (m for m in list_methods() if not m.startswith("_")):
-        print(f"  {name:15s} {get_method_class(name).summary}")
+    print("methods (--method NAME; your own: --method path/file.py:ClassName, README 'Methods'):")
+    names = [m for m in list_methods() if not m.startswith("_")]
+    width = max(15, *(len(n) for n in names))
+    for name in names:
+        print(f"  {name:{width}s} {get_method_class(name).summary}")
     print("backbones (--backbone NAME): " + ", ".join(list_backbones()))
     print("noise kinds (--noise KIND:RATE, noisyfit noise --help): " + ", ".join(NOISE_KINDS))
     print("presets (--config METHOD/VARIANT, e.g. --config ce/cpu-cifar10n; protocols/ hold the bench suites' shared settings):")
