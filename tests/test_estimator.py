@@ -174,6 +174,27 @@ def test_flagging_over_half_of_the_labels_is_called_a_weak_model():
         assert NoisyClassifier("ce", epochs=5, random_state=0).fit(x, y).noise_rate_ < 0.5
 
 
+def test_audit_explains_the_estimators_own_flags(tmp_path):
+    # a notebook user had flags without reasons, and no route to the report but a run folder
+    from noisyfit.report import write_report
+
+    x, y = blobs(300)
+    rng = np.random.default_rng(1)
+    noisy = np.where(rng.random(300) < 0.3, (y + 1) % 3, y)
+    names = np.array(["ant", "bee", "cat"])
+    clf = NoisyClassifier("ce", epochs=8, random_state=0, val_fraction=0.1).fit(x, names[noisy])
+    issues = clf.audit()
+    rows = issues.index  # positions in X; the 30 validation rows are not audited
+    assert len(issues) == 270 and len(set(rows)) == 270 and rows.max() < 300
+    np.testing.assert_array_equal(issues.is_issue, clf.label_issues_[rows])
+    np.testing.assert_array_equal(names[issues.given], names[noisy][rows])
+    np.testing.assert_array_equal(np.array(issues.class_names)[issues.suggested], clf.suggested_labels_[rows])
+    first = int(np.flatnonzero(issues.is_issue)[0])
+    assert issues.reasons[first].startswith("ce: ") and "suggests" in issues.reasons[first]
+    assert issues.class_names == ["ant", "bee", "cat"]
+    assert "Label audit" in write_report(tmp_path / "r.html", issues, inputs=x).read_text()
+
+
 def test_the_saved_model_predicts_as_the_estimator(tmp_path, capsys):
     x, given, _, _ = noisy_blobs(150)
     clf = NoisyClassifier(**FAST, random_state=0).fit(x, given)

@@ -303,8 +303,26 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         rate = method.estimated_noise_rate(labels)
         self.noise_rate_ = None if rate is None else float(rate)
         self.history_ = list(trainer.history)
+        from noisyfit.engine.results import per_sample_outputs
+
+        # what audit() explains the flags from: the run's per-sample outputs, as a run folder would hold them
+        self.run_outputs_ = ({"method": {"name": self.method, "flag_rule": method.flag_reason(),
+                                         "estimated_noise_rate": self.noise_rate_},
+                              "data": {"num_classes": len(names), "class_names": names}},
+                             per_sample_outputs(method, trainer.data))
         self._warn_many_flags()
         return self
+
+    def audit(self):
+        """The fitted method's flags on its training rows as a :class:`~noisyfit.detect.LabelIssues`: a reason per
+        flagged row, ``.to_pandas()``, ``noisyfit.report.write_report(path, clf.audit(), inputs=X)``,
+        ``noisyfit.detect.clean_labels``. ``index`` = row positions in the fitted ``X`` (rows held out by
+        ``val_fraction`` are not audited); labels are indices into ``classes_``."""
+        check_is_fitted(self, "run_outputs_")
+        from noisyfit.detect.from_run import issues_from_outputs
+
+        results, outputs = self.run_outputs_
+        return issues_from_outputs(results, outputs, where=f"{type(self).__name__}({self.method!r})")
 
     def _warn_many_flags(self) -> None:
         """The audit's caution (noisyfit.detect.guardrails.MANY_FLAGS), for the estimator's own flags: a model too

@@ -98,6 +98,14 @@ def issues_from_run(run_dir: str | Path, *, ids: list[str] | None = None) -> Lab
     """
     run_dir = Path(run_dir)
     results, ps = _read_run(run_dir)
+    issues = issues_from_outputs(results, ps, ids=ids, where=f"{run_dir / 'per_sample.npz'}")
+    issues.info["run_dir"] = str(run_dir)
+    return issues
+
+
+def issues_from_outputs(results: dict, ps, *, ids: list[str] | None = None, where: str = "per-sample outputs") -> LabelIssues:
+    """:func:`issues_from_run` on a run's contents in memory: its ``results.json`` dict (the ``method`` and
+    ``data`` parts are read) and its ``per_sample.npz`` arrays (a dict of arrays); ``where`` names them in errors."""
     given = ps["given"].astype(np.int64)
     n = len(given)
     method = results.get("method", {})
@@ -113,7 +121,7 @@ def issues_from_run(run_dir: str | Path, *, ids: list[str] | None = None) -> Lab
     elif probs is not None:
         scores = probs[np.arange(n), given].astype(np.float64)
     else:
-        raise DetectInputError(f"{run_dir / 'per_sample.npz'}: neither clean_score nor probs; the method "
+        raise DetectInputError(f"{where}: neither clean_score nor probs; the method "
                                f"{name!r} exposes no per-sample signal to audit.")
     if "flag" in ps:
         flags = ps["flag"].astype(bool)
@@ -152,7 +160,7 @@ def issues_from_run(run_dir: str | Path, *, ids: list[str] | None = None) -> Lab
         noise=noise, index=index, ids=[ids[int(i)] for i in index] if ids is not None else None,
         true_labels=ps.get("true"),
         suggested_confidence=None if probs is None else probs[np.arange(n), np.clip(suggested, 0, None)],
-        info={"run_dir": str(run_dir), "method": name, "hyper": method.get("hyper"),
+        info={"method": name, "hyper": method.get("hyper"),
               "seed": results.get("seed"), "test_acc": (results.get("final") or {}).get("test_acc"),
               "train_seconds": (results.get("compute") or {}).get("train_seconds_total"),
               "data_source": data.get("source"), "noise": data.get("noise"),
