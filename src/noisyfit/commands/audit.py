@@ -196,7 +196,7 @@ def _summary_table(issues, seconds: float, out: Path) -> None:
     table.add_row(str(len(issues)), str(issues.num_issues), f(issues.estimated_noise_rate, True),
                   f(det.get("true_noise_rate"), True), f(det.get("precision")), f(det.get("recall")),
                   f(det.get("f1")), f(det.get("auroc")), f"{seconds:.1f}")
-    console = Console()
+    console = Console(width=max(Console().width, 110))  # piped or logged (80 columns), headers were cut: "examp…"
     console.print(table)
     console.print(f"written: {out / 'issues.csv'}, {out / 'summary.json'}, {out / 'report.html'}")
 
