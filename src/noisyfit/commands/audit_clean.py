@@ -50,5 +50,6 @@ def write_cleaned_labels(args, out: Path, issues, labelled, keep: np.ndarray | N
     path = save_noisy_labels(out / CLEANED_FILE, cleaning.result, data_name or labelled.name)
     s = cleaning.summary()
     log(f"{path}: {s['relabelled']} relabelled, {s['dropped']} dropped, {s['unchanged']} flagged but kept as "
-        f"given ({s['spec']}); train on it with `noisyfit train --dataset {data_name} --noisy-labels {path}`")
+        f"given ({s['spec']}); train on it with `noisyfit train --dataset {data_name or 'DATA'} --noisy-labels {path}`"
+        + ("" if data_name else " (DATA: the data set these embeddings were made from)"))
     return {**s, "file": CLEANED_FILE}

@@ -102,7 +102,7 @@ def run_results(t, wall_seconds: float) -> dict:
         "detection": detection,
         "compute": compute,
         "files": {"per_sample": "per_sample.npz", "metrics": "metrics.jsonl", "config": "config.yaml",
-                  "best_model": "best_model.pt", "checkpoint": "checkpoint.pt"},
+                  "best_model": "best_model.pt", "checkpoint": "checkpoint.pt", "model": "model.pt"},
     }
 
 
