@@ -89,7 +89,11 @@ def _external_method(spec: str) -> type["Method"]:
                 loader_spec = importlib.util.spec_from_file_location(module_name, path)
                 module = importlib.util.module_from_spec(loader_spec)
                 sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
-                loader_spec.loader.exec_module(module)
+                try:
+                    loader_spec.loader.exec_module(module)
+                except BaseException:  # the file's own error, with its traceback; no half-imported module kept
+                    del sys.modules[module_name]
+                    raise
         else:
             module = importlib.import_module(where)
     except ImportError as err:
@@ -97,7 +101,7 @@ def _external_method(spec: str) -> type["Method"]:
                                "give the path of the .py file") from err
     found = getattr(module, attr, None)
     if isinstance(found, type) and issubclass(found, Method):
-        if found.name == Method.name:  # not registered: known by its spec in logs and results
+        if "name" not in vars(found):  # not registered itself (a parent's name is not its): known by its spec
             found.name = spec
         return found
     if attr in _METHODS:  # a name the module registered
