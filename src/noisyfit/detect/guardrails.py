@@ -42,7 +42,7 @@ MISALIGNED_KAPPA = 0.1
 MISALIGNED_Z = 3.0
 #: supplied pred_probs whose argmax agrees with at least this share of the given labels, with a mean p(given label)
 #: of at least IN_SAMPLE_CONFIDENCE, look in-sample (a model that has memorised the labels). Out-of-sample
-#: probabilities of labels with 1% or more wrong cannot agree this well; clean labels and a strong model can.
+#: probabilities agree this well only when under about 1% of the labels are wrong (or the model repeats them).
 IN_SAMPLE_AGREEMENT = 0.99
 IN_SAMPLE_CONFIDENCE = 0.95
 
@@ -230,7 +230,8 @@ def run_quality(results: dict, *, log: Callable[[str], None] | None = None, warn
         q["warnings"].append(
             f"the {method} run flags {est:.1%} of the examples: its final model fits (nearly) every given label, so it "
             "has memorised the wrong ones too and cannot point at them. Unless the labels really are that clean, audit "
-            "with a detector built for it (the default, elr; --oof; or an embedder: --embedder FILE).")
+            "with a detector built for it (" + ("" if method == "elr" else "the default, elr; ")
+            + "--oof; or an embedder: --embedder FILE).")
     if log is not None:
         log(f"model quality: {q['what']}: flags {est:.1%} of the examples" + (
             f"; test accuracy {test:.1%} on {q['num_test']:,} test examples" if test is not None and q["num_test"]
