@@ -275,7 +275,7 @@ def test_feature_rows_that_are_not_images_stay_a_table():
         page = render_report(issues, inputs=inputs, top=5, feature_image=setting)
         assert "<table id='suspect-rows'>" in page and "class='thumb'" not in page, (inputs.shape, setting)
     page = render_report(issues, inputs=x[:, :16], top=5, feature_image="4x4")
-    assert page.count("class='thumb'") == 1 and "Rows drawn as 4x4 images (--feature-image 4x4)." in page
+    assert page.count("class='thumb'") == 1 and "Rows drawn as 4x4 images (feature image setting 4x4)." in page
     with pytest.raises(FeatureImageError, match=r"--feature-image 3x3: 3x3 = 9 values, but the rows have 64 features"):
         feature_images(x, "3x3")
     with pytest.raises(FeatureImageError, match=r"use auto, off, HxW"):

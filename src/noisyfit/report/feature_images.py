@@ -77,12 +77,12 @@ def feature_images(x: np.ndarray | None, setting: str = "auto") -> FeatureImages
         if side * side != d or side < MIN_AUTO_SIDE or low < 0:
             return None
         rule = (f"Rows drawn as {side}x{side} grey images: {d} features is a square number (side >= "
-                f"{MIN_AUTO_SIDE}) and no value is negative (the auto rule; --feature-image off shows the values, "
-                f"HxW sets another shape).")
+                f"{MIN_AUTO_SIDE}) and no value is negative (the auto rule; the setting off shows the values, "
+                f"HxW sets another shape: --feature-image, or write_report's feature_image).")
         return FeatureImages(x, (side, side), low, high, rule)
     shape = parse_shape(setting)
     if math.prod(shape) != d:
         raise FeatureImageError(f"--feature-image {setting}: {'x'.join(map(str, shape))} = {math.prod(shape)} "
                                 f"values, but the rows have {d} features.")
-    rule = f"Rows drawn as {'x'.join(map(str, shape))} images (--feature-image {setting})."
+    rule = f"Rows drawn as {'x'.join(map(str, shape))} images (feature image setting {setting})."
     return FeatureImages(x, shape, low, high, rule)

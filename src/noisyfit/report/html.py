@@ -226,7 +226,7 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         _noise_section(issues), _class_section(issues), _score_section(issues), _annotator_section(issues),
         (f"<section id='suspects'><h2>Top {shown} suspects ({kind})</h2><p class='note'>Most suspicious first "
          "(lowest score). Given label in red, suggested label in green; the reason says which signal fired, "
-         f"its value and threshold. Every flagged example is in the table below and in issues.csv.</p>"
+         f"its value and threshold. Every flagged example is in the table below (and in an audit's issues.csv).</p>"
          f"{suspects}</section>"),
         flagged_table.flagged_section(issues),
         f"</main><script>{_SCRIPT}{flagged_table.SCRIPT}</script></body></html>",
