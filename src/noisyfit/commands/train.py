@@ -20,7 +20,8 @@ def register(sub) -> None:
                    help="fetch the official CIFAR archive when it is not in the data dir (= data.download=true)")
     p.add_argument("--noise", help="inject synthetic noise into the training labels, e.g. sym:0.4")
     p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as training labels")
-    p.add_argument("--method", help="ce, gce, sce, ...")
+    p.add_argument("--method", help="ce, gce, elr, ... (`noisyfit list`), or your own: path/file.py:ClassName or "
+                                    "module:ClassName")
     p.add_argument("--backbone", help="fastcnn, preact_resnet18, resnet34, mlp")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
