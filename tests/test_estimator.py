@@ -133,7 +133,8 @@ def test_verbose_false_prints_only_warnings(capsys):
     # five fits under cross_val_predict each printed "data: ..." although verbose=False (a new user)
     x, y = blobs(120)
     NoisyClassifier("ce", epochs=2, random_state=0).fit(x, y)
-    assert capsys.readouterr().err == ""
+    err = capsys.readouterr().err  # (a warning, e.g. of a crowded CPU, may still show: only those)
+    assert "data:" not in err and "epoch" not in err and all(line.startswith("warning:") for line in err.splitlines())
     NoisyClassifier("ce", epochs=2, random_state=0, verbose=True).fit(x, y)
     err = capsys.readouterr().err
     assert "data: 120 training" in err and "epoch 2/2" in err
