@@ -75,7 +75,7 @@ def test_list_describes_every_method_and_groups_presets_by_method(capsys):
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in list_methods():
+    for name in (m for m in list_methods() if not m.startswith("_")):  # "_x": other tests' probes, not listed
         summary = get_method_class(name).summary
         assert summary and f"  {name:15s} {summary}" in out  # a new user asked what each method is
     assert presets_by_method(["ce/a", "ce/b", "gce/a", "smoke"]) == {"ce": ["a", "b"], "gce": ["a"], "smoke": ["smoke"]}

@@ -41,6 +41,13 @@ SOURCE = textwrap.dedent('''
 ''')
 
 
+@pytest.fixture(autouse=True)
+def _registry_kept(monkeypatch):
+    """The methods these tests register leave with them (other tests list every registered method)."""
+    base.list_methods()  # the built-in ones first: registered once per process, they must stay in the original
+    monkeypatch.setattr(base, "_METHODS", dict(base._METHODS))
+
+
 def _write(folder, module, registered):
     path = folder / f"{module}.py"
     path.write_text(SOURCE.replace("{registered}", registered))
