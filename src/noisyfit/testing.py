@@ -9,7 +9,8 @@ first difference between the two (an epoch figure, a weight or buffer, a per-sam
 keeps state between steps outside its buffers (return it from ``transient_state``, see
 :class:`noisyfit.methods.base.Method`). It also checks the per-sample outputs every method must give: a clean
 score per example, boolean flags, suggested labels among the classes and a noise-rate estimate in [0, 1]. The
-built-in methods pass it (``tests/test_mid_epoch_resume.py`` runs the same comparison on each).
+built-in methods pass it: ``tests/test_mid_epoch_resume.py`` makes the same comparison
+(:func:`assert_same_run`) for each, with its warm-up shortened.
 """
 
 from __future__ import annotations
@@ -28,16 +29,42 @@ def _blobs(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return (centres[y] + rng.normal(0, 1, (n, 8))).astype(np.float32), y
 
 
-def _same(a, b) -> bool:
+def same_tensor(a, b) -> bool:
+    """Bit-equal tensors (NaN equal to NaN: scores not yet computed), or equal plain values."""
     import torch
 
     if torch.is_tensor(a):
         if not torch.is_tensor(b) or a.shape != b.shape or a.dtype != b.dtype:
             return False
-        if a.is_floating_point():  # NaN equal to NaN (scores not yet computed)
+        if a.is_floating_point():
             return bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()))
         return bool(torch.equal(a, b))
     return a == b
+
+
+def assert_same_run(dir_a: str | Path, results_a: dict, dir_b: str | Path, results_b: dict) -> dict:
+    """Assert that two finished runs are identical: every per-epoch figure but timings, the health figures,
+    every weight and buffer of the last checkpoint, every ``per_sample.npz`` array. Returns the counts compared."""
+    import torch
+
+    figures = 0
+    for a, b in zip(results_a["epochs"], results_b["epochs"], strict=True):
+        for key, value in a.items():
+            if isinstance(value, float) and not any(t in key for t in ("seconds", "per_second", "cpu")):
+                assert b.get(key) == value, (f"epoch {a['epoch'] + 1}: {key} is {b.get(key)} in the second run, "
+                                             f"{value} in the first")
+                figures += 1
+        assert b.get("health") == a.get("health"), f"epoch {a['epoch'] + 1}: the health figures differ"
+    wa = torch.load(Path(dir_a) / "checkpoint.pt", weights_only=False)["method"]
+    wb = torch.load(Path(dir_b) / "checkpoint.pt", weights_only=False)["method"]
+    assert set(wa) == set(wb), f"state keys differ: {sorted(set(wa) ^ set(wb))}"
+    for k in wa:
+        assert same_tensor(wa[k], wb[k]), (f"{k} differs: the method keeps state between steps outside its buffers "
+                                           "(return it from transient_state)")
+    pa, pb = np.load(Path(dir_a) / "per_sample.npz"), np.load(Path(dir_b) / "per_sample.npz")
+    for key in pa.files:
+        assert np.array_equal(pa[key], pb[key], equal_nan=pa[key].dtype.kind == "f"), f"per_sample {key} differs"
+    return {"epoch_figures": figures, "state_tensors": len(wa), "per_sample_arrays": len(pa.files)}
 
 
 def check_method(method: str, *, overrides: list[str] | tuple[str, ...] = (), epochs: int = 4,
@@ -64,8 +91,6 @@ def check_method(method: str, *, overrides: list[str] | tuple[str, ...] = (), ep
         ``epochs``, ``compared`` (how many epoch figures, weights / buffers and per-sample arrays were compared),
         ``final_test_acc`` and ``estimated_noise_rate`` of the run.
     """
-    import torch
-
     from noisyfit.config import load_config
     from noisyfit.data.labeled import DatasetSplits, LabeledData
     from noisyfit.engine.trainer import Trainer
@@ -85,23 +110,8 @@ def check_method(method: str, *, overrides: list[str] | tuple[str, ...] = (), ep
         stopped = Trainer(load_config(None, over), root / "cut", splits=splits, quiet=True).fit(stop_at_step=cut)
         assert stopped is None, f"the run did not stop at {cut}: the epoch has fewer steps"
         resumed = Trainer(load_config(None, over), root / "cut", splits=splits, resume=True, quiet=True).fit()
-        figures = 0
-        for a, b in zip(full["epochs"], resumed["epochs"], strict=True):
-            for key, value in a.items():
-                if isinstance(value, float) and not any(t in key for t in ("seconds", "per_second", "cpu")):
-                    assert b.get(key) == value, (f"epoch {a['epoch'] + 1}: {key} is {b.get(key)} after the resume, "
-                                                 f"{value} without a cut")
-                    figures += 1
-            assert b.get("health") == a.get("health"), f"epoch {a['epoch'] + 1}: the health figures differ"
-        wa = torch.load(root / "straight" / "checkpoint.pt", weights_only=False)["method"]
-        wb = torch.load(root / "cut" / "checkpoint.pt", weights_only=False)["method"]
-        assert set(wa) == set(wb), f"state keys differ: {sorted(set(wa) ^ set(wb))}"
-        for k in wa:
-            assert _same(wa[k], wb[k]), (f"{k} differs after the resume: the method keeps state between steps "
-                                         "outside its buffers (return it from transient_state)")
-        pa, pb = np.load(root / "straight" / "per_sample.npz"), np.load(root / "cut" / "per_sample.npz")
-        for key in pa.files:
-            assert np.array_equal(pa[key], pb[key], equal_nan=pa[key].dtype.kind == "f"), f"per_sample {key} differs"
+        compared = assert_same_run(root / "straight", full, root / "cut", resumed)
+        pa = np.load(root / "straight" / "per_sample.npz")
         n = len(pa["train_index"])
         for key, what in (("clean_score", "clean_scores"), ("flag", "noisy_flags"), ("suggested", "suggested_labels")):
             assert key in pa.files, f"the method gives no {what} (per_sample {key})"
@@ -112,5 +122,5 @@ def check_method(method: str, *, overrides: list[str] | tuple[str, ...] = (), ep
         rate = (full.get("method") or {}).get("estimated_noise_rate")
         assert rate is None or 0.0 <= rate <= 1.0, f"estimated noise rate {rate} outside [0, 1]"
         return {"method": method, "epochs": epochs, "cut": list(cut),
-                "compared": {"epoch_figures": figures, "state_tensors": len(wa), "per_sample_arrays": len(pa.files)},
+                "compared": compared,
                 "final_test_acc": (full.get("final") or {}).get("test_acc"), "estimated_noise_rate": rate}

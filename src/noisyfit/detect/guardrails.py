@@ -154,15 +154,6 @@ def model_quality(labels, pred_probs, *, fold: np.ndarray | None = None, true_la
     return q
 
 
-def _mean_given_prob(labels: np.ndarray, pred_probs, chunk_size: int | None = None) -> float:
-    from noisyfit.detect.validation import iter_chunks
-
-    total = 0.0
-    for start, chunk in iter_chunks(pred_probs, chunk_size):
-        total += float(np.asarray(chunk)[np.arange(len(chunk)), labels[start:start + len(chunk)]].sum())
-    return total / len(labels)
-
-
 def check_pred_probs(labels, pred_probs, *, source: str = "pred_probs", true_labels=None, warn: bool = True,
                      log: Callable[[str], None] | None = None, chunk_size: int | None = None,
                      stacklevel: int = 3) -> dict | None:
@@ -178,7 +169,9 @@ def check_pred_probs(labels, pred_probs, *, source: str = "pred_probs", true_lab
                       warn=False, chunk_size=chunk_size)
     if q is None:
         return None
-    q["mean_given_prob"] = _mean_given_prob(np.asarray(labels, dtype=np.int64), pred_probs, chunk_size)
+    from noisyfit.detect.rank import label_quality_scores
+
+    q["mean_given_prob"] = float(np.mean(label_quality_scores(labels, pred_probs, chunk_size=chunk_size)))  # p(given)
     q["in_sample"] = bool(q["agreement"] >= IN_SAMPLE_AGREEMENT and q["mean_given_prob"] >= IN_SAMPLE_CONFIDENCE)
     if q["in_sample"]:
         q["warnings"].append(
