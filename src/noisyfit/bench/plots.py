@@ -95,10 +95,11 @@ def _accuracy_plot(suite: str, label_set: str, cells: list[Cell], oracle: Cell |
 SEED_METHODS = ("pemm", "car", "jump_teaching", "plremix", "bkd")
 
 
-def _series(run_data: dict, key: str) -> tuple[list[int], list[float]]:
-    """``(epoch numbers, key in %)`` over the evaluated epochs that logged ``key``."""
+def epoch_series(run_data: dict, key: str, scale: float = 100.0) -> tuple[list[int], list[float]]:
+    """``(epoch numbers, key x scale)`` (a share in % by default) over the epochs of a run's results that logged
+    ``key``; also used by ``noisyfit summary --plot`` (noisyfit.report.curves)."""
     rows = [r for r in run_data.get("epochs") or [] if r.get(key) is not None]
-    return [r["epoch"] + 1 for r in rows], [100.0 * r[key] for r in rows]
+    return [r["epoch"] + 1 for r in rows], [scale * r[key] for r in rows]
 
 
 def _versus_ce_plot(suite: str, label_set: str, cells: list[Cell], oracle: Cell | None,
@@ -125,10 +126,10 @@ def _versus_ce_plot(suite: str, label_set: str, cells: list[Cell], oracle: Cell 
             if c is None:
                 continue
             data = c.runs[0].data
-            ax.plot(*_series(data, "test_acc"), color=colour, ls=ls, lw=1.3,
+            ax.plot(*epoch_series(data, "test_acc"), color=colour, ls=ls, lw=1.3,
                     label=f"{'oracle' if c is oracle else c.label} (seed {c.runs[0].seed})")
             if c is not oracle:
-                xs, ys = _series(data, "memorised")
+                xs, ys = epoch_series(data, "memorised")
                 if xs:
                     ax.plot(xs, ys, color=colour, ls=":", lw=1.3)
         ax.set_title(cell.label + (" (seed method)" if cell.method in SEED_METHODS else ""), fontsize=9)

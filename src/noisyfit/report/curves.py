@@ -27,6 +27,8 @@ def plot_curves(runs: list[tuple[str, dict]], path: str | Path) -> list[str]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from noisyfit.bench.plots import epoch_series
+
     keys = [p for p in PANELS if any(row.get(p[0]) is not None for _, r in runs for row in r.get("epochs") or ())]
     if not keys:
         raise ValueError("none of these runs recorded per-epoch figures")
@@ -35,11 +37,9 @@ def plot_curves(runs: list[tuple[str, dict]], path: str | Path) -> list[str]:
     for i, (key, title, pct) in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
         for label, r in runs:
-            points = [(row["epoch"] + 1, row[key]) for row in r.get("epochs") or () if row.get(key) is not None]
-            if not points:
+            x, y = epoch_series(r, key, 100.0 if pct else 1.0)
+            if not x:
                 continue
-            x, y = zip(*points)
-            y = [100 * v for v in y] if pct else list(y)
             (line,) = ax.plot(x, y, marker="o", markersize=3, label=label)
             chosen = (r.get("selected") or {}).get("epoch")
             if pct and key != "memorised" and chosen is not None and chosen + 1 in x:
