@@ -255,7 +255,8 @@ def test_new_images_of_any_size_in_a_flat_folder_a_file_or_an_array(tmp_path, ca
             in said(capsys))
     np.save(tmp_path / "x.npy", np.zeros((2, 16, 16, 3), np.float32))
     assert main(["predict", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv")]) == 2
-    assert "got images of dtype float32" in said(capsys)
+    err = said(capsys)  # with the conversion to make (zeros: floats in [0, 1])
+    assert "got images of dtype float32" in err and "so convert with (x * 255).round().astype(np.uint8)" in err
     (new / "broken.jpg").write_bytes(b"not a jpeg")
     assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p2.csv")]) == 2
     assert "cannot decode image 'broken.jpg' (not an image Pillow can read)" in said(capsys)

@@ -168,11 +168,10 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         if X.dtype != np.uint8:
             if X.dtype.kind not in "fiub":
                 return None  # not numbers: scikit-learn's own check says so
-            top = float(np.nanmax(X)) if X.size else 0.0
-            fix = ("(X * 255).round().astype(np.uint8)" if top <= 1.0
-                   else "np.clip(X, 0, 255).round().astype(np.uint8)")
+            from noisyfit.predictor import uint8_conversion
+
             raise ValueError(f"X is a {X.dtype} array of shape {shape}: images must be uint8 [n, H, W, C] (or [n, H, W] "
-                             f"for grey) with values 0..255; its largest value is {top:g}, so convert with {fix}. "
+                             f"for grey) with values 0..255; {uint8_conversion(X)}. "
                              "Feature rows are 2-D: [n_samples, n_features].")
         if X.ndim == 4 and X.shape[-1] not in (1, 3, 4) and X.shape[1] in (1, 3, 4):
             raise ValueError(f"X has shape {shape}: that looks channels-first [n, C, H, W]; images are "

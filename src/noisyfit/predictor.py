@@ -52,6 +52,15 @@ if TYPE_CHECKING:  # pragma: no cover
 PREDICTOR_SCHEMA = "noisyfit.predictor/1"
 #: the predictor's file name in a run folder
 PREDICTOR_FILE = "model.pt"
+
+
+def uint8_conversion(x: np.ndarray, name: str = "X") -> str:
+    """The conversion of numeric non-uint8 images to raw pixels, as a user would write it: from [0, 1] floats
+    (the usual mistake) or from 0..255 values; with the array's largest value, which decides between them."""
+    top = float(np.nanmax(x)) if x.size else 0.0
+    fix = (f"({name} * 255).round().astype(np.uint8)" if top <= 1.0
+           else f"np.clip({name}, 0, 255).round().astype(np.uint8)")
+    return f"its largest value is {top:g}, so convert with {fix}"
 _EXTRA_STATE_SUFFIX = "_extra_state"  # torch's key of get_extra_state() in a state_dict
 
 
@@ -289,8 +298,9 @@ class Predictor:
                 raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}. Resize or "
                                      "convert the images to the training size and channels first.")
             if x.dtype != np.uint8:
+                hint = f"; {uint8_conversion(x, 'x')}" if x.dtype.kind in "fiub" else ""
                 raise PredictorError(f"got images of dtype {x.dtype}; this model takes {want} with values 0..255 "
-                                     "(the raw pixels: the model normalises them itself).")
+                                     f"(the raw pixels: the model normalises them itself){hint}.")
             return x
         d = self.input_shape[0]
         if x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8):
