@@ -390,4 +390,8 @@ def test_asym_on_ten_classes_that_are_not_cifar10s_is_refused():
     cifar = LabeledData(np.zeros((100, 2), np.float32), y, list(CIFAR10_CLASSES), name="cifar10")
     noisy, result = apply_noise(cifar, "asym:0.4", seed=0)
     assert result.noise_rate == pytest.approx(0.2)  # 5 of 10 classes flip at 0.4
-    apply_noise(digits, "asym:0.3", seed=0, groups=[[0, 1], [2, 3]])  # explicit groups: the user's own map
+    # explicit groups, the user's own map: accepted, and flips stay inside them (0 <-> 1, 2 <-> 3)
+    _, own = apply_noise(digits, "asym:0.3", seed=0, groups=[[0, 1], [2, 3]])
+    flipped = own.labels != y
+    assert flipped.any() and set(y[flipped]) <= {0, 1, 2, 3}
+    np.testing.assert_array_equal(own.labels[flipped], np.array([1, 0, 3, 2])[y[flipped]])
