@@ -65,7 +65,8 @@ def unstable_loss_warning(row: dict, cfg, num_classes: int) -> str | None:
     A model that predicts nothing scores ln C; an epoch mean several times that means the steps overshot (a
     learning rate too high for this model and data set, no warm-up). A new user's fastcnn on a 600-image folder
     at the default lr 0.1 averaged 7.1 against ln 4 = 1.39 in its first epoch and then never learned; the same
-    run at lr 0.01 averaged 2.0 and learned (single runs observed at the prompt, not a benchmark). Only for ``ce``: other methods' losses add terms of other scales."""
+    run at lr 0.01 averaged 2.0 and learned (single runs observed at the prompt, not a benchmark).
+    Only for ``ce``: other methods' losses add terms of other scales."""
     loss = row.get("train_loss")
     if cfg.method.name != "ce" or loss is None or num_classes < 2:
         return None
