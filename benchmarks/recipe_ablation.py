@@ -43,7 +43,8 @@ After every run the table ``benchmarks/RECIPE_ABLATION.md`` is written again fro
     .venv/bin/python benchmarks/recipe_ablation.py --report           # only rewrite the table
 
 Run it alone on the machine (DEVELOPERS.md): 16 rows x 2 label sets = 32 runs of about 15 minutes each on 2
-cores (the TTA rows' evaluation costs about 6x the usual 6 s per epoch). Beside another long job, give each
+cores of a fast CPU with bf16 kernels (the TTA rows' evaluation costs about 6x the usual 6 s per epoch); the
+bf16 rows run so far took about an hour each at one thread beside another bench (their result files). Beside another long job, give each
 one thread (``--threads 1``; benchmarks/results/contention.md): the seconds per epoch of the table then
 compare rows run under the same sharing only (its ``others' CPU`` figures say how much the machine was shared).
 """

@@ -18,23 +18,26 @@ set -u
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=passive
 B=".venv/bin/noisyfit bench --threads 1"
+A=".venv/bin/python benchmarks/recipe_ablation.py --threads 1"
 case "${1:-}" in
 a)
     # issue 17: the long suite's PLReMix, the last seed method its acceptance waits for (about 8 h at one
     # thread beside another bench), then its prototype ablation, then the rest of the suite in stage order
     $B --suite cpu-cifar10n-long --only plremix
     $B --suite cpu-cifar10n-long --only plremix-ownproto
+    $A  # issue 21's ablation table, shared with lane b run by run (each run has its own lock)
     $B --suite cpu-cifar10n-long
     ;;
 b)
     # issue 21: under airbench94's recipe, CE on worst and the oracle's three seeds (about 47 min each),
-    # then the suite's methods; then the long suite's remaining rows beside lane a
+    # then the recipe ablation, then the suite's methods; then the long suite's remaining rows beside lane a
     $B --suite cpu-cifar10n-airbench --only ce --seeds 0 --label-sets worst
     $B --suite cpu-cifar10n-airbench --only oracle
     for s in 0 1 2; do  # the testing half of the JPEG gap on those oracles (minutes; an existing tag is refused)
         .venv/bin/python benchmarks/jpeg_gap.py --evaluate "runs/bench/cpu-cifar10n-airbench/oracle/clean/seed$s" \
             --tag "airbench-oracle-seed$s" --threads 1
     done
+    $A  # issue 21's ablation table: each trick alone and together, clean and worst (about 32 h of runs in all)
     $B --suite cpu-cifar10n-airbench
     $B --suite cpu-cifar10n-long
     ;;
