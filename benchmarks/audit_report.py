@@ -78,7 +78,9 @@ def row(method: str, seed: int, det: dict, detector: str, rule: str, train_s: fl
     cost = "–" if train_s is None else f"{train_s / 60:.1f}"
     audit = "–" if audit_s is None else f"{audit_s:.0f}"
     sugg = det.get("suggestion_accuracy")
-    return (f"| {method} | {seed} | {detector} | {pct(det.get('precision'))} | {pct(det.get('recall'))} | "
+    # no flag: precision is 0/0 (stored as 0), not "every flag wrong"
+    precision = "no flags" if det.get("num_flagged") == 0 else pct(det.get("precision"))
+    return (f"| {method} | {seed} | {detector} | {precision} | {pct(det.get('recall'))} | "
             f"{pct(det.get('f1'))} | {pct(det.get('auroc'))} | {pct(det.get('estimated_noise_rate'))} | "
             f"{pct(det.get('true_noise_rate'))} | {pct(sugg)} | {cost} | {audit} | {rule} |")
 

@@ -194,6 +194,8 @@ def test_pr_points_by_hand():
     assert pr["auprc"] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
     assert pr["flag_point"] == {"precision": 0.5, "recall": 0.5}
     assert pr["positives"] == 2 and pr["n"] == 4
+    unflagged = pr_points(np.array([True, False, True, False]), np.array([0.1, 0.2, 0.3, 0.9]), flags=np.zeros(4, bool))
+    assert unflagged["flag_point"] is None  # nothing flagged: no point at (0, 0) on the curve
     rng = np.random.default_rng(0)
     thin = pr_points(rng.random(1000) < 0.3, rng.random(1000), max_points=5)
     assert len(thin["recall"]) == 5 and thin["recall"][0] == 1.0  # thinned, the full-recall end kept

@@ -242,3 +242,23 @@ def test_report_shows_the_accuracy_lost_by_the_end_of_training(results, tmp_path
     assert "#### Accuracy lost by the end of training (points)" in md
     # the fixture's curves rise to their last epoch: nothing lost, best epoch 3 for each of CE's seeds
     assert "| ce | sym40 | 0.00 ± 0.00 (n=3) | 3, 3, 3 |" in md
+
+
+def test_precision_of_runs_that_flagged_nothing_is_not_a_zero(tmp_path):
+    root = tmp_path / "results"
+    # two seeds of one method: seed 0 flagged nothing (stored precision 0.0, as the metrics write it), seed 1
+    # flagged with precision 0.8; a second method whose only run flagged nothing
+    for seed, (prec, n_flag) in enumerate([(0.0, 0), (0.8, 12)]):
+        r = fake_result(seed, 0.6, 0.5, f1=0.5)
+        r["detection"].update(precision=prec, num_flagged=n_flag)
+        put(root, "smoke", "elr", "sym40", seed, r)
+    r = fake_result(0, 0.6, 0.5, f1=0.0)
+    r["detection"].update(precision=0.0, recall=0.0, num_flagged=0)
+    put(root, "smoke", "car", "sym40", 0, r)
+    md = write_report(root, tmp_path / "R.md")[0].read_text()
+    det = [line for line in md.splitlines() if line.startswith("| elr | sym40 | 2 |")]
+    assert det and det[0].split(" | ")[3] == "80.0 (1 of 2 runs: no flags)"  # the mean of the run that flagged
+    det = [line for line in md.splitlines() if line.startswith("| car | sym40 | 1† |")]
+    assert det and det[0].split(" | ")[3] == "no flags"  # not 0.0: 0/0 is undefined
+    assert det[0].split(" | ")[5] == "0.0"  # the F1 stays as stored (recall 0: no wrong label found)
+    assert "*no flags*: the run flagged no example" in md

@@ -16,6 +16,16 @@ def test_detection_prf_on_hand_case():
     assert m["noise_rate_error"] == pytest.approx(0.0)
 
 
+def test_nothing_flagged_has_no_precision_and_zero_f1():
+    truth = np.array([1, 1, 0, 0], bool)
+    m = detection_metrics(truth, flags=np.zeros(4, bool))
+    assert m["precision"] is None  # 0/0: undefined, not "every flag wrong"
+    assert m["recall"] == 0.0 and m["f1"] == 0.0 and m["num_flagged"] == 0
+    assert m["estimated_noise_rate"] == 0.0
+    wrong = detection_metrics(truth, flags=np.array([0, 0, 1, 0], bool))  # one flag, and it is wrong
+    assert wrong["precision"] == 0.0 and wrong["f1"] == 0.0
+
+
 def test_auroc_ranks_low_clean_scores_as_noisy():
     truth = np.array([1, 1, 0, 0], bool)
     perfect = np.array([0.1, 0.2, 0.8, 0.9])  # noisy samples have the lowest clean scores

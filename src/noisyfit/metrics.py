@@ -26,8 +26,9 @@ def detection_metrics(is_noisy: np.ndarray, *, flags: np.ndarray | None = None,
 
     Returns a dict with ``precision, recall, f1, num_flagged, auroc, auprc, f1_at_true_k,
     true_noise_rate, estimated_noise_rate, noise_rate_error`` (None where an input is missing or
-    undefined). ``f1`` scores the method's own flag rule; ``f1_at_true_k`` scores every method by one
-    common rule (see :func:`f1_at_true_k`), so that it ranks scores, not thresholds.
+    undefined: ``precision`` when nothing is flagged, ``f1`` being 0 then, as no wrong label was found).
+    ``f1`` scores the method's own flag rule; ``f1_at_true_k`` scores every method by one common rule (see
+    :func:`f1_at_true_k`), so that it ranks scores, not thresholds.
     """
     is_noisy = np.asarray(is_noisy, dtype=bool)
     out: dict = {"true_noise_rate": float(is_noisy.mean()) if len(is_noisy) else None,
@@ -41,10 +42,10 @@ def detection_metrics(is_noisy: np.ndarray, *, flags: np.ndarray | None = None,
         tp = int(np.sum(flags & is_noisy))
         n_flag = int(flags.sum())
         n_pos = int(is_noisy.sum())
-        prec = tp / n_flag if n_flag else 0.0
+        prec = tp / n_flag if n_flag else None  # nothing flagged: 0/0, undefined (not "every flag wrong")
         rec = tp / n_pos if n_pos else 0.0
-        out.update(precision=prec, recall=rec, f1=(2 * prec * rec / (prec + rec)) if prec + rec else 0.0,
-                   num_flagged=n_flag)
+        f1 = 2 * prec * rec / (prec + rec) if prec and rec else 0.0  # no flags, or none right: no wrong label found
+        out.update(precision=prec, recall=rec, f1=f1, num_flagged=n_flag)
         if estimated_noise_rate is None:
             out["estimated_noise_rate"] = float(flags.mean())
     if clean_scores is not None and 0 < is_noisy.sum() < len(is_noisy):

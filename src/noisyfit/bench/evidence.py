@@ -38,7 +38,8 @@ def pr_points(is_noisy: np.ndarray, clean_scores: np.ndarray, *, flags: np.ndarr
     -------
     dict or None
         ``precision``, ``recall`` (lists, recall descending, one point per kept threshold), ``auprc``,
-        ``positives``, ``n``, ``flag_point`` (``{"precision", "recall"}`` or None); None when
+        ``positives``, ``n``, ``flag_point`` (``{"precision", "recall"}``; None without flags or when none
+        is flagged); None when
         there are no noisy or no clean samples (the curve is undefined).
     """
     from sklearn.metrics import average_precision_score, precision_recall_curve
@@ -52,12 +53,11 @@ def pr_points(is_noisy: np.ndarray, clean_scores: np.ndarray, *, flags: np.ndarr
     # drawn, it would join a constant score's single real point to (0, 1) by a fake line.
     precision, recall = precision[:-1], recall[:-1]
     keep = np.unique(np.linspace(0, len(precision) - 1, min(max_points, len(precision))).round().astype(int))
-    flag_point = None
-    if flags is not None:
+    flag_point = None  # also when nothing is flagged: precision is 0/0 there, no point to mark
+    if flags is not None and np.any(flags):
         flags = np.asarray(flags, dtype=bool)
         tp = int((flags & is_noisy).sum())
-        flag_point = {"precision": tp / int(flags.sum()) if flags.any() else 0.0,
-                      "recall": tp / int(is_noisy.sum())}
+        flag_point = {"precision": tp / int(flags.sum()), "recall": tp / int(is_noisy.sum())}
     return {"precision": [round(float(v), 5) for v in precision[keep]],
             "recall": [round(float(v), 5) for v in recall[keep]],
             "auprc": float(average_precision_score(is_noisy, score)),

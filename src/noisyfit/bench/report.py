@@ -10,6 +10,7 @@ Published numbers come last, in their own tables.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -282,10 +283,30 @@ def _common_rule_f1(c: Cell) -> tuple[str, bool]:
     return (fmt_stat(approx, scale=100, digits=1) + " ≈", True) if approx else (DASH, False)
 
 
+NO_FLAGS = "no flags"
+
+
+def _precision_cell(c: Cell) -> tuple[str, bool]:
+    """Precision over the runs that flagged something: with no flag it is 0/0 (None in result files; files
+    written before 2026-12-07 store 0.0), and a 0.00 would read as "every flag wrong"."""
+    kept, unflagged = [], 0
+    for r in c.runs:
+        det = r.data.get("detection") or {}
+        v = det.get("precision")
+        if det.get("num_flagged") == 0:
+            unflagged += 1
+        elif isinstance(v, (int, float)) and math.isfinite(v):
+            kept.append(float(v))
+    if unflagged and not kept:
+        return NO_FLAGS, True
+    text = fmt_stat(kept, scale=100, digits=1)
+    return (text + f" ({unflagged} of {len(c.runs)} runs: {NO_FLAGS})" if unflagged else text), bool(unflagged)
+
+
 def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, str]) -> list[str]:
     header = ["method", "label set", "n", "precision", "recall", "F1", "F1, common rule", "AUROC", "AUPRC",
               "est. noise", "true noise"]
-    rows, rules, approximated = [], {}, False
+    rows, rules, approximated, any_unflagged = [], {}, False, False
     for c in cells:
         if c.label_set == clean or c.method == ORACLE:
             continue
@@ -294,6 +315,8 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
         pct = [fmt_stat(c.values("detection", k), scale=100, digits=1)
                for k in ("precision", "recall", "f1", "auroc", "auprc", "estimated_noise_rate",
                          "true_noise_rate")]
+        pct[0], none_flagged = _precision_cell(c)
+        any_unflagged |= none_flagged
         common, approx = _common_rule_f1(c)
         approximated |= approx
         rows.append([_mark(c.label, marks), c.label_set, _n_text(c), *pct[:3], common, *pct[3:]])
@@ -310,7 +333,10 @@ def _detection_section(cells: list[Cell], clean: str | None, marks: dict[str, st
            "the scores, not the thresholds."
            + (" ≈ marks runs recorded before the figure existed: read off their stored 101-point "
               "precision-recall curve by linear interpolation (within a fraction of a point)." if approximated
-              else "")] + [""] + _table(header, rows)
+              else "")
+           + (f" *{NO_FLAGS}*: the run flagged no example, so its precision is undefined (result files store 0);"
+              " a mean over seeds leaves such runs out of the precision only." if any_unflagged else "")]
+    out += [""] + _table(header, rows)
     out += ["", "Flag rules: " + "; ".join(f"**{k}**: {v}" for k, v in rules.items()) + "."]
     if any("official fallback" in v for v in rules.values()):
         # recorded text of older runs, kept as written; the correction sits beside it
