@@ -100,6 +100,22 @@ def test_static_onnx_shape_sets_size_and_fixed_batch(tmp_path):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_static_batch_torch_export_takes_pieces_of_its_batch(tmp_path):
+    """A torch.export program saved without a dynamic batch dimension (batch 2 here) refuses any other batch in
+    its guard; 5 images go through in pieces of 2, the last padded, and equal the source module's output."""
+    module = _source_module()
+    path = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 3, 16, 16),)), str(path))
+    emb = load_embedder(path, mean="none", std="none")
+    assert emb.fixed_batch == 2 and emb.input_size == (16, 16)
+    x = np.random.default_rng(3).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    with torch.no_grad():
+        ref = module(emb.preprocess(x)).numpy()
+    np.testing.assert_allclose(emb(x), ref, rtol=1e-5, atol=1e-5)
+    dynamic = load_embedder(save_embedder(module, torch.zeros(2, 3, 16, 16), tmp_path / "dyn.pt2", meta=META))
+    assert dynamic.fixed_batch is None  # saved by noisyfit: any batch, one call per batch
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A 1-epoch fastcnn CE run on 64 tiny images (npz data set), with a noisy-validation split."""

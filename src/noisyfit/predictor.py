@@ -129,7 +129,10 @@ def predictor_state(trainer: Trainer, results: dict | None = None, *, weights: s
         "input": {"kind": "image" if trainer.is_image else "features", "shape": shape,
                   "channels_last": bool(trainer.is_image and cfg.train.channels_last),
                   # the views the run's accuracies averaged over (it checks that feature rows have none)
-                  "eval_tta": str(cfg.train.eval_tta) if trainer.is_image else "none", **normalisation},
+                  "eval_tta": str(cfg.train.eval_tta) if trainer.is_image else "none", **normalisation,
+                  # feature rows that are a model's embeddings (an embeddings file of `noisyfit embed`): that
+                  # embedder, so that new images can be embedded as the training rows were
+                  "source": dict(getattr(tr, "source", None) or {}) or None},
         "precision": trainer.precision,
         "eval_batch_size": int(cfg.train.eval_batch_size),
         "record": {**record, "run_created": None if results is None else results.get("created")},
@@ -205,6 +208,8 @@ class Predictor:
         self.is_image = inp["kind"] == "image"
         self.input_shape = tuple(int(s) for s in inp["shape"])
         self.record = dict(state.get("record") or {})
+        #: for feature rows that were embeddings of images: the embedder and the image size they were made with
+        self.input_source = dict(inp.get("source") or {}) or None
         self.batch_size = int(state.get("eval_batch_size") or 1024)
         run_precision = state.get("precision", "fp32")
         if precision == "auto":
@@ -281,7 +286,22 @@ class Predictor:
         if self.is_image:
             h, w, c = self.input_shape
             return f"uint8 images of {h}x{w} pixels with {c} channel(s), as an [N, {h}, {w}, {c}] (NHWC) array"
-        return f"feature rows of {self.input_shape[0]} values, as an [N, {self.input_shape[0]}] array"
+        made = f" (embeddings by {self.embedder_path()})" if self.embedder_path() else ""
+        return f"feature rows of {self.input_shape[0]} values{made}, as an [N, {self.input_shape[0]}] array"
+
+    def embedder_path(self) -> str | None:
+        """The file of the embedder whose embeddings this model was trained on, as recorded, or None."""
+        emb = (self.input_source or {}).get("embedder") or {}
+        return emb.get("resolved_path") or emb.get("path")
+
+    def _embed_hint(self) -> str:
+        path = self.embedder_path()
+        if path is None:
+            return (" Images must become those feature rows first, the way the training rows were made (e.g. "
+                    "`noisyfit predict RUN IMAGES --embedder FILE` with the embedder that made them).")
+        return (f" Its training rows were embeddings by {path}: embed the images first, with "
+                "`noisyfit predict RUN IMAGES` (it uses that embedder) or in Python "
+                "`noisyfit.embed.embedder_for(model)(images)`.")
 
     def check_inputs(self, x) -> np.ndarray:
         """``x`` as the model takes it, or :class:`PredictorError` saying what it expected and what it got."""
@@ -305,7 +325,7 @@ class Predictor:
         d = self.input_shape[0]
         if x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8):
             raise PredictorError(f"got images of shape {list(x.shape)}, but this model was trained on feature "
-                                 f"rows: it takes {want}.")
+                                 f"rows: it takes {want}.{self._embed_hint()}")
         if x.ndim != 2 or x.shape[1] != d:
             raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}.")
         if x.dtype.kind not in "biuf":

@@ -12,6 +12,8 @@ data set for ``npz:PATH`` and the input of ``noisyfit audit --embedder emb.npz``
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 
 def _log(command: str):
@@ -27,9 +29,11 @@ def register(sub) -> None:
     p = sub.add_parser("embed", help="embeddings of a data set from a model file (run, torch.export, TorchScript, "
                                      "ONNX), with sample ids",
                        description="Embeddings of DATA's training split (in its row order) from a model file, written "
-                                   "with sample ids and given labels.")
-    p.add_argument("data", metavar="DATA", help="digits, cifar10, folder:PATH, csv:PATH, npz:PATH ... (its training "
-                                                "split is embedded, in its row order)")
+                                   "with sample ids and given labels; or of new, unlabelled images (an image file, "
+                                   "or a folder with image files directly in it), written with ids only.")
+    p.add_argument("data", metavar="DATA", help="digits, cifar10, folder:PATH, csv:PATH, npz:PATH, a bare path ... (its "
+                                                "training split is embedded, in its row order); or new images: an "
+                                                "image file or a folder of them")
     p.add_argument("--model", required=True, metavar="FILE",
                    help="a noisyfit run folder, a torch.export program (.pt2), a TorchScript module or an ONNX "
                         "model (onnxruntime: pip install 'noisyfit[onnx]')")
@@ -62,14 +66,17 @@ def cmd_embed(args) -> int:
     from noisyfit.data.sources import load_dataset
     from noisyfit.embed import embed_data, load_embedder
     from noisyfit.embed.cli import settings_from_args
-    from noisyfit.embed.models import parse_size
+    from noisyfit.embed.models import parse_size, stats_text
 
     log = _log("embed")
     # the model first: a typo in --model must not wait for a data set to decode
     embedder = load_embedder(args.model, settings_from_args(args), checkpoint=args.checkpoint, network=args.network)
     size = parse_size(args.image_size)
     size = parse_image_size(list(size)) if size is not None else None
-    splits = load_dataset(args.data, args.data_dir, label_column=args.label_column, image_size=size)
+    new = _new_images(args.data)
+    if new is not None:
+        return _embed_new_images(args, embedder, new, size, log)
+    splits = load_dataset(_with_kind(args.data), args.data_dir, label_column=args.label_column, image_size=size)
     train = splits.train
     emb = embed_data(embedder, train, progress=not args.no_progress, log=log)
     emb.info["command"] = ["noisyfit", *sys.argv[1:]]
@@ -77,16 +84,74 @@ def cmd_embed(args) -> int:
     d = emb.info["embedder"]
     log(f"{path}: {len(emb):,} examples x {emb.dim} dimensions with ids and given labels ({emb.info['seconds']:.1f} s; "
         f"{d['format']} model, input {'x'.join(map(str, d['input_size'])) if d['input_size'] else 'as stored'}, "
-        f"mean {d['mean']}, std {d['std']})")
+        f"mean {stats_text(d['mean'])}, std {stats_text(d['std'])})")
+    return 0
+
+
+def _with_kind(spec: str) -> str:
+    """A bare path as the kind of data set it is (``photos/`` -> ``folder:photos/``), as `noisyfit predict` reads
+    it; anything else unchanged."""
+    from noisyfit.data.sources import _PATH_KINDS
+
+    kind, sep, _ = spec.partition(":")
+    path = Path(spec).expanduser()
+    if (sep and kind.lower() in _PATH_KINDS) or not path.exists():
+        return spec
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".tar", ".gz", ".tgz"):
+        return f"folder:{spec}"
+    return {".npz": f"npz:{spec}", ".csv": f"csv:{spec}"}.get(suffix, spec)
+
+
+def _new_images(spec: str) -> Path | None:
+    """New images without labels, as `noisyfit predict` takes them: one image file, or a folder with image files
+    directly in it (``folder:`` or a bare path); None for anything else (a data set)."""
+    from noisyfit.commands.predict import _has_loose_images, _image_file
+
+    kind, sep, rest = spec.partition(":")
+    if sep and kind.lower() != "folder":
+        return None
+    path = Path(rest if sep else spec).expanduser()
+    if (not sep and _image_file(path)) or (path.is_dir() and _has_loose_images(path)):
+        return path
+    return None
+
+
+def _embed_new_images(args, embedder, path: Path, size, log) -> int:
+    """Embeddings of unlabelled images (every file decoded at one size, as an image folder is), with ids."""
+    from noisyfit.commands.predict import _ImagesFor, _unlabelled_images
+    from noisyfit.data.labeled import DataError
+    from noisyfit.embed.extract import embed_rows, save_unlabelled_embeddings
+    from noisyfit.embed.models import stats_text
+
+    size = size or embedder.input_size
+    if size is None:
+        raise DataError(f"{path}: new images are decoded to one size before embedding, and {embedder.path} records no "
+                        "input size: give --image-size H,W (e.g. the size its training images were decoded to).")
+    inputs = _unlabelled_images(path, _ImagesFor(size))
+    if inputs.note:
+        log(inputs.note.replace("the model's", "the decoding size"))
+    t0 = time.time()
+    x = embed_rows(embedder, inputs.x, str(path), ids=inputs.ids, progress=not args.no_progress, log=log)
+    d = {**embedder.describe(), "resolved_path": str(Path(embedder.path).expanduser().resolve())}
+    info = {"embedder": d, "data": str(path), "num_examples": len(x), "dim": int(x.shape[1]),
+            "image_size": [int(size[0]), int(size[1])], "seconds": time.time() - t0, "labels": None,
+            "command": ["noisyfit", *sys.argv[1:]]}
+    out = save_unlabelled_embeddings(args.out, x, inputs.ids, info)
+    log(f"{out}: {len(x):,} new images x {x.shape[1]} dimensions with ids, no labels ({info['seconds']:.1f} s; "
+        f"{d['format']} model, mean {stats_text(d['mean'])}, std {stats_text(d['std'])}); a run trained on these "
+        f"embeddings predicts them: noisyfit predict RUN {out}")
     return 0
 
 
 def cmd_export(args) -> int:
     from noisyfit.embed import export_backbone, load_embedder
+    from noisyfit.embed.models import stats_text
 
     path = export_backbone(args.run, args.out, format=args.format, checkpoint=args.checkpoint, network=args.network)
     d = load_embedder(path).describe()
     print(f"{path}: {d['format']} embedder of {d.get('backbone')} ({d.get('network')}, {d.get('checkpoint')} checkpoint of "
           f"{args.run}), {d.get('feature_dim')}-d features; input {d['input']} "
-          f"{'x'.join(map(str, d['input_size'])) if d['input_size'] else ''}, mean {d['mean']}, std {d['std']}")
+          f"{'x'.join(map(str, d['input_size'])) if d['input_size'] else ''}, mean {stats_text(d['mean'])}, "
+          f"std {stats_text(d['std'])}")
     return 0

@@ -47,6 +47,13 @@ def register(sub) -> None:
     p.add_argument("--tta", default="auto", choices=("auto", "none", "mirror", "mirror_translate"),
                    help="test-time augmentation of images (default auto: the run's train.eval_tta, so predictions "
                         "match the accuracy the run recorded; none: one forward pass per image)")
+    from noisyfit.commands.embed_options import add_settings_options
+
+    g = p.add_argument_group("runs trained on embeddings (npz:emb.npz of `noisyfit embed`)")
+    g.add_argument("--embedder", metavar="FILE",
+                   help="embed the images with this model first (default: the embedder that made the run's "
+                        "training rows, as its embeddings file recorded it, when DATA holds images)")
+    add_settings_options(g, batch_flag="--embed-batch-size", device=False)
     p.set_defaults(func=cmd_predict)
 
 
@@ -64,7 +71,12 @@ def cmd_predict(args) -> int:
     from noisyfit.predictor import load_predictor
 
     model = load_predictor(args.run, device=args.device, tta=args.tta)
-    inputs = read_inputs(args.data, model, split=args.split, data_dir=args.data_dir, label_column=args.label_column)
+    embedder = _embedder(args, model)
+    if embedder is not None:
+        inputs = _embedded_inputs(args, model, embedder)
+    else:
+        inputs = read_inputs(args.data, model, split=args.split, data_dir=args.data_dir,
+                             label_column=args.label_column)
     if inputs.note:
         print(inputs.note)
     logits = model.logits(inputs.x, batch_size=args.batch_size)
@@ -89,6 +101,89 @@ def cmd_predict(args) -> int:
             continue
         print(f"accuracy against the data's {which}: {float(np.mean(names == given)):.4f} ({len(pred)} samples)")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- via an embedder
+def _embedder(args, model):
+    """The embedder images go through first: --embedder, else the recorded one when DATA holds images; else None."""
+    from noisyfit.data.labeled import DataError
+    from noisyfit.embed import EmbedSettings, embedder_for
+
+    if model.is_image:
+        if args.embedder:
+            raise DataError("--embedder: this run takes images itself (it was not trained on embeddings); drop it.")
+        return None
+    if not args.embedder and not (model.embedder_path() and _holds_images(args.data)):
+        return None
+    settings = EmbedSettings(input_size=args.input_size, mean=args.mean, std=args.std,
+                             batch_size=args.embed_batch_size)
+    return embedder_for(model, args.embedder, settings)
+
+
+def _holds_images(spec: str) -> bool:
+    """DATA names images (an image folder or list, an image file, a folder of them, a uint8 .npy)."""
+    kind, sep, _ = spec.partition(":")
+    if sep and kind.lower() in ("folder", "list"):
+        return True
+    if sep and kind.lower() in ("csv", "npz"):
+        return False
+    path = Path(spec).expanduser()
+    if path.is_dir() or _image_file(path) or path.suffix.lower() in (".tar", ".gz", ".tgz"):
+        return path.exists()
+    if path.is_file() and path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return False
+        return arr.dtype == np.uint8 and arr.ndim in (3, 4)
+    return False
+
+
+class _ImagesFor:
+    """What ``read_inputs`` checks images against when an embedder comes first: uint8 images at ``size``."""
+
+    is_image = True
+
+    def __init__(self, size: tuple[int, int]):
+        self.input_shape = (int(size[0]), int(size[1]), 3)
+
+    def check_inputs(self, x) -> np.ndarray:
+        from noisyfit.predictor import PredictorError
+
+        x = np.asarray(x)
+        if x.ndim == 3 and x.dtype == np.uint8:
+            x = x[..., None]
+        h, w, _ = self.input_shape
+        if x.ndim != 4 or x.dtype != np.uint8 or tuple(x.shape[1:3]) != (h, w) or x.shape[3] not in (1, 3):
+            raise PredictorError(f"got an array of shape {list(x.shape)} ({x.dtype}); the embedder takes uint8 "
+                                 f"images [N, {h}, {w}, 3] here.")
+        return x
+
+
+def _embedded_inputs(args, model, embedder) -> Inputs:
+    """DATA's images decoded as the training images were (their recorded size), then embedded."""
+    from noisyfit.data.labeled import DataError
+    from noisyfit.embed import embed_rows
+    from noisyfit.embed.for_model import decode_size
+    from noisyfit.embed.models import stats_text
+
+    size = decode_size(model, embedder)
+    if size is None:
+        raise DataError(f"{embedder.path} records no input size, and the run does not say which size its images "
+                        "were decoded to: give --input-size H,W (the embedder's input size).")
+    inputs = read_inputs(args.data, _ImagesFor(size), split=args.split, data_dir=args.data_dir,
+                         label_column=args.label_column)
+    x = embed_rows(embedder, inputs.x, inputs.what, ids=inputs.ids, progress=False)
+    d = model.input_shape[0]
+    if x.shape[1] != d:
+        raise DataError(f"{embedder.path} gives {x.shape[1]} values per image, but this run was trained on rows of "
+                        f"{d}: it is not the embedder that made the run's training rows.")
+    desc = embedder.describe()
+    made = (f"{len(x)} image(s) embedded by {embedder.path} ({desc['format']}, input "
+            f"{'x'.join(map(str, desc['input_size'])) if desc['input_size'] else 'as decoded'}, mean "
+            f"{stats_text(desc['mean'])}, std {stats_text(desc['std'])})")
+    inputs.x, inputs.note = x, f"{inputs.note}; {made}" if inputs.note else made
+    return inputs
 
 
 def write_predictions(path, ids, pred: np.ndarray, probs: np.ndarray, class_names: list[str]) -> Path:

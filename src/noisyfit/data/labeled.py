@@ -31,6 +31,10 @@ class LabeledData:
         Human-readable name of the source, e.g. ``"cifar10n-worst/train"``.
     extra_labels : dict
         Further label columns by name (e.g. CIFAR-10N's ``random1..3`` annotators).
+    source : dict
+        How the inputs were made, when their file says so: an embeddings file of ``noisyfit embed`` gives
+        ``{"embedder": <the embedder's settings>, "image_size": [H, W], "file": <the .npz>}``, which a run
+        trained on it keeps in its ``model.pt`` so that ``noisyfit predict`` can embed new images the same way.
     """
 
     x: np.ndarray
@@ -40,6 +44,7 @@ class LabeledData:
     ids: list[str] | None = None
     name: str = "data"
     extra_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)

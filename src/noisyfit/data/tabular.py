@@ -15,6 +15,7 @@ grayscale images ``uint8 [N, H, W]`` (a channel axis is added).
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -146,8 +147,20 @@ def load_npz(path: str | os.PathLike) -> DatasetSplits:
             raw[split][field_name] = codes[k]
     raw["train"]["extra_labels"] = {k[len("extra_"):]: codes[k] for k in extra}
     name = path.stem if path.is_file() else path.name
-    data = {s: LabeledData(class_names=class_names, name=f"{name}/{s}", **r) for s, r in raw.items()}
+    source = _embeddings_source(a, path)
+    data = {s: LabeledData(class_names=class_names, name=f"{name}/{s}", source=source, **r) for s, r in raw.items()}
     return DatasetSplits(train=data["train"], test=data.get("test"))
+
+
+def _embeddings_source(arrays: dict[str, np.ndarray], path: Path) -> dict:
+    """The embedder an embeddings file of ``noisyfit embed`` records (its ``info``), else {}."""
+    try:
+        info = json.loads(str(arrays["info"])) if "info" in arrays else {}
+    except ValueError:
+        return {}
+    if not isinstance(info, dict) or not isinstance(info.get("embedder"), dict):
+        return {}
+    return {"embedder": info["embedder"], "image_size": info.get("image_size"), "file": str(path.resolve())}
 
 
 def save_npz(splits: DatasetSplits, path: str | os.PathLike) -> Path:

@@ -85,6 +85,20 @@ class Embeddings:
         return path
 
 
+def save_unlabelled_embeddings(path: str | Path, x: np.ndarray, ids: list[str], info: dict) -> Path:
+    """Embeddings of new, unlabelled examples: ``x``, ``ids``, ``info`` and no labels. ``noisyfit predict RUN
+    FILE`` reads such a file as raw inputs (its ``x`` and ``ids``); it is not a data set (no ``y``)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial.npz")
+    np.savez(tmp, x=np.asarray(x, dtype=np.float32), ids=np.array(ids, dtype=str), schema=np.array(EMBEDDINGS_SCHEMA),
+             info=np.array(json.dumps(info)))
+    tmp.replace(path)
+    return path
+
+
 def load_embeddings(path: str | Path) -> Embeddings:
     """Read an embeddings ``.npz`` written by :meth:`Embeddings.save` / ``noisyfit embed``."""
     path = Path(path).expanduser()
@@ -142,18 +156,37 @@ def embed_data(embedder: Embedder, data: LabeledData, *, progress: bool = True,
     -------
     Embeddings
     """
+    x = data.x
+    t0 = time.time()
+    out = embed_rows(embedder, x, data.name, ids=data.ids, progress=progress, log=log)
+    seconds = time.time() - t0
+    n = len(out)
+    ids = list(data.ids) if data.ids is not None else [str(i) for i in range(n)]
+    described = {**embedder.describe(), "resolved_path": str(Path(embedder.path).expanduser().resolve())}
+    # the size the images were decoded to before the embedder resized them: new images are decoded the same way
+    # when a model trained on these embeddings predicts them (noisyfit predict --embedder)
+    image_size = [int(x.shape[1]), int(x.shape[2])] if x.ndim == 4 else None
+    info = {"embedder": described, "data": data.name, "num_examples": n, "dim": int(out.shape[1]),
+            "image_size": image_size, "seconds": seconds}
+    return Embeddings(x=out, labels=data.labels, class_names=list(data.class_names), ids=ids,
+                      true_labels=data.true_labels, info=info)
+
+
+def embed_rows(embedder: Embedder, x, name: str = "the data", *, ids=None, progress: bool = True,
+               log: Callable[[str], None] | None = None) -> np.ndarray:
+    """The embeddings ``float32 [N, D]`` of the examples ``x`` (uint8 images ``[N, H, W, C]`` or feature rows), in
+    batches of ``embedder.batch_size``, with the progress of :func:`embed_data`; ``ids`` name a bad row."""
     from noisyfit.detect.progress import progress_bar
 
-    x = data.x
-    embedder.check_input(x, data.name)
+    embedder.check_input(x, name)
     embedder.prepare(x)
     n, bs = len(x), embedder.batch_size
     if n == 0:
-        raise EmbedderError(f"{data.name}: no examples to embed")
+        raise EmbedderError(f"{name}: no examples to embed")
     bar_on = progress and _is_terminal()
     out: np.ndarray | None = None
     t0, next_line = time.time(), 0.1
-    with progress_bar(n, f"embedding {data.name}", enabled=bar_on) as bar:
+    with progress_bar(n, f"embedding {name}", enabled=bar_on) as bar:
         for s in range(0, n, bs):
             e = embedder(np.asarray(x[s:s + bs]))  # a streamed set (ImageFiles) decodes one batch here
             if out is None:
@@ -173,12 +206,7 @@ def embed_data(embedder: Embedder, data: LabeledData, *, progress: bool = True,
     bad = ~np.isfinite(out).all(axis=1)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        which = data.ids[k] if data.ids is not None else f"row {k}"
+        which = ids[k] if ids is not None else f"row {k}"
         raise EmbedderError(f"{embedder.path}: non-finite embeddings for {int(bad.sum())} example(s), the first "
                             f"{which!r}; check the normalisation (--mean/--std) and the model.")
-    seconds = time.time() - t0
-    ids = list(data.ids) if data.ids is not None else [str(i) for i in range(n)]
-    info = {"embedder": embedder.describe(), "data": data.name, "num_examples": n, "dim": int(out.shape[1]),
-            "seconds": seconds}
-    return Embeddings(x=out, labels=data.labels, class_names=list(data.class_names), ids=ids,
-                      true_labels=data.true_labels, info=info)
+    return out

@@ -153,8 +153,10 @@ class Embedder:
     def __init__(self, path: Path, kind: str, *, input_kind: str | None = None,
                  input_size: tuple[int, int] | None = None, channels: int | None = None, layout: str = "nchw",
                  mean=None, std=None, batch_size: int = 256, interpolation: str = "bilinear",
-                 meta: dict | None = None, defaults: dict | None = None):
+                 meta: dict | None = None, defaults: dict | None = None, fixed_batch: int | None = None):
         self.path, self.kind = Path(path), kind
+        #: a model saved for one batch size only (a static batch dimension): it gets pieces of that size
+        self.fixed_batch = fixed_batch
         self.input_kind, self.input_size, self.channels, self.layout = input_kind, input_size, channels, layout
         self.mean, self.std = mean, std
         self.batch_size = int(batch_size)
@@ -226,8 +228,23 @@ class Embedder:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.mean is None or self.std is None or "data" in (self.mean, self.std):
             self.prepare(x)  # embed_data prepares on the whole data set first; here the batch decides
-        out = self.forward(self.preprocess(x))
+        out = self._forward_pieces(self.preprocess(x))
         return np.asarray(out, dtype=np.float32).reshape(len(x), -1)
+
+    def _forward_pieces(self, t: torch.Tensor) -> np.ndarray:
+        """``forward`` in pieces of ``fixed_batch`` (the last padded with zeros) for a model that takes no other
+        batch size; in one call otherwise."""
+        b = self.fixed_batch
+        if not b or len(t) == b:
+            return self.forward(t)
+        parts = []
+        for s in range(0, len(t), b):
+            piece = t[s:s + b]
+            n = len(piece)
+            if n < b:
+                piece = torch.cat([piece, piece.new_zeros((b - n, *piece.shape[1:]))])
+            parts.append(np.asarray(self.forward(piece)).reshape(b, -1)[:n])
+        return np.concatenate(parts)
 
     def describe(self) -> dict:
         """What summary.json and the embeddings file record about this embedder."""
@@ -240,6 +257,13 @@ class Embedder:
             if k in self.meta:
                 out[k] = self.meta[k]
         return out
+
+
+def stats_text(v) -> str:
+    """Per-channel statistics for a message: ``0.487,0.48,0.431`` (3 digits), or the word (``none``, ``data``)."""
+    if isinstance(v, (list, tuple)):
+        return ",".join(f"{float(x):.3g}" for x in v)
+    return str(v)
 
 
 def _normalise(t: torch.Tensor, mean, std, dim: int) -> torch.Tensor:
@@ -303,7 +327,7 @@ class OnnxEmbedder(Embedder):
 
     _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
-    def __init__(self, session, path, *, fixed_batch: int | None = None, **kw):
+    def __init__(self, session, path, **kw):
         super().__init__(path, "onnx", **kw)
         self.session = session
         inp = session.get_inputs()[0]
@@ -311,20 +335,9 @@ class OnnxEmbedder(Embedder):
         if inp.type not in self._DTYPES:
             raise EmbedderError(f"{path}: input {inp.name!r} has type {inp.type}; noisyfit feeds float tensors")
         self.dtype = self._DTYPES[inp.type]
-        self.fixed_batch = fixed_batch
 
     def forward(self, t: torch.Tensor) -> np.ndarray:
-        arr = t.numpy().astype(self.dtype, copy=False)
-        if not self.fixed_batch or len(arr) == self.fixed_batch:
-            return self._run(arr)
-        parts = []
-        for s in range(0, len(arr), self.fixed_batch):  # a model exported for batch B: pad the last piece
-            piece = arr[s:s + self.fixed_batch]
-            n = len(piece)
-            if n < self.fixed_batch:
-                piece = np.concatenate([piece, np.zeros((self.fixed_batch - n, *piece.shape[1:]), piece.dtype)])
-            parts.append(self._run(piece)[:n])
-        return np.concatenate(parts)
+        return self._run(t.numpy().astype(self.dtype, copy=False))
 
     def _run(self, arr: np.ndarray) -> np.ndarray:
         try:
@@ -508,8 +521,11 @@ def _load_torch(p: Path, fmt: str, settings: EmbedSettings) -> Embedder:
         what = "torch.export program" if fmt == "torch.export" else "TorchScript module"
         raise EmbedderError(f"model {p}: cannot load it as a {what} ({type(err).__name__}: {err}).") from err
     meta = _read_meta(extra.get(META_KEY), p)
-    static.pop("batch", None)  # exported programs take any batch when saved with a dynamic batch dimension
-    return TorchEmbedder(module, p, fmt, device=settings.device, **_settings_kw(settings, meta, static))
+    # a program exported without a dynamic batch dimension takes only its example's batch size (its guard
+    # refuses any other): it gets pieces of that size (TorchScript shapes are not recorded: None)
+    fixed = static.pop("batch", None)
+    return TorchEmbedder(module, p, fmt, device=settings.device, fixed_batch=fixed,
+                         **_settings_kw(settings, meta, static))
 
 
 def _export_input_shape(program) -> list:

@@ -1,0 +1,79 @@
+"""The embedder of a model trained on embeddings: new images pass through it before the model predicts.
+
+A run trained on an embeddings file of ``noisyfit embed`` (``noisyfit train --dataset npz:emb.npz``) takes
+feature rows, but its users have images. The embeddings file records its embedder (file, input size,
+normalisation, interpolation) and the size the images were decoded to; the run keeps that record in its
+``model.pt`` (``Predictor.input_source``). :func:`embedder_for` loads that embedder with those settings, so new
+images become rows the way the training rows were made::
+
+    model = load_predictor("runs/gce_emb")
+    embed = embedder_for(model)                        # the recorded backbone.pt2, its recorded settings
+    probs = model.predict_proba(embed(images))         # images: uint8 [N, H, W, C] of one size
+
+``noisyfit predict RUN IMAGES`` does this itself (``--embedder FILE`` names another file, e.g. after a move).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from noisyfit.embed.models import Embedder, EmbedderError, EmbedSettings, load_embedder
+
+
+def recorded_embedder(model) -> dict:
+    """The embedder record of ``model`` (a :class:`~noisyfit.predictor.Predictor`), {} when it has none."""
+    return dict((getattr(model, "input_source", None) or {}).get("embedder") or {})
+
+
+def decode_size(model, embedder: Embedder) -> tuple[int, int] | None:
+    """The (height, width) new images are decoded to before the embedder: the size the training images were
+    decoded to when the embeddings file recorded it, else the embedder's input size (None: neither is known)."""
+    size = (getattr(model, "input_source", None) or {}).get("image_size")
+    if size:
+        return int(size[0]), int(size[1])
+    return tuple(embedder.input_size) if embedder.input_size else None
+
+
+def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings | None = None) -> Embedder:
+    """The embedder that turns images into the feature rows ``model`` takes.
+
+    Parameters
+    ----------
+    model : Predictor
+        A model trained on feature rows (``model.is_image`` False).
+    path : path, optional
+        The embedder file; default: the one that made the training rows, as recorded.
+    settings : EmbedSettings, optional
+        Input size, normalisation, batch size, device. Fields left at None take the recorded values (those the
+        training rows were made with), then the file's own.
+
+    Raises
+    ------
+    EmbedderError
+        The model takes images; no file given and none recorded; the recorded file is gone.
+    """
+    if getattr(model, "is_image", False):
+        raise EmbedderError("this model takes images itself; it needs no embedder")
+    rec = recorded_embedder(model)
+    file = path if path is not None else (rec.get("resolved_path") or rec.get("path"))
+    if file is None:
+        raise EmbedderError("this model's training rows do not say which model embedded them (they were not read "
+                            "from an embeddings file of `noisyfit embed`): give the embedder file "
+                            "(--embedder FILE; in Python embedder_for(model, path)).")
+    if path is None and not Path(file).exists():
+        raise EmbedderError(f"the embedder that made this model's training rows, {file}, is not there any more: give "
+                            "its new location (--embedder FILE; in Python embedder_for(model, path)).")
+    s = settings or EmbedSettings()
+    if s.input_size is None and rec.get("input_size"):
+        s.input_size = tuple(rec["input_size"])
+    for name in ("mean", "std"):  # the statistics the training rows were made with ("data" was resolved then)
+        if getattr(s, name) is None and rec.get(name) is not None:
+            setattr(s, name, rec[name])
+    if settings is None and rec.get("interpolation"):
+        s.interpolation = rec["interpolation"]
+    kw = {}
+    if path is None and rec.get("format") == "run":  # a run folder as embedder: the same weights as then
+        kw["checkpoint"] = rec.get("checkpoint") if rec.get("checkpoint") in ("last", "best") else "auto"
+        if isinstance(rec.get("network"), int):
+            kw["network"] = rec["network"]
+    return load_embedder(file, s, **kw)

@@ -1,0 +1,122 @@
+"""A run trained on embeddings (`noisyfit embed` -> `train --dataset npz:emb.npz`) predicts new images: they pass
+through the embedder its training rows were made with, decoded the same way (the embeddings file records both)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisyfit.cli import main
+from noisyfit.data.folder import decode_image
+from noisyfit.embed import embedder_for, save_embedder
+from noisyfit.predictor import PredictorError, load_predictor
+
+
+class MeanColour(torch.nn.Module):
+    """Embedding = the mean of each input channel (with mean 0 and std 1: the mean colour in [0, 1])."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+@pytest.fixture
+def trained(tmp_path, image_folder):
+    """An embedder file, the embeddings of the pets folder, and a CE run trained on them."""
+    model = save_embedder(MeanColour(), torch.zeros(2, 3, 12, 12), tmp_path / "colour.pt2",
+                          meta={"input": "image", "input_size": [12, 12], "channels": 3, "mean": [0.0], "std": [1.0]})
+    emb = tmp_path / "emb.npz"
+    assert main(["embed", f"folder:{image_folder}", "--model", str(model), "--out", str(emb), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{emb}", "--method", "ce", "--backbone", "mlp", "--epochs", "40",
+                 "--out", str(run), "--no-progress", "data.val_fraction=0", "optim.lr=0.05"]) == 0
+    new = tmp_path / "new"  # new photos, unlabelled, of other sizes: a red one, a green one, a blue one
+    new.mkdir()
+    for name, rgb, size in (("a.png", (210, 30, 30), (20, 16)), ("b.png", (30, 210, 30), (12, 12)),
+                            ("c.png", (30, 30, 210), (9, 14))):
+        Image.fromarray(np.full((*size, 3), rgb, dtype=np.uint8)).save(new / name)
+    return model, emb, run, new
+
+
+def _probs(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["id"] for r in rows], [r["predicted"] for r in rows], np.array(
+        [[float(v) for k, v in r.items() if k.startswith("prob_")] for r in rows])
+
+
+def test_new_images_are_embedded_as_the_training_rows_were(trained, tmp_path, image_folder, capsys):
+    model_file, emb, run, new = trained
+    with np.load(emb) as z:
+        info = json.loads(str(z["info"]))
+    assert info["image_size"] == [12, 12] and info["embedder"]["resolved_path"] == str(model_file.resolve())
+    model = load_predictor(run)
+    assert model.embedder_path() == str(model_file.resolve()) and "embeddings by" in model.describe_input()
+    capsys.readouterr()
+
+    # the training folder through the embedder gives exactly the probabilities of its precomputed embeddings
+    assert main(["predict", str(run), f"folder:{image_folder}", "--out", str(tmp_path / "via.csv")]) == 0
+    assert "24 image(s) embedded by" in capsys.readouterr().out
+    assert main(["predict", str(run), f"npz:{emb}", "--out", str(tmp_path / "rows.csv")]) == 0
+    ids_via, _, via = _probs(tmp_path / "via.csv")
+    ids_rows, _, rows = _probs(tmp_path / "rows.csv")
+    assert ids_via == ids_rows
+    np.testing.assert_allclose(via, rows, rtol=1e-5)
+
+    # new photos of other sizes: decoded at the training images' size, embedded, predicted by colour
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "new.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 image(s) resized" in out and "3 image(s) embedded by" in out
+    ids, predicted, probs = _probs(tmp_path / "new.csv")
+    assert ids == ["a.png", "b.png", "c.png"] and predicted == ["cat", "dog", "fox"]
+    # the same in Python: the recorded embedder on the images decoded at the recorded size
+    x = np.stack([decode_image(open(new / i, "rb"), (12, 12)) for i in ids])
+    np.testing.assert_allclose(model.predict_proba(embedder_for(model)(x)), probs, rtol=1e-5)
+    with pytest.raises(PredictorError, match="embeddings by .*colour.pt2.*embedder_for"):
+        model.predict_proba(x)  # images straight into a model of feature rows: the way round is named
+
+    # or in two steps: `noisyfit embed` takes the new images too (ids, no labels), predict reads that file
+    assert main(["embed", str(new), "--model", str(model_file), "--out", str(tmp_path / "new_emb.npz"),
+                 "--no-progress"]) == 0
+    assert "3 new images x 3 dimensions with ids, no labels" in capsys.readouterr().err
+    assert main(["predict", str(run), str(tmp_path / "new_emb.npz"), "--out", str(tmp_path / "two.csv")]) == 0
+    ids2, _, probs2 = _probs(tmp_path / "two.csv")
+    assert ids2 == ids
+    np.testing.assert_allclose(probs2, probs, rtol=1e-5)
+    # a bare path to a labelled folder is that folder as a data set, as predict reads it
+    assert main(["embed", str(image_folder), "--model", str(model_file), "--out", str(tmp_path / "bare.npz"),
+                 "--no-progress"]) == 0
+    with np.load(tmp_path / "bare.npz") as a, np.load(emb) as b:
+        np.testing.assert_array_equal(a["x"], b["x"])
+        np.testing.assert_array_equal(a["y"], b["y"])
+
+
+def test_a_moved_embedder_is_named_and_can_be_given(trained, tmp_path, capsys):
+    model_file, _, run, new = trained
+    moved = tmp_path / "elsewhere.pt2"
+    shutil.move(model_file, moved)
+    capsys.readouterr()
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "colour.pt2, is not there any more" in err and "--embedder FILE" in err and "Traceback" not in err
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--embedder", str(moved)]) == 0
+    assert _probs(tmp_path / "p.csv")[1] == ["cat", "dog", "fox"]
+
+
+def test_embedder_misuse_exits_2(trained, tmp_path, image_folder, capsys):
+    model_file, _, run, new = trained
+    image_run = tmp_path / "img_run"
+    assert main(["train", "--dataset", f"folder:{image_folder}", "--backbone", "mlp", "--epochs", "1", "--out",
+                 str(image_run), "--no-progress", "data.val_fraction=0"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(image_run), str(new), "--out", str(tmp_path / "p.csv"), "--embedder",
+                 str(model_file)]) == 2
+    assert "this run takes images itself" in capsys.readouterr().err
+    # an embedder of another width than the run's rows is not the one that made them
+    other = save_embedder(torch.nn.Flatten(), torch.zeros(2, 3, 12, 12), tmp_path / "flat.pt2",
+                          meta={"input": "image", "input_size": [12, 12], "channels": 3, "mean": [0.0], "std": [1.0]})
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--embedder", str(other)]) == 2
+    assert "gives 432 values per image, but this run was trained on rows of 3" in capsys.readouterr().err
