@@ -120,3 +120,22 @@ def test_embedder_misuse_exits_2(trained, tmp_path, image_folder, capsys):
                           meta={"input": "image", "input_size": [12, 12], "channels": 3, "mean": [0.0], "std": [1.0]})
     assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--embedder", str(other)]) == 2
     assert "gives 432 values per image, but this run was trained on rows of 3" in capsys.readouterr().err
+
+
+def test_a_test_split_is_embedded_too_and_the_run_reports_test_accuracy(tmp_path, image_folder, capsys):
+    root = tmp_path / "split"
+    for f in sorted(image_folder.rglob("*.png")):  # images 0-5 of each folder train, 6-7 test
+        split = "test" if int(f.stem.rsplit("-", 1)[1]) >= 6 else "train"
+        (root / split / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / split / f.parent.name / f.name)
+    model = save_embedder(MeanColour(), torch.zeros(2, 3, 12, 12), tmp_path / "colour.pt2",
+                          meta={"input": "image", "input_size": [12, 12], "channels": 3, "mean": [0.0], "std": [1.0]})
+    emb = tmp_path / "emb.npz"
+    assert main(["embed", f"folder:{root}", "--model", str(model), "--out", str(emb), "--no-progress"]) == 0
+    assert "18 examples, and the 6 of its test split x 3 dimensions" in capsys.readouterr().err
+    with np.load(emb) as z:
+        assert z["x"].shape == (18, 3) and z["x_test"].shape == (6, 3) and len(z["ids_test"]) == 6
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{emb}", "--backbone", "mlp", "--epochs", "2", "--out", str(run),
+                 "--no-progress", "data.val_fraction=0"]) == 0
+    assert json.loads((run / "results.json").read_text())["final"]["test_acc"] is not None

@@ -5,8 +5,10 @@ as a model file).
     noisyfit export-backbone runs/x --out backbone.onnx
 
 The embeddings file holds ``x`` (``[N, D]`` float32), ``y`` (given labels), ``ids``, ``class_names``,
-``index``, ``true_labels`` when known and ``info`` (the embedder and its settings, as JSON); it is also a
-data set for ``npz:PATH`` and the input of ``noisyfit audit --embedder emb.npz``.
+``index``, ``true_labels`` when known and ``info`` (the embedder and its settings, as JSON), plus ``x_test``,
+``y_test``, ``ids_test`` when DATA has a test split; it is also a data set for ``npz:PATH`` and the input of
+``noisyfit audit --embedder emb.npz``. New unlabelled images give a file of ``x``, ``ids`` and ``info`` only,
+which ``noisyfit predict`` reads.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def register(sub) -> None:
     p = sub.add_parser("embed", help="embeddings of a data set from a model file (run, torch.export, TorchScript, "
                                      "ONNX), with sample ids",
                        description="Embeddings of DATA's training split (in its row order) from a model file, written "
-                                   "with sample ids and given labels; or of new, unlabelled images (an image file, "
+                                   "with sample ids and given labels (and of its test split, when it has one, as "
+                                   "x_test/y_test); or of new, unlabelled images (an image file, "
                                    "or a folder with image files directly in it), written with ids only.")
     p.add_argument("data", metavar="DATA", help="digits, cifar10, folder:PATH, csv:PATH, npz:PATH, a bare path ... (its "
                                                 "training split is embedded, in its row order); or new images: an "
@@ -80,9 +83,15 @@ def cmd_embed(args) -> int:
     train = splits.train
     emb = embed_data(embedder, train, progress=not args.no_progress, log=log)
     emb.info["command"] = ["noisyfit", *sys.argv[1:]]
-    path = emb.save(args.out)
+    # the test split too (x_test, y_test...): a run trained on the file then reports its test accuracy
+    test = None if splits.test is None else embed_data(embedder, splits.test, progress=not args.no_progress, log=log)
+    if test is not None:
+        emb.info["test_examples"] = len(test)
+    path = emb.save(args.out, test=test)
     d = emb.info["embedder"]
-    log(f"{path}: {len(emb):,} examples x {emb.dim} dimensions with ids and given labels ({emb.info['seconds']:.1f} s; "
+    also = f", and the {len(test):,} of its test split" if test is not None else ""
+    log(f"{path}: {len(emb):,} examples{also} x {emb.dim} dimensions with ids and given labels "
+        f"({emb.info['seconds']:.1f} s; "
         f"{d['format']} model, input {'x'.join(map(str, d['input_size'])) if d['input_size'] else 'as stored'}, "
         f"mean {stats_text(d['mean'])}, std {stats_text(d['std'])})")
     return 0

@@ -67,8 +67,10 @@ class Embeddings:
     def dim(self) -> int:
         return int(self.x.shape[1])
 
-    def save(self, path: str | Path) -> Path:
-        """Write the ``.npz`` (see the module docstring); returns the path written."""
+    def save(self, path: str | Path, *, test: Embeddings | None = None) -> Path:
+        """Write the ``.npz`` (see the module docstring); returns the path written. ``test``: the embeddings of
+        the data set's test split, stored as ``x_test``, ``y_test``, ``ids_test`` (``true_labels_test``), the
+        names ``npz:PATH`` reads as a test split, so a run trained on the file reports test accuracy."""
         path = Path(path)
         if path.suffix.lower() != ".npz":
             path = path.with_name(path.name + ".npz")
@@ -79,6 +81,13 @@ class Embeddings:
                   "info": np.array(json.dumps(self.info))}
         if self.true_labels is not None:
             arrays["true_labels"] = self.true_labels
+        if test is not None:
+            if list(test.class_names) != list(self.class_names):
+                raise EmbedderError("embeddings: the test split's classes differ from the training split's")
+            arrays.update(x_test=np.asarray(test.x, dtype=np.float32), y_test=test.labels,
+                          ids_test=np.array(test.ids, dtype=str))
+            if test.true_labels is not None:
+                arrays["true_labels_test"] = test.true_labels
         tmp = path.with_name(f".{path.name}.partial.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)
