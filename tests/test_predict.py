@@ -263,6 +263,32 @@ def test_new_images_of_any_size_in_a_flat_folder_a_file_or_an_array(tmp_path, ca
     assert not (tmp_path / "p2.csv").exists()
 
 
+def test_python_predictor_takes_image_files_and_images_of_any_size(tmp_path, image_npz):
+    # what the CLI does for new photos, from Python: paths, a list of mixed sizes, an array of another size; each
+    # decoded and resized as a training folder is (bicubic), with a warning naming how many were resized
+    from PIL import Image
+
+    from noisyfit.data.folder import decode_image
+
+    run = tmp_path / "run"
+    train(tiny_cfg(*IMAGE_NET, f"data.dataset=npz:{image_npz}", "train.epochs=1"), run)
+    model = load_predictor(run, device="cpu")
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((16, 16), (24, 20), (9, 30))]
+    for k, im in enumerate(imgs):
+        Image.fromarray(im).save(tmp_path / f"{k}.png")
+    expected = np.stack([decode_image(tmp_path / f"{k}.png", (16, 16)) for k in range(3)])
+    want = model.predict_proba(expected)
+    np.testing.assert_array_equal(model.predict_proba([tmp_path / f"{k}.png" for k in range(3)]), want)
+    np.testing.assert_array_equal(model.predict_proba(str(tmp_path / "1.png")), want[1:2])
+    with pytest.warns(UserWarning, match="2 of 3 image\\(s\\) resized to the model's 16x16"):
+        np.testing.assert_array_equal(model.predict_proba(imgs), want)  # PNG is lossless: the same pixels
+    with pytest.warns(UserWarning, match="1 image\\(s\\) of 24x20 resized"):
+        np.testing.assert_array_equal(model.predict_proba(imgs[1][None]), want[1:2])
+    with pytest.raises(PredictorError, match="missing.png: cannot read it as an image"):
+        model.predict_proba(tmp_path / "missing.png")
+
+
 def test_bad_run_folders_exit_2_with_the_fix(tmp_path, capsys, tiny_run):
     x = tmp_path / "x.npy"
     np.save(x, np.zeros((2, 4), np.float32))

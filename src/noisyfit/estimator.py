@@ -309,7 +309,7 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
                                          "estimated_noise_rate": self.noise_rate_},
                               "data": {"num_classes": len(names), "class_names": names}},
                              per_sample_outputs(method, trainer.data))
-        self._warn_many_flags()
+        self._warn_flag_share()
         return self
 
     def audit(self):
@@ -323,13 +323,22 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         results, outputs = self.run_outputs_
         return issues_from_outputs(results, outputs, where=f"{type(self).__name__}({self.method!r})")
 
-    def _warn_many_flags(self) -> None:
-        """The audit's caution (noisyfit.detect.guardrails.MANY_FLAGS), for the estimator's own flags: a model too
-        weak for the data flags hard examples as wrong (a new user's ELR on 600 photos: 45% flagged for 20%
-        wrong, in silence)."""
+    def _warn_flag_share(self) -> None:
+        """The audit's cautions (noisyfit.detect.guardrails.MANY_FLAGS / FEW_FLAGS), for the estimator's own flags:
+        a model too weak for the data flags hard examples as wrong (a new user's ELR on 600 photos: 45% flagged for
+        20% wrong, in silence); a model that fits every given label flags none (a new user's CE on embeddings of
+        photos with 15% wrong labels: 0 flags and a noise rate of 0, in silence)."""
         import warnings
 
-        from noisyfit.detect.guardrails import MANY_FLAGS, QualityWarning
+        from noisyfit.detect.guardrails import FEW_FLAGS, MANY_FLAGS, QualityWarning
+
+        if self.noise_rate_ is not None and self.noise_rate_ < FEW_FLAGS:
+            warnings.warn(QualityWarning(
+                f"{type(self).__name__}({self.method!r}) estimates that {self.noise_rate_:.1%} of the training labels "
+                "are wrong: its model fits (nearly) every given label, the wrong ones too, so it cannot point at them. "
+                "Unless the labels really are that clean, use a method built to resist them (e.g. 'elr', 'gce'), "
+                "or audit held-out predictions (sklearn's cross_val_predict, then "
+                "noisyfit.detect.audit_label_issues)."), stacklevel=3)
 
         if self.noise_rate_ is not None and self.noise_rate_ > MANY_FLAGS:
             warnings.warn(QualityWarning(

@@ -303,8 +303,52 @@ class Predictor:
                 "`noisyfit predict RUN IMAGES` (it uses that embedder) or in Python "
                 "`noisyfit.embed.embedder_for(model)(images)`.")
 
+    def _images_of_any_size(self, x):
+        """Image files (paths), or a list of ``uint8`` images of any sizes, or a ``uint8`` array of another height
+        and width, as one ``uint8 [N, H, W, C]`` array at the model's size: decoded and resized (bicubic) as
+        `noisyfit predict` and image-folder decoding do. Anything else is returned as it came."""
+        import warnings
+
+        from noisyfit.data.folder import decode_image, resize_images
+
+        h, w, c = self.input_shape
+        if isinstance(x, (str, Path)):
+            x = [x]
+        if isinstance(x, (list, tuple)) and x and all(isinstance(i, (str, Path)) for i in x):
+            if c != 3:
+                raise PredictorError(f"image files are decoded as RGB, but this model takes {c} channel(s)")
+            out = []
+            for f in x:
+                try:
+                    with open(f, "rb") as fh:
+                        out.append(decode_image(fh, (h, w)))
+                except OSError as err:
+                    raise PredictorError(f"{f}: cannot read it as an image ({err})") from None
+            return np.stack(out)
+        if isinstance(x, (list, tuple)) and x and all(isinstance(i, np.ndarray) and i.dtype == np.uint8
+                                                      and i.ndim in (2, 3) for i in x):
+            imgs = [i[..., None] if i.ndim == 2 else i for i in x]
+            if len({i.shape[2] for i in imgs}) == 1 and imgs[0].shape[2] == c:
+                resized = sum(i.shape[:2] != (h, w) for i in imgs)
+                if resized:
+                    warnings.warn(f"{resized} of {len(imgs)} image(s) resized to the model's {h}x{w} (bicubic, as "
+                                  "image folders are decoded)", stacklevel=4)
+                return np.stack([resize_images(i[None], (h, w))[0] if i.shape[:2] != (h, w) else i for i in imgs])
+        if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and x.shape[3] == c and len(x) \
+                and tuple(x.shape[1:3]) != (h, w):
+            warnings.warn(f"{len(x)} image(s) of {x.shape[1]}x{x.shape[2]} resized to the model's {h}x{w} (bicubic, "
+                          "as image folders are decoded)", stacklevel=4)
+            return resize_images(x, (h, w))
+        return x
+
     def check_inputs(self, x) -> np.ndarray:
-        """``x`` as the model takes it, or :class:`PredictorError` saying what it expected and what it got."""
+        """``x`` as the model takes it, or :class:`PredictorError` saying what it expected and what it got.
+
+        An image model also takes image files (a path or a list of paths) and ``uint8`` images of other sizes (an
+        array, or a list of arrays of mixed sizes): they are decoded and resized to its input size as
+        `noisyfit predict` does, with a warning naming how many were resized."""
+        if self.is_image:
+            x = self._images_of_any_size(x)
         x = np.asarray(x)
         want = self.describe_input()
         if self.is_image:
@@ -315,8 +359,9 @@ class Predictor:
                 raise PredictorError(f"got feature rows of shape {list(x.shape)}, but this model was trained on "
                                      f"images: it takes {want}.")
             if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, c):
-                raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}. Resize or "
-                                     "convert the images to the training size and channels first.")
+                raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want} (or image "
+                                     "files, or uint8 images of any height and width, which it resizes). Convert "
+                                     f"the channels to {c} first.")
             if x.dtype != np.uint8:
                 hint = f"; {uint8_conversion(x, 'x')}" if x.dtype.kind in "fiub" else ""
                 raise PredictorError(f"got images of dtype {x.dtype}; this model takes {want} with values 0..255 "
