@@ -130,6 +130,29 @@ def test_summary_puts_finished_runs_side_by_side(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_summary_of_runs_without_test_split_or_truth_shows_what_they_have(capsys):
+    # a user's folder without a test split and without true labels: the table was all dashes
+    from noisyfit.commands.summary import print_summary
+
+    def run(val_last, val_sel, est, test=None, det=None):
+        return {"final": {"test_acc": test, "val_acc": val_last}, "selected": {"test_acc": test, "val_acc": val_sel},
+                "method": {"estimated_noise_rate": est}, "detection": det, "compute": {"seconds_per_epoch": 2.0}}
+
+    print_summary([("gce", run(0.55, 0.6, 0.123)), ("ce", run(0.5, 0.5, None))])
+    out = capsys.readouterr().out
+    assert "val acc last" in out and "noise est." in out and " P " not in out and "AUROC" not in out
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.startswith("│")]
+    assert rows == [["gce", "55.00", "60.00", "12.3%", "2"], ["ce", "50.00", "50.00", "–", "2"]]
+    assert "(no test split; its labels are as noisy as the training labels)" in " ".join(out.split())
+    # with a test split and the truth: test accuracies and the flag quality, as before
+    det = {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "auroc": 0.9, "estimated_noise_rate": 0.2,
+           "true_noise_rate": 0.4}
+    print_summary([("ce", run(0.5, 0.5, 0.2, test=0.8, det=det))])
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("│")]
+    assert rows == [["ce", "80.00", "80.00", "50.00", "25.00", "33.33", "90.00", "20.0% / 40.0%", "2"]]
+
+
 def test_curves_draw_each_runs_recorded_values():
     from matplotlib.figure import Figure
 

@@ -50,14 +50,27 @@ def cmd_summary(args) -> int:
 
 
 def print_summary(rows, title: str | None = None) -> None:
+    """One row per run. Without a test split in any run, the accuracies are those of the noisy validation split
+    (labelled so); without true labels in any run, the flag-quality columns (P/R/F1/AUROC, which need them) give
+    way to the method's noise-rate estimate."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, caption="acc: test accuracy at the last epoch / at the epoch with the best "
-                                       "noisy-validation accuracy; P/R/F1: the method's noisy flags against "
-                                       "the true labels, AUROC of its clean scores and the noise estimate: all "
-                                       "from the final model (the last epoch), not the selected one")
-    for col in ("method", "acc last", "acc selected", "P", "R", "F1", "AUROC", "noise est / true", "s/epoch"):
+    has_test = any(r["final"].get("test_acc") is not None for _, r in rows)
+    has_truth = any((r.get("detection") or {}).get("true_noise_rate") is not None for _, r in rows)
+    key = "test_acc" if has_test else "val_acc"
+    acc = ("acc: test accuracy" if has_test else
+           "val acc: accuracy on the held-out noisy-validation split (no test split; its labels are as noisy as the "
+           "training labels)")
+    flags = ("P/R/F1: the method's noisy flags against the true labels, AUROC of its clean scores and the noise "
+             "estimate" if has_truth else "noise est.: the method's estimate of the share of wrong labels (no true "
+             "labels to score it against)")
+    table = Table(title=title, caption=f"{acc} at the last epoch / at the epoch with the best noisy-validation "
+                                       f"accuracy; {flags}: all from the final model (the last epoch), not the "
+                                       "selected one")
+    a = "acc" if has_test else "val acc"
+    quality = ("P", "R", "F1", "AUROC", "noise est / true") if has_truth else ("noise est.",)
+    for col in ("method", f"{a} last", f"{a} selected", *quality, "s/epoch"):
         table.add_column(col, justify="right" if col != "method" else "left")
 
     def f(v, pct=True):
@@ -65,9 +78,13 @@ def print_summary(rows, title: str | None = None) -> None:
 
     for name, r in rows:
         det = r.get("detection") or {}
-        noise = ("–" if det.get("estimated_noise_rate") is None
-                 else f"{100 * det['estimated_noise_rate']:.1f}% / {100 * det['true_noise_rate']:.1f}%")
-        table.add_row(name, f(r["final"]["test_acc"]), f(r["selected"]["test_acc"]), f(det.get("precision")),
-                      f(det.get("recall")), f(det.get("f1")), f(det.get("auroc")), noise,
+        if has_truth:
+            noise = ("–" if det.get("estimated_noise_rate") is None or det.get("true_noise_rate") is None
+                     else f"{100 * det['estimated_noise_rate']:.1f}% / {100 * det['true_noise_rate']:.1f}%")
+            cells = [f(det.get("precision")), f(det.get("recall")), f(det.get("f1")), f(det.get("auroc")), noise]
+        else:
+            est = (r.get("method") or {}).get("estimated_noise_rate")
+            cells = ["–" if est is None else f"{100 * est:.1f}%"]
+        table.add_row(name, f(r["final"].get(key)), f(r["selected"].get(key)), *cells,
                       f(r["compute"]["seconds_per_epoch"], pct=False))
     Console(width=max(Console().width, 110)).print(table)
