@@ -279,14 +279,19 @@ def test_python_predictor_takes_image_files_and_images_of_any_size(tmp_path, ima
         Image.fromarray(im).save(tmp_path / f"{k}.png")
     expected = np.stack([decode_image(tmp_path / f"{k}.png", (16, 16)) for k in range(3)])
     want = model.predict_proba(expected)
-    np.testing.assert_array_equal(model.predict_proba([tmp_path / f"{k}.png" for k in range(3)]), want)
-    np.testing.assert_array_equal(model.predict_proba(str(tmp_path / "1.png")), want[1:2])
+    with pytest.warns(UserWarning, match="2 of 3 image\\(s\\) resized"):
+        np.testing.assert_array_equal(model.predict_proba([tmp_path / f"{k}.png" for k in range(3)]), want)
+    with pytest.warns(UserWarning, match="1 of 1 image\\(s\\) resized"):
+        np.testing.assert_array_equal(model.predict_proba(str(tmp_path / "1.png")), want[1:2])
     with pytest.warns(UserWarning, match="2 of 3 image\\(s\\) resized to the model's 16x16"):
         np.testing.assert_array_equal(model.predict_proba(imgs), want)  # PNG is lossless: the same pixels
     with pytest.warns(UserWarning, match="1 image\\(s\\) of 24x20 resized"):
         np.testing.assert_array_equal(model.predict_proba(imgs[1][None]), want[1:2])
     with pytest.raises(PredictorError, match="missing.png: cannot read it as an image"):
         model.predict_proba(tmp_path / "missing.png")
+    grey = [np.zeros((16, 16), np.uint8), np.zeros((9, 9), np.uint8)]  # mixed sizes and 1 channel: said, not numpy's
+    with pytest.raises(PredictorError, match="images with 1 channel\\(s\\); this model takes 3: convert"):
+        model.predict_proba(grey)
 
 
 def test_bad_run_folders_exit_2_with_the_fix(tmp_path, capsys, tiny_run):

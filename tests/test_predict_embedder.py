@@ -106,6 +106,57 @@ def test_a_moved_embedder_is_named_and_can_be_given(trained, tmp_path, capsys):
     assert _probs(tmp_path / "p.csv")[1] == ["cat", "dog", "fox"]
 
 
+class Positional(torch.nn.Module):
+    """Embedding that depends on where each pixel is (a fixed random projection of the whole image), so the
+    decoding size, the resize and the normalisation all change it."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("w", torch.randn(3 * 8 * 8, 5, generator=g))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w
+
+
+def test_recorded_settings_and_decoding_size_are_the_training_rows(tmp_path, image_folder, capsys):
+    # the training images are decoded at 20x20 (data.image_size), the embedder takes 8x8 with bicubic resizing and
+    # a normalisation given at embedding time that is not the file's own: predict must redo all of it
+    from noisyfit.data.sources import load_dataset
+    from noisyfit.embed import EmbedSettings, embed_data, load_embedder
+
+    model_file = save_embedder(Positional(), torch.zeros(2, 3, 8, 8), tmp_path / "pos.pt2",
+                               meta={"input": "image", "input_size": [8, 8], "channels": 3, "mean": [0.5], "std": [0.5]})
+    train = load_dataset(f"folder:{image_folder}", image_size=(20, 20)).train
+    settings = EmbedSettings(mean="data", std=[0.2, 0.3, 0.4], interpolation="bicubic")
+    emb = embed_data(load_embedder(model_file, settings), train, progress=False)
+    emb.save(tmp_path / "emb.npz")
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{tmp_path / 'emb.npz'}", "--backbone", "mlp", "--epochs", "3",
+                 "--out", str(run), "--no-progress", "data.val_fraction=0"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), f"folder:{image_folder}", "--out", str(tmp_path / "via.csv")]) == 0
+    assert main(["predict", str(run), f"npz:{tmp_path / 'emb.npz'}", "--out", str(tmp_path / "rows.csv")]) == 0
+    np.testing.assert_allclose(_probs(tmp_path / "via.csv")[2], _probs(tmp_path / "rows.csv")[2], rtol=1e-5)
+    model = load_predictor(run)
+    again = embedder_for(model)
+    assert again.interpolation == "bicubic" and again.std == (0.2, 0.3, 0.4) and again.mean == tuple(emb.info[
+        "embedder"]["mean"])
+    # an npz data set of uint8 images (not files) is embedded too, at the recorded size
+    np.savez(tmp_path / "imgs.npz", x=train.x, y=train.labels, class_names=np.array(train.class_names))
+    assert main(["predict", str(run), f"npz:{tmp_path / 'imgs.npz'}", "--out", str(tmp_path / "arr.csv")]) == 0
+    np.testing.assert_allclose(_probs(tmp_path / "arr.csv")[2], _probs(tmp_path / "rows.csv")[2], rtol=1e-5)
+    # new images embedded by `noisyfit embed` at the embedder's 8x8, not at the training images' 20x20: refused
+    new = tmp_path / "new"
+    new.mkdir()
+    Image.fromarray(np.full((20, 20, 3), (210, 30, 30), dtype=np.uint8)).save(new / "a.png")
+    assert main(["embed", str(new), "--model", str(model_file), "--out", str(tmp_path / "n.npz"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "n.npz"), "--out", str(tmp_path / "n.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "embedded otherwise than this run's training rows" in err and "--image-size 20,20" in err
+
+
 def test_embedder_misuse_exits_2(trained, tmp_path, image_folder, capsys):
     model_file, _, run, new = trained
     image_run = tmp_path / "img_run"
@@ -139,3 +190,20 @@ def test_a_test_split_is_embedded_too_and_the_run_reports_test_accuracy(tmp_path
     assert main(["train", "--dataset", f"npz:{emb}", "--backbone", "mlp", "--epochs", "2", "--out", str(run),
                  "--no-progress", "data.val_fraction=0"]) == 0
     assert json.loads((run / "results.json").read_text())["final"]["test_acc"] is not None
+
+
+def test_a_two_network_run_as_embedder_keeps_the_network_it_used(tmp_path, image_folder, capsys):
+    pair = tmp_path / "pair"
+    assert main(["train", "--dataset", f"folder:{image_folder}", "--method", "coteaching", "--backbone", "mlp",
+                 "--epochs", "1", "--out", str(pair), "--no-progress", "data.val_fraction=0"]) == 0
+    emb = tmp_path / "emb.npz"
+    assert main(["embed", f"folder:{image_folder}", "--model", str(pair), "--network", "1", "--out", str(emb),
+                 "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{emb}", "--backbone", "mlp", "--epochs", "2", "--out", str(run),
+                 "--no-progress", "data.val_fraction=0"]) == 0
+    assert load_predictor(run).input_source["embedder"]["network_index"] == 1
+    capsys.readouterr()
+    assert main(["predict", str(run), f"folder:{image_folder}", "--out", str(tmp_path / "via.csv")]) == 0
+    assert main(["predict", str(run), f"npz:{emb}", "--out", str(tmp_path / "rows.csv")]) == 0
+    np.testing.assert_allclose(_probs(tmp_path / "via.csv")[2], _probs(tmp_path / "rows.csv")[2], rtol=1e-5)

@@ -336,9 +336,10 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(QualityWarning(
                 f"{type(self).__name__}({self.method!r}) estimates that {self.noise_rate_:.1%} of the training labels "
                 "are wrong: its model fits (nearly) every given label, the wrong ones too, so it cannot point at them. "
-                "Unless the labels really are that clean, use a method built to resist them (e.g. 'elr', 'gce'), "
-                "or audit held-out predictions (sklearn's cross_val_predict, then "
-                "noisyfit.detect.audit_label_issues)."), stacklevel=3)
+                "Unless the labels really are that clean, "
+                + ("use a method built to resist them (e.g. 'elr', 'gce'), or " if self.method == "ce" else "")
+                + "audit held-out predictions (sklearn's cross_val_predict, then noisyfit.detect.audit_label_issues)."),
+                stacklevel=3)
 
         if self.noise_rate_ is not None and self.noise_rate_ > MANY_FLAGS:
             warnings.warn(QualityWarning(

@@ -132,7 +132,7 @@ def predictor_state(trainer: Trainer, results: dict | None = None, *, weights: s
                   "eval_tta": str(cfg.train.eval_tta) if trainer.is_image else "none", **normalisation,
                   # feature rows that are a model's embeddings (an embeddings file of `noisyfit embed`): that
                   # embedder, so that new images can be embedded as the training rows were
-                  "source": dict(getattr(tr, "source", None) or {}) or None},
+                  "source": json.loads(json.dumps(getattr(tr, "source", None) or {}, default=str)) or None},
         "precision": trainer.precision,
         "eval_batch_size": int(cfg.train.eval_batch_size),
         "record": {**record, "run_created": None if results is None else results.get("created")},
@@ -317,23 +317,26 @@ class Predictor:
         if isinstance(x, (list, tuple)) and x and all(isinstance(i, (str, Path)) for i in x):
             if c != 3:
                 raise PredictorError(f"image files are decoded as RGB, but this model takes {c} channel(s)")
-            out = []
+            decoded = []
             for f in x:
                 try:
                     with open(f, "rb") as fh:
-                        out.append(decode_image(fh, (h, w)))
-                except OSError as err:
-                    raise PredictorError(f"{f}: cannot read it as an image ({err})") from None
-            return np.stack(out)
+                        decoded.append(decode_image(fh, None))  # RGB; resized below with the others
+                except Exception as err:  # Pillow raises its own types for a file that is not an image
+                    raise PredictorError(f"{f}: cannot read it as an image ({type(err).__name__}: {err})") from None
+            x = decoded
         if isinstance(x, (list, tuple)) and x and all(isinstance(i, np.ndarray) and i.dtype == np.uint8
                                                       and i.ndim in (2, 3) for i in x):
             imgs = [i[..., None] if i.ndim == 2 else i for i in x]
-            if len({i.shape[2] for i in imgs}) == 1 and imgs[0].shape[2] == c:
-                resized = sum(i.shape[:2] != (h, w) for i in imgs)
-                if resized:
-                    warnings.warn(f"{resized} of {len(imgs)} image(s) resized to the model's {h}x{w} (bicubic, as "
-                                  "image folders are decoded)", stacklevel=4)
-                return np.stack([resize_images(i[None], (h, w))[0] if i.shape[:2] != (h, w) else i for i in imgs])
+            channels = sorted({i.shape[2] for i in imgs})
+            if channels != [c]:
+                raise PredictorError(f"images with {', '.join(map(str, channels))} channel(s); this model takes {c}: "
+                                     "convert them first (e.g. PIL's Image.convert('RGB'), or load them as files).")
+            resized = sum(i.shape[:2] != (h, w) for i in imgs)
+            if resized:
+                warnings.warn(f"{resized} of {len(imgs)} image(s) resized to the model's {h}x{w} (bicubic, as "
+                              "image folders are decoded)", stacklevel=4)
+            return np.stack([resize_images(i[None], (h, w))[0] if i.shape[:2] != (h, w) else i for i in imgs])
         if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and x.shape[3] == c and len(x) \
                 and tuple(x.shape[1:3]) != (h, w):
             warnings.warn(f"{len(x)} image(s) of {x.shape[1]}x{x.shape[2]} resized to the model's {h}x{w} (bicubic, "

@@ -148,8 +148,9 @@ def _embed_new_images(args, embedder, path: Path, size, log) -> int:
             "command": ["noisyfit", *sys.argv[1:]]}
     out = save_unlabelled_embeddings(args.out, x, inputs.ids, info)
     log(f"{out}: {len(x):,} new images x {x.shape[1]} dimensions with ids, no labels ({info['seconds']:.1f} s; "
-        f"{d['format']} model, mean {stats_text(d['mean'])}, std {stats_text(d['std'])}); a run trained on these "
-        f"embeddings predicts them: noisyfit predict RUN {out}")
+        f"decoded at {size[0]}x{size[1]}; {d['format']} model, mean {stats_text(d['mean'])}, std "
+        f"{stats_text(d['std'])}). `noisyfit predict RUN {out}` takes them when RUN's training images were embedded "
+        "the same way (it checks); `noisyfit predict RUN IMAGES` embeds the images as RUN's were.")
     return 0
 
 

@@ -23,6 +23,7 @@ and ``prob_<class>`` for every class of the run.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,12 +72,7 @@ def cmd_predict(args) -> int:
     from noisyfit.predictor import load_predictor
 
     model = load_predictor(args.run, device=args.device, tta=args.tta)
-    embedder = _embedder(args, model)
-    if embedder is not None:
-        inputs = _embedded_inputs(args, model, embedder)
-    else:
-        inputs = read_inputs(args.data, model, split=args.split, data_dir=args.data_dir,
-                             label_column=args.label_column)
+    inputs = _inputs(args, model)
     if inputs.note:
         print(inputs.note)
     logits = model.logits(inputs.x, batch_size=args.batch_size)
@@ -104,39 +100,101 @@ def cmd_predict(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- via an embedder
-def _embedder(args, model):
-    """The embedder images go through first: --embedder, else the recorded one when DATA holds images; else None."""
+def _inputs(args, model) -> Inputs:
+    """DATA as the model takes it. A model trained on embeddings of images gets images (a folder, image files, a
+    uint8 array or data set) through the embedder that made its training rows, or through --embedder."""
     from noisyfit.data.labeled import DataError
-    from noisyfit.embed import EmbedSettings, embedder_for
 
+    read = dict(split=args.split, data_dir=args.data_dir, label_column=args.label_column)
     if model.is_image:
         if args.embedder:
             raise DataError("--embedder: this run takes images itself (it was not trained on embeddings); drop it.")
-        return None
-    if not args.embedder and not (model.embedder_path() and _holds_images(args.data)):
-        return None
+        return read_inputs(args.data, model, **read)
+    if not args.embedder and not model.embedder_path():
+        return read_inputs(args.data, model, **read)
+    if _holds_images(args.data):  # decoded from files: at the size the training images were decoded to
+        embedder = _embedder(args, model)
+        return _embedded(model, embedder, read_inputs(args.data, _images_for(model, embedder), **read))
+    raw = read_unchecked(args.data, model, **read)
+    if _are_images(raw.x):  # an array or data set of images (npz:, cifar10, a uint8 .npy)
+        embedder = _embedder(args, model)
+        return _embedded(model, embedder, _checked(raw, _images_for(model, embedder)))
+    if args.embedder:
+        raise DataError(f"--embedder: {raw.what} holds feature rows of shape {list(np.shape(raw.x))}, not images; "
+                        "drop --embedder to predict them as they are.")
+    _check_embeddings_file(args.data, model)
+    return _checked(raw, model)
+
+
+def _are_images(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim in (3, 4)
+
+
+def _embedder(args, model):
+    """--embedder (with its settings), else the embedder that made the run's training rows."""
+    from noisyfit.embed import EmbedSettings, embedder_for
+
     settings = EmbedSettings(input_size=args.input_size, mean=args.mean, std=args.std,
                              batch_size=args.embed_batch_size)
-    return embedder_for(model, args.embedder, settings)
+    run_options = {}  # a run folder as --embedder: its weights and network as given
+    if args.embedder:
+        run_options = {"checkpoint": args.checkpoint, "network": args.network}
+    return embedder_for(model, args.embedder, settings, **run_options)
 
 
 def _holds_images(spec: str) -> bool:
-    """DATA names images (an image folder or list, an image file, a folder of them, a uint8 .npy)."""
+    """DATA names image files (an image folder or list, an image file, a folder of them): they are decoded at a
+    size chosen before reading them."""
     kind, sep, _ = spec.partition(":")
     if sep and kind.lower() in ("folder", "list"):
         return True
-    if sep and kind.lower() in ("csv", "npz"):
+    if sep:
         return False
     path = Path(spec).expanduser()
-    if path.is_dir() or _image_file(path) or path.suffix.lower() in (".tar", ".gz", ".tgz"):
-        return path.exists()
-    if path.is_file() and path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return False
-        return arr.dtype == np.uint8 and arr.ndim in (3, 4)
-    return False
+    return path.exists() and (path.is_dir() or _image_file(path) or path.suffix.lower() in (".tar", ".gz", ".tgz"))
+
+
+def _check_embeddings_file(spec: str, model) -> None:
+    """Embeddings of new images made by `noisyfit embed` must come from the run's embedder, decoded at the same
+    size: else their rows are not what the model learned from, and predictions change without a word."""
+    from noisyfit.data.labeled import DataError
+
+    kind, sep, rest = spec.partition(":")
+    path = Path(rest if sep and kind.lower() == "npz" else spec).expanduser()
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info"])) if "info" in z.files else None
+    except (OSError, ValueError, EOFError):
+        return
+    if not isinstance(info, dict) or not isinstance(info.get("embedder"), dict):
+        return
+    src = model.input_source or {}
+    want, got = src.get("embedder") or {}, info["embedder"]
+    differs = [name for name, a, b in (  # the file may have moved: its settings, not its path, are compared
+        ("input size", want.get("input_size"), got.get("input_size")), ("mean", want.get("mean"), got.get("mean")),
+        ("std", want.get("std"), got.get("std")), ("interpolation", want.get("interpolation"), got.get("interpolation")),
+        ("image decoding size", src.get("image_size"), info.get("image_size"))) if a is not None and a != b]
+    if differs:
+        raise DataError(f"{path} was embedded otherwise than this run's training rows ({', '.join(differs)} differ): "
+                        "its predictions would not mean what the run's accuracy says. Predict the images themselves "
+                        "(`noisyfit predict RUN IMAGES` embeds them as the training rows were), or embed them with "
+                        "the same settings" + (f" (images decoded at {'x'.join(map(str, src['image_size']))}: "
+                                               "noisyfit embed IMAGES --image-size "
+                                               f"{','.join(map(str, src['image_size']))} ...)" if src.get("image_size")
+                                               else "") + ".")
+
+
+def _images_for(model, embedder) -> "_ImagesFor":
+    from noisyfit.data.labeled import DataError
+    from noisyfit.embed.for_model import decode_size
+
+    size = decode_size(model, embedder)
+    if size is None:
+        raise DataError(f"{embedder.path} records no input size, and the run does not say which size its images "
+                        "were decoded to: give --input-size H,W (the embedder's input size).")
+    return _ImagesFor(size)
 
 
 class _ImagesFor:
@@ -160,19 +218,12 @@ class _ImagesFor:
         return x
 
 
-def _embedded_inputs(args, model, embedder) -> Inputs:
-    """DATA's images decoded as the training images were (their recorded size), then embedded."""
+def _embedded(model, embedder, inputs: Inputs) -> Inputs:
+    """The images of ``inputs`` (already at the decoding size) as the embedder's rows, checked against the run."""
     from noisyfit.data.labeled import DataError
     from noisyfit.embed import embed_rows
-    from noisyfit.embed.for_model import decode_size
     from noisyfit.embed.models import stats_text
 
-    size = decode_size(model, embedder)
-    if size is None:
-        raise DataError(f"{embedder.path} records no input size, and the run does not say which size its images "
-                        "were decoded to: give --input-size H,W (the embedder's input size).")
-    inputs = read_inputs(args.data, _ImagesFor(size), split=args.split, data_dir=args.data_dir,
-                         label_column=args.label_column)
     x = embed_rows(embedder, inputs.x, inputs.what, ids=inputs.ids, progress=False)
     d = model.input_shape[0]
     if x.shape[1] != d:
@@ -204,6 +255,11 @@ def write_predictions(path, ids, pred: np.ndarray, probs: np.ndarray, class_name
 # ---------------------------------------------------------------------------------------------- inputs
 def read_inputs(spec: str, model, *, split: str = "auto", data_dir=None, label_column: str = "label") -> Inputs:
     """The inputs DATA names (see the module docstring), checked against what ``model`` takes."""
+    return _checked(read_unchecked(spec, model, split=split, data_dir=data_dir, label_column=label_column), model)
+
+
+def read_unchecked(spec: str, model, *, split: str = "auto", data_dir=None, label_column: str = "label") -> Inputs:
+    """The inputs DATA names, as read (``model`` says whether image files are expected and their size)."""
     from noisyfit.data.labeled import DataError
 
     kind, sep, rest = spec.partition(":")
@@ -211,7 +267,7 @@ def read_inputs(spec: str, model, *, split: str = "auto", data_dir=None, label_c
     if sep and kind.lower() == "folder" and model.is_image:
         loose = Path(rest).expanduser()
         if loose.is_dir() and _has_loose_images(loose):  # new images, not the training layout
-            return _checked(_unlabelled_images(loose, model), model)
+            return _unlabelled_images(loose, model)
     if not (sep and kind.lower() in ("folder", "csv", "npz")) and path.exists():
         suffix = path.suffix.lower()
         if path.is_file() and suffix == ".npy":
@@ -231,7 +287,7 @@ def read_inputs(spec: str, model, *, split: str = "auto", data_dir=None, label_c
                             "data set as --dataset takes it (npz:PATH, csv:PATH, folder:PATH, ...).")
     else:
         inputs = _dataset(spec, model, split, data_dir, label_column)
-    return _checked(inputs, model)
+    return inputs
 
 
 def _checked(inputs: Inputs, model) -> Inputs:

@@ -15,6 +15,7 @@ images become rows the way the training rows were made::
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from noisyfit.embed.models import Embedder, EmbedderError, EmbedSettings, load_embedder
@@ -34,7 +35,8 @@ def decode_size(model, embedder: Embedder) -> tuple[int, int] | None:
     return tuple(embedder.input_size) if embedder.input_size else None
 
 
-def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings | None = None) -> Embedder:
+def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings | None = None, *,
+                 checkpoint: str | None = None, network: int | None = None) -> Embedder:
     """The embedder that turns images into the feature rows ``model`` takes.
 
     Parameters
@@ -44,8 +46,10 @@ def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings 
     path : path, optional
         The embedder file; default: the one that made the training rows, as recorded.
     settings : EmbedSettings, optional
-        Input size, normalisation, batch size, device. Fields left at None take the recorded values (those the
-        training rows were made with), then the file's own.
+        Input size, normalisation, interpolation, batch size, device. Fields left at None take the recorded values
+        (those the training rows were made with), then the file's own. The caller's object is not changed.
+    checkpoint, network : optional
+        A run folder as embedder: which weights and which network; None: as recorded (else ``auto`` and 0).
 
     Raises
     ------
@@ -63,17 +67,16 @@ def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings 
     if path is None and not Path(file).exists():
         raise EmbedderError(f"the embedder that made this model's training rows, {file}, is not there any more: give "
                             "its new location (--embedder FILE; in Python embedder_for(model, path)).")
-    s = settings or EmbedSettings()
+    s = dataclasses.replace(settings) if settings is not None else EmbedSettings()
     if s.input_size is None and rec.get("input_size"):
         s.input_size = tuple(rec["input_size"])
-    for name in ("mean", "std"):  # the statistics the training rows were made with ("data" was resolved then)
+    for name in ("mean", "std", "interpolation"):  # as the training rows were made ("data" was resolved then)
         if getattr(s, name) is None and rec.get(name) is not None:
             setattr(s, name, rec[name])
-    if settings is None and rec.get("interpolation"):
-        s.interpolation = rec["interpolation"]
     kw = {}
-    if path is None and rec.get("format") == "run":  # a run folder as embedder: the same weights as then
-        kw["checkpoint"] = rec.get("checkpoint") if rec.get("checkpoint") in ("last", "best") else "auto"
-        if isinstance(rec.get("network"), int):
-            kw["network"] = rec["network"]
+    if rec.get("format") == "run" or checkpoint is not None or network is not None:  # a run folder as embedder
+        recorded_ckpt = rec.get("checkpoint") if path is None and rec.get("checkpoint") in ("last", "best") else None
+        kw["checkpoint"] = checkpoint or recorded_ckpt or "auto"
+        recorded_net = rec.get("network_index") if path is None else None
+        kw["network"] = int(network if network is not None else recorded_net or 0)
     return load_embedder(file, s, **kw)

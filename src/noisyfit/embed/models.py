@@ -62,8 +62,9 @@ class EmbedSettings:
         Examples per forward pass.
     device : str
         ``cpu`` or ``cuda`` for torch models (ONNX runs on onnxruntime's CPU provider).
-    interpolation : str
-        ``bilinear`` (antialiased when shrinking), ``bicubic``, ``nearest`` or ``area``.
+    interpolation : str, optional
+        ``bilinear`` (antialiased when shrinking), ``bicubic``, ``nearest`` or ``area``. None: the file's
+        metadata, else ``bilinear``.
     """
 
     input_size: int | tuple[int, int] | None = None
@@ -71,7 +72,7 @@ class EmbedSettings:
     std: Sequence[float] | str | None = None
     batch_size: int = 256
     device: str = "cpu"
-    interpolation: str = "bilinear"
+    interpolation: str | None = None
 
 
 def parse_size(value) -> tuple[int, int] | None:
@@ -253,7 +254,8 @@ class Embedder:
                "input_size": list(self.input_size) if self.input_size else None, "channels": self.channels,
                "layout": self.layout, "mean": listed(self.mean), "std": listed(self.std),
                "interpolation": self.interpolation, "batch_size": self.batch_size, "defaults_used": self.defaults}
-        for k in ("source", "run", "backbone", "checkpoint", "network", "dataset", "trained_classes", "feature_dim"):
+        for k in ("source", "run", "backbone", "checkpoint", "network", "network_index", "dataset", "trained_classes",
+                  "feature_dim"):
             if k in self.meta:
                 out[k] = self.meta[k]
         return out
@@ -469,7 +471,8 @@ def _settings_kw(settings: EmbedSettings, meta: dict, static: dict) -> dict:
     std = _resolve_stats(parse_stats(settings.std, "std"), meta.get("std"), None)
     return dict(input_kind=input_kind, input_size=size, channels=meta.get("channels") or static.get("channels"),
                 layout=static.get("layout", "nchw"), mean=mean, std=std, batch_size=settings.batch_size,
-                interpolation=settings.interpolation, meta=meta, defaults=defaults)
+                interpolation=settings.interpolation or meta.get("interpolation") or "bilinear", meta=meta,
+                defaults=defaults)
 
 
 def _read_meta(raw, where: Path) -> dict:

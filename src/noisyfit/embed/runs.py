@@ -200,7 +200,8 @@ def load_run_backbone(run_dir: str | Path, *, checkpoint: str = "auto", network:
                             f"backbone(s): {', '.join(p.rstrip('.') or '(top)' for p in found)}; use 0..{len(found) - 1}.")
     prefix = found[network]
     module.backbone.load_state_dict({k: state[prefix + k] for k in wanted}, strict=True)
-    meta.update(network=prefix.rstrip(".") or "(top)", feature_dim=int(getattr(backbone, "feature_dim", 0)) or None)
+    meta.update(network=prefix.rstrip(".") or "(top)", network_index=int(network),
+                feature_dim=int(getattr(backbone, "feature_dim", 0)) or None)
     return module.eval(), meta
 
 
