@@ -254,8 +254,10 @@ def test_two_benches_share_a_suite_each_running_what_the_other_does_not_hold(tmp
     assert "1 left to another bench process" in out
     assert not (results / "smoke" / f"{ce_spec.key}.json").exists()
     # the other bench gone, the same command runs what it left (here with one thread per run process)
-    summary = run_suite(suite, results_root=results, runs_root=runs, only={"ce", ORACLE}, threads=1)
+    summary = run_suite(suite, results_root=results, runs_root=runs, only={"ce", ORACLE}, threads=1, seeds=(0,))
     assert summary.ran == [ce_spec.key] and summary.skipped == ["oracle__clean__seed0"]
+    # seeds given replace every stage's: the stage headings say so (a stage's note may name other seeds)
+    assert "-- stage 1/4: ce [seeds as given: 0]" in capsys.readouterr().out
     stored = json.loads((results / "smoke" / f"{ce_spec.key}.json").read_text())
     assert stored["machine"]["torch_threads"] == 1
 

@@ -551,7 +551,10 @@ def _run_stages(suite: Suite, kw: dict, results_dir: Path, runs_root: Path, est:
             stage = plans[0]
             if any(r.key not in visited for r in stage.runs) or stage.notes:
                 st = suite.stages[i]
-                echo(f"-- stage {i + 1}/{len(suite.stages)}: {st.note or ', '.join(st.methods)}")
+                # --seeds replaces every stage's seeds: the stage's own note may name others
+                given = kw.get("seeds")
+                also = f" [seeds as given: {', '.join(map(str, given))}]" if given else ""
+                echo(f"-- stage {i + 1}/{len(suite.stages)}: {st.note or ', '.join(st.methods)}{also}")
             show_notes(plans[:1])
             for spec in stage.runs:
                 if spec.key in visited:
