@@ -53,7 +53,8 @@ def register(sub) -> None:
     g = p.add_argument_group("runs trained on embeddings (npz:emb.npz of `noisyfit embed`)")
     g.add_argument("--embedder", metavar="FILE",
                    help="embed the images with this model first (default: the embedder that made the run's "
-                        "training rows, as its embeddings file recorded it, when DATA holds images)")
+                        "training rows, as its embeddings file recorded it, when DATA holds images). The settings "
+                        "below default to those the training rows were made with, then the file's own")
     add_settings_options(g, batch_flag="--embed-batch-size", device=False)
     p.set_defaults(func=cmd_predict)
 
