@@ -16,6 +16,10 @@ DATA is one of
   column (every column but ``id``, ``split``, ``true_label`` is a feature, in the training file's order);
   with labels, a bare ``.npz`` / ``.csv`` / folder path is read as ``npz:`` / ``csv:`` / ``folder:``.
 
+A run trained on the embeddings file of ``noisyfit embed`` (feature rows) takes images too: they are decoded at
+the size its training images were and sent through the embedder that made its training rows, with the same
+settings, both recorded in its ``model.pt`` (``--embedder FILE`` names the file when it has moved).
+
 The CSV has one row per sample: ``id`` (the data's ids, else the row number), ``predicted`` (a class name)
 and ``prob_<class>`` for every class of the run.
 """
