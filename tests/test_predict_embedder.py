@@ -12,7 +12,7 @@ from PIL import Image
 
 from noisyfit.cli import main
 from noisyfit.data.folder import decode_image
-from noisyfit.embed import embedder_for, save_embedder
+from noisyfit.embed import EmbedderError, embedder_for, save_embedder
 from noisyfit.predictor import PredictorError, load_predictor
 
 
@@ -75,8 +75,14 @@ def test_new_images_are_embedded_as_the_training_rows_were(trained, tmp_path, im
     # the same in Python: the recorded embedder on the images decoded at the recorded size
     x = np.stack([decode_image(open(new / i, "rb"), (12, 12)) for i in ids])
     np.testing.assert_allclose(model.predict_proba(embedder_for(model)(x)), probs, rtol=1e-5)
-    with pytest.raises(PredictorError, match="embeddings by .*colour.pt2.*embedder_for"):
-        model.predict_proba(x)  # images straight into a model of feature rows: the way round is named
+    # or straight into the model: it embeds images (files, mixed sizes, arrays) itself, as predict does
+    np.testing.assert_allclose(model.predict_proba(x), probs, rtol=1e-5)
+    with pytest.warns(UserWarning, match="2 of 3 image\\(s\\) resized"):
+        np.testing.assert_allclose(model.predict_proba([new / i for i in ids]), probs, rtol=1e-5)
+    with pytest.raises(PredictorError, match="dtype float32: images for the embedder of this model are uint8"):
+        model.predict_proba(x.astype(np.float32) / 255)  # floats in [0, 1] would be read as 0..255 pixels
+    with pytest.raises(EmbedderError, match="one image\\? Pass a batch"):
+        embedder_for(model)(x[0])
 
     # or in two steps: `noisyfit embed` takes the new images too (ids, no labels), predict reads that file
     assert main(["embed", str(new), "--model", str(model_file), "--out", str(tmp_path / "new_emb.npz"),
@@ -101,7 +107,8 @@ def test_a_moved_embedder_is_named_and_can_be_given(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
-    assert "colour.pt2, is not there any more" in err and "--embedder FILE" in err and "Traceback" not in err
+    assert "is not there any more (looked for " in err and "colour.pt2" in err and "--embedder FILE" in err
+    assert "Traceback" not in err
     assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--embedder", str(moved)]) == 0
     assert _probs(tmp_path / "p.csv")[1] == ["cat", "dog", "fox"]
 
@@ -171,6 +178,14 @@ def test_embedder_misuse_exits_2(trained, tmp_path, image_folder, capsys):
                           meta={"input": "image", "input_size": [12, 12], "channels": 3, "mean": [0.0], "std": [1.0]})
     assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--embedder", str(other)]) == 2
     assert "gives 432 values per image, but this run was trained on rows of 3" in capsys.readouterr().err
+    # embeddings of new images by that other file: named as such, not as a settings difference
+    assert main(["embed", str(new), "--model", str(other), "--out", str(tmp_path / "flat.npz"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "flat.npz"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "holds embeddings by flat.pt2, but this run was trained on embeddings by colour.pt2" in capsys.readouterr().err
+    # settings given that differ from the recorded ones: allowed, and said
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--mean", "0.5"]) == 0
+    assert "note: the embedder's mean differ from those the run's training rows were made with" in capsys.readouterr().out
 
 
 def test_a_test_split_is_embedded_too_and_the_run_reports_test_accuracy(tmp_path, image_folder, capsys):

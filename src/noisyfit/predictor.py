@@ -289,6 +289,25 @@ class Predictor:
         made = f" (embeddings by {self.embedder_path()})" if self.embedder_path() else ""
         return f"feature rows of {self.input_shape[0]} values{made}, as an [N, {self.input_shape[0]}] array"
 
+    def _embedded(self, x) -> np.ndarray:
+        """Images (files, a list of any sizes, a uint8 array) as the rows of the embedder that made this model's
+        training rows: decoded at the training images' size, with the recorded settings, as `noisyfit predict`
+        does. The embedder is loaded once."""
+        from noisyfit.embed.for_model import decode_size, embedder_for
+
+        if getattr(self, "_embedder", None) is None:
+            self._embedder = embedder_for(self)
+        size = decode_size(self, self._embedder)
+        if size is None:
+            raise PredictorError(f"{self._embedder.path} records no input size, and the training images' decoding "
+                                 "size is not recorded: resize the images yourself and call "
+                                 "noisyfit.embed.embedder_for(model)(images).")
+        images = self._images_of_any_size(x, (size[0], size[1], 3))
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            return images  # check_inputs says what is wrong with it
+        return self._embedder(images)
+
     def embedder_path(self) -> str | None:
         """The file of the embedder whose embeddings this model was trained on, as recorded, or None."""
         emb = (self.input_source or {}).get("embedder") or {}
@@ -303,15 +322,15 @@ class Predictor:
                 "`noisyfit predict RUN IMAGES` (it uses that embedder) or in Python "
                 "`noisyfit.embed.embedder_for(model)(images)`.")
 
-    def _images_of_any_size(self, x):
+    def _images_of_any_size(self, x, size: tuple[int, int, int] | None = None):
         """Image files (paths), or a list of ``uint8`` images of any sizes, or a ``uint8`` array of another height
-        and width, as one ``uint8 [N, H, W, C]`` array at the model's size: decoded and resized (bicubic) as
-        `noisyfit predict` and image-folder decoding do. Anything else is returned as it came."""
+        and width, as one ``uint8 [N, H, W, C]`` array at ``size`` (default: the model's): decoded and resized
+        (bicubic) as `noisyfit predict` and image-folder decoding do. Anything else is returned as it came."""
         import warnings
 
         from noisyfit.data.folder import decode_image, resize_images
 
-        h, w, c = self.input_shape
+        h, w, c = size or self.input_shape
         if isinstance(x, (str, Path)):
             x = [x]
         if isinstance(x, (list, tuple)) and x and all(isinstance(i, (str, Path)) for i in x):
@@ -352,6 +371,8 @@ class Predictor:
         `noisyfit predict` does, with a warning naming how many were resized."""
         if self.is_image:
             x = self._images_of_any_size(x)
+        elif self.embedder_path() is not None and _looks_like_images(x):
+            x = self._embedded(x)
         x = np.asarray(x)
         want = self.describe_input()
         if self.is_image:
@@ -372,6 +393,10 @@ class Predictor:
             return x
         d = self.input_shape[0]
         if x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8):
+            if self.embedder_path() is not None and x.dtype != np.uint8:
+                hint = f"; {uint8_conversion(x, 'x')}" if x.dtype.kind in "fiub" else ""
+                raise PredictorError(f"got images of dtype {x.dtype}: images for the embedder of this model are uint8 "
+                                     f"[N, H, W, C] with values 0..255{hint}.")
             raise PredictorError(f"got images of shape {list(x.shape)}, but this model was trained on feature "
                                  f"rows: it takes {want}.{self._embed_hint()}")
         if x.ndim != 2 or x.shape[1] != d:
@@ -414,6 +439,16 @@ class Predictor:
     def predict(self, x, *, batch_size: int | None = None) -> np.ndarray:
         """Class indices ``int64 [N]`` (argmax of the logits, as the trainer's accuracies count them)."""
         return self.logits(x, batch_size=batch_size).argmax(1).numpy()
+
+
+def _looks_like_images(x) -> bool:
+    """Image files, a list of image arrays, or a uint8 / image-shaped array (not feature rows)."""
+    if isinstance(x, (str, Path)):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(isinstance(i, (str, Path)) for i in x) or all(
+            isinstance(i, np.ndarray) and i.ndim in (2, 3) for i in x)
+    return isinstance(x, np.ndarray) and (x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8))
 
 
 def _unpickle(state: dict, device: str, precision: str, tta: str = "auto") -> Predictor:

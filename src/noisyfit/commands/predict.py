@@ -144,7 +144,15 @@ def _embedder(args, model):
     run_options = {}  # a run folder as --embedder: its weights and network as given
     if args.embedder:
         run_options = {"checkpoint": args.checkpoint, "network": args.network}
-    return embedder_for(model, args.embedder, settings, **run_options)
+    embedder = embedder_for(model, args.embedder, settings, **run_options)
+    rec = (model.input_source or {}).get("embedder") or {}
+    got = embedder.describe()
+    differs = [k for k in ("input_size", "mean", "std", "interpolation")
+               if rec.get(k) is not None and got.get(k) is not None and rec[k] != got[k]]
+    if differs:  # the user's choice, but the predictions no longer mean what the run's accuracy says
+        print(f"note: the embedder's {', '.join(k.replace('_', ' ') for k in differs)} differ from those the run's "
+              "training rows were made with: its predictions are not those the run's accuracy describes.")
+    return embedder
 
 
 def _holds_images(spec: str) -> bool:
@@ -177,18 +185,23 @@ def _check_embeddings_file(spec: str, model) -> None:
         return
     src = model.input_source or {}
     want, got = src.get("embedder") or {}, info["embedder"]
+    name_of = lambda d: Path(str(d.get("resolved_path") or d.get("path") or "")).name  # noqa: E731
+    if name_of(want) and name_of(got) and name_of(want) != name_of(got):
+        raise DataError(f"{path} holds embeddings by {name_of(got)}, but this run was trained on embeddings by "
+                        f"{name_of(want)}: predict the images themselves (`noisyfit predict RUN IMAGES` embeds them "
+                        "as the training rows were), or embed them with that file.")
     differs = [name for name, a, b in (  # the file may have moved: its settings, not its path, are compared
         ("input size", want.get("input_size"), got.get("input_size")), ("mean", want.get("mean"), got.get("mean")),
         ("std", want.get("std"), got.get("std")), ("interpolation", want.get("interpolation"), got.get("interpolation")),
-        ("image decoding size", src.get("image_size"), info.get("image_size"))) if a is not None and a != b]
+        ("size the images were decoded to", src.get("image_size"), info.get("image_size"))) if a is not None and a != b]
     if differs:
         raise DataError(f"{path} was embedded otherwise than this run's training rows ({', '.join(differs)} differ): "
                         "its predictions would not mean what the run's accuracy says. Predict the images themselves "
                         "(`noisyfit predict RUN IMAGES` embeds them as the training rows were), or embed them with "
                         "the same settings" + (f" (images decoded at {'x'.join(map(str, src['image_size']))}: "
                                                "noisyfit embed IMAGES --image-size "
-                                               f"{','.join(map(str, src['image_size']))} ...)" if src.get("image_size")
-                                               else "") + ".")
+                                               f"{','.join(map(str, src['image_size']))} ...)"
+                                               if "size the images were decoded to" in differs else "") + ".")
 
 
 def _images_for(model, embedder) -> "_ImagesFor":

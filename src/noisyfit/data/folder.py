@@ -296,7 +296,8 @@ def _scan_sizes(split_ids: dict[str, list[str]], open_image: Callable[[str], obj
         hs, ws = [h for h, _ in distinct], [w for _, w in distinct]
         note = (f"{source}: images come in {len(distinct)} sizes (height {min(hs)}-{max(hs)}, width "
                 f"{min(ws)}-{max(ws)} px); each is resized to the median {target[0]}x{target[1]} (height x width). "
-                "Set data.image_size to choose (an int for squares, or [height, width]).")
+                "Set data.image_size to choose (an int for squares, or [height, width]; `noisyfit embed`: "
+                "--image-size).")
     return target, note, failed
 
 

@@ -35,6 +35,21 @@ def decode_size(model, embedder: Embedder) -> tuple[int, int] | None:
     return tuple(embedder.input_size) if embedder.input_size else None
 
 
+def _find_recorded(rec: dict) -> str:
+    """The recorded embedder file: where it was (absolute), else its path as given then, taken from the current
+    folder (a project copied or moved whole keeps its relative layout). EmbedderError lists both."""
+    places = []
+    for p in (rec.get("resolved_path"), rec.get("path")):
+        if p and p not in places:
+            places.append(p)
+    for p in places:
+        if Path(p).expanduser().exists():
+            return p
+    raise EmbedderError(f"the embedder that made this model's training rows is not there any more (looked for "
+                        f"{' and '.join(places)}): give its new location (--embedder FILE; in Python "
+                        "embedder_for(model, path)).")
+
+
 def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings | None = None, *,
                  checkpoint: str | None = None, network: int | None = None) -> Embedder:
     """The embedder that turns images into the feature rows ``model`` takes.
@@ -59,14 +74,14 @@ def embedder_for(model, path: str | Path | None = None, settings: EmbedSettings 
     if getattr(model, "is_image", False):
         raise EmbedderError("this model takes images itself; it needs no embedder")
     rec = recorded_embedder(model)
-    file = path if path is not None else (rec.get("resolved_path") or rec.get("path"))
-    if file is None:
+    if path is not None:
+        file = path
+    elif not rec:
         raise EmbedderError("this model's training rows do not say which model embedded them (they were not read "
                             "from an embeddings file of `noisyfit embed`): give the embedder file "
                             "(--embedder FILE; in Python embedder_for(model, path)).")
-    if path is None and not Path(file).exists():
-        raise EmbedderError(f"the embedder that made this model's training rows, {file}, is not there any more: give "
-                            "its new location (--embedder FILE; in Python embedder_for(model, path)).")
+    else:
+        file = _find_recorded(rec)
     s = dataclasses.replace(settings) if settings is not None else EmbedSettings()
     if s.input_size is None and rec.get("input_size"):
         s.input_size = tuple(rec["input_size"])

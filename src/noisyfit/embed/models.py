@@ -192,6 +192,21 @@ class Embedder:
             if self.std == "data":
                 self.std = tuple(float(v) for v in s)
 
+    def _checked_batch(self, x) -> np.ndarray:
+        """A batch as an array, or EmbedderError saying what to pass: uint8 images ``[N, H, W, C]`` of one size
+        (float images would be read as 0..255 pixels), or float feature rows ``[N, D]``."""
+        if not isinstance(x, np.ndarray):
+            raise EmbedderError(f"got a {type(x).__name__}; pass an array: uint8 images [N, H, W, C] of one size "
+                                "(np.stack them; resize first), or feature rows [N, D].")
+        if x.ndim == 3 and x.dtype == np.uint8 and self.input_kind == "image" and x.shape[-1] in (1, 3, 4):
+            raise EmbedderError(f"got an array of shape {list(x.shape)}: one image? Pass a batch, x[None] "
+                                "([1, H, W, C]).")
+        if x.ndim == 4 and x.dtype != np.uint8:
+            raise EmbedderError(f"got images of dtype {x.dtype}; the embedder takes uint8 pixels 0..255 (it "
+                                "normalises them itself): convert, e.g. (x * 255).round().astype(np.uint8) for floats "
+                                "in [0, 1].")
+        return x
+
     def check_input(self, x: np.ndarray, what: str = "the data") -> None:
         """Stop early when the data's kind (images / feature rows) is not what the model takes."""
         kind = "image" if x.ndim == 4 else "features"
@@ -206,7 +221,8 @@ class Embedder:
     def preprocess(self, x: np.ndarray) -> torch.Tensor:
         """One batch as the model's input tensor (float32, on the CPU)."""
         if x.ndim == 4:
-            t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
+            # a copy only when the array is read-only (np.asarray of a PIL image): torch warns on those
+            t = torch.from_numpy(np.require(x, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
             if t.shape[1] == 1 and self.channels == 3:
                 t = t.expand(-1, 3, -1, -1)
             if self.input_size is not None and tuple(t.shape[2:]) != tuple(self.input_size):
@@ -227,6 +243,7 @@ class Embedder:
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = self._checked_batch(x)
         if self.mean is None or self.std is None or "data" in (self.mean, self.std):
             self.prepare(x)  # embed_data prepares on the whole data set first; here the batch decides
         out = self._forward_pieces(self.preprocess(x))
