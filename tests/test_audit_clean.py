@@ -196,8 +196,13 @@ def test_cleaned_label_file_round_trips_into_train(tmp_path, capsys):
     assert header == "index,id,given,given_label,suggested,suggested_label,suggested_confidence,score,reason"
 
     run = tmp_path / "run"
+    capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--noisy-labels", str(out / "cleaned_labels.npz"), "--out", str(run),
                  *TRAIN_FLAGS]) == 0
+    # its validation split's labels are the audit's relabels too: said (a user read 94.7% there as accuracy)
+    said = capsys.readouterr()
+    assert "labels come from an audit's cleaned file, the validation split's too" in " ".join(
+        (said.out + said.err).split())
     results = json.loads((run / "results.json").read_text())
     data = results["data"]
     # every kept label is the true one: relabelled to it, or never wrong; the dropped rows are gone
