@@ -183,6 +183,10 @@ def test_embedder_misuse_exits_2(trained, tmp_path, image_folder, capsys):
     capsys.readouterr()
     assert main(["predict", str(run), str(tmp_path / "flat.npz"), "--out", str(tmp_path / "p.csv")]) == 2
     assert "holds embeddings by flat.pt2, but this run was trained on embeddings by colour.pt2" in capsys.readouterr().err
+    # train has no --embedder: said with the two commands to run, before anything is written
+    assert main(["train", "--dataset", f"folder:{image_folder}", "--embedder", "net.onnx", "--out",
+                 str(tmp_path / "nope")]) == 2
+    assert "noisyfit embed folder:" in capsys.readouterr().err and not (tmp_path / "nope").exists()
     # settings given that differ from the recorded ones: allowed, and said
     assert main(["predict", str(run), str(new), "--out", str(tmp_path / "p.csv"), "--mean", "0.5"]) == 0
     assert "note: the embedder's mean differ from those the run's training rows were made with" in capsys.readouterr().out

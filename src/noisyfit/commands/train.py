@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 from pathlib import Path
 
@@ -20,6 +22,8 @@ def register(sub) -> None:
                    help="fetch the official CIFAR archive when it is not in the data dir (= data.download=true)")
     p.add_argument("--noise", help="inject synthetic noise into the training labels, e.g. sym:0.4")
     p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as training labels")
+    # not an option of train: said with the two commands to run (a user's natural first try)
+    p.add_argument("--embedder", help=argparse.SUPPRESS)
     p.add_argument("--method", help="ce, gce, elr, ... (`noisyfit list`), or your own: path/file.py:ClassName or "
                                     "module:ClassName")
     p.add_argument("--backbone", help="fastcnn, preact_resnet18, resnet34, mlp")
@@ -71,7 +75,14 @@ def training_flags(args) -> dict:
 def cmd_train(args) -> int:
     from noisyfit.commands.preflight import RUN_FILES, check_method_args, prepare_out_dir
     from noisyfit.config import load_config
+    from noisyfit.data.labeled import DataError
     from noisyfit.engine.trainer import Trainer
+
+    if args.embedder:
+        data = args.dataset or "DATA"
+        raise DataError(f"train has no --embedder: embed the data first, then train on the embeddings: `noisyfit embed "
+                        f"{data} --model {args.embedder} --out emb.npz`, then `noisyfit train --dataset npz:emb.npz ...` "
+                        "(predict then embeds new images the same way).")
 
     prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="train", owned=RUN_FILES)
     config_path = args.config
