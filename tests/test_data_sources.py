@@ -6,6 +6,8 @@ Tests on the offline data in ../shared/data are skipped when it is absent. The C
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -137,9 +139,12 @@ def test_unknown_name_lists_valid_names():
     with pytest.raises(DataError, match="unknown dataset 'cifar10n-bogus'.*cifar10n-aggre"):
         load_dataset("cifar10n-bogus")
     assert "A path" not in msg  # no path hint for a name
-    # a path without its kind: the prefixes that read files, and whether the path exists
-    with pytest.raises(DataError, match=r"A path needs its kind in front: folder:PATH .*'/no/such' does not exist"):
+    # a path that does not exist: said first (a typo), not after the list of names
+    with pytest.raises(DataError, match=r"^'/no/such': no such file or folder \(nor a data set name: cifar10"):
         load_dataset("/no/such")
+    # an existing path without its kind: the prefixes that read files
+    with pytest.raises(DataError, match=r"unknown dataset '.*'; .*A path needs its kind in front: folder:PATH"):
+        load_dataset(str(Path(__file__).parent))
 
 
 def test_an_empty_label_cell_names_the_column_and_row(tmp_path):

@@ -40,10 +40,12 @@ def list_datasets() -> dict[str, str]:
 def _unknown(name: str) -> DataError:
     aliases = ", ".join(f"cifar10n-{a}" for a in ALIASES)
     hint = ""
-    if "/" in name or "\\" in name or name.startswith((".", "~")) or Path(name).expanduser().exists():
+    path_like = "/" in name or "\\" in name or name.startswith((".", "~"))
+    if path_like and not Path(name).expanduser().exists():  # a typo in a path: that first, not the name list
+        return DataError(f"{name!r}: no such file or folder (nor a data set name: {', '.join(_DESCRIPTIONS)}).")
+    if path_like or Path(name).expanduser().exists():
         # a path given without its kind: say which prefixes read files
-        hint = (" A path needs its kind in front: folder:PATH (images in class folders), csv:PATH, npz:PATH"
-                + ("" if Path(name).expanduser().exists() else f"; {name!r} does not exist either") + ".")
+        hint = " A path needs its kind in front: folder:PATH (images in class folders), csv:PATH, npz:PATH."
     return DataError(f"unknown dataset {name!r}; valid names: {', '.join(_DESCRIPTIONS)} "
                      f"(aliases: {aliases}).{hint}")
 
