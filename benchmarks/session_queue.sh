@@ -52,6 +52,8 @@ fp32)
             .venv/bin/python benchmarks/jpeg_gap.py --evaluate "$d" --tag "airbench-fp32-oracle-seed$s" --threads 2
         [ "$s" = 0 ] && $F --only ce --seeds 0 --label-sets worst
     done
+    # the whitening-floor probe (is the JPEG copy's weak-direction noise part of the gap?), then the suite
+    .venv/bin/python benchmarks/recipe_ablation.py --threads 2 --rows airbench-but-ls-fp32-eps --label-sets clean
     $F
     ;;
 *)

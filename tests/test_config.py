@@ -14,6 +14,10 @@ def test_precedence_yaml_then_flags_then_overrides(tmp_path):
 def test_scientific_notation_is_a_float_not_a_string():
     cfg = load_config(None, ["optim.weight_decay=5e-4", "train.epochs=3"])
     assert cfg.optim.weight_decay == 5e-4 and isinstance(cfg.optim.weight_decay, float)
+    # in free settings too (a backbone's args): YAML 1.1 alone reads 5e-3 as the string '5e-3'
+    cfg = load_config(None, ["model.args.whiten_eps=5e-3", "model.args.name=1e3x", "model.args.n=2"])
+    assert cfg.model.args == {"whiten_eps": 5e-3, "name": "1e3x", "n": 2}
+    assert isinstance(cfg.model.args["whiten_eps"], float)
 
 
 def test_round_trip_through_yaml(tmp_path):

@@ -510,6 +510,13 @@ def test_the_airbench_suite_protocol_is_the_ablation_row_it_was_chosen_from():
     row = {r.name: r for r in ablation.ROWS}["airbench-but-ls"]
     suite = get_suite("cpu-cifar10n-airbench")
     assert load_config(suite.preset.format(method="ce")).to_dict() == load_config(row.preset, list(row.overrides)).to_dict()
+    # the whitening-floor probe is the fp32 twin's protocol (its reference, the oracle) but for the floor
+    probe = {r.name: r for r in ablation.ROWS}["airbench-but-ls-fp32-eps"]
+    twin = load_config(get_suite("cpu-cifar10n-airbench-fp32").preset.format(method="ce"),
+                       list(get_suite("cpu-cifar10n-airbench-fp32").overrides)).to_dict()
+    probed = load_config(probe.preset, list(probe.overrides)).to_dict()
+    assert probed["model"]["args"].pop("whiten_eps") == 5e-3 and twin["model"]["args"].pop("whiten_eps", 5e-4) == 5e-4
+    assert probed == twin
     # and its label-smoothing row `ce-ls` is the ablation's whole-recipe row `airbench`
     whole = {r.name: r for r in ablation.ROWS}["airbench"]
     assert (load_config("ce/cpu-cifar10n-airbench-ls").to_dict()

@@ -7,6 +7,7 @@ next to the run as ``config.yaml``, so that ``noisyfit train --config runs/x/con
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,9 @@ def _yaml_chain(p: Path, seen: tuple = ()) -> list[tuple[Path, dict]]:
     return _yaml_chain(base, seen + (p.resolve(),)) + [(p, d)]
 
 
+_FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def apply_override(cfg: Config, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key=value, e.g. train.epochs=5")
@@ -258,6 +262,10 @@ def apply_override(cfg: Config, item: str) -> None:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and _FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
+        # YAML 1.1 reads 5e-3 as a string (it wants 5.0e-3); typed settings convert it, free ones (model.args,
+        # a method's extra keys) kept the string
+        value = float(value)
     parts = key.strip().split(".")
     target: Any = cfg
     for i, part in enumerate(parts[:-1]):
