@@ -123,8 +123,11 @@ def test_uint8_images(tmp_path):
     clf.fit(data.x, np.array(data.class_names)[data.labels])
     assert clf.n_features_in_ == 8 * 8 * 3 and clf.predict_proba(data.x).shape == (64, 4)
     assert set(clf.predict(data.x)) <= {"k0", "k1", "k2", "k3"}
-    with pytest.raises(ValueError, match=r"fitted on uint8 images of shape \[n, 8, 8, 3\]"):
+    with pytest.raises(ValueError, match=r"fitted on uint8 images of shape \[n, 8, 8, 3\]\. Resize them .*"
+                                         r"resize_images\(X, \(8, 8\)\)"):
         clf.predict(np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.warns(UserWarning, match="2 image\\(s\\) of 16x16 resized"):  # the predictor does it itself
+        assert clf.predictor_.predict_proba(np.zeros((2, 16, 16, 3), np.uint8)).shape == (2, 4)
     with pytest.raises(ValueError, match=r"fitted on uint8 images"):
         clf.predict(data.x.reshape(64, -1).astype(np.float32))
 

@@ -207,7 +207,12 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         elif getattr(self, "image_shape_", None) != tuple(images.shape[1:]):
             want = (f"feature rows of {self.n_features_in_} features" if self.image_shape_ is None
                     else f"uint8 images of shape [n, {', '.join(map(str, self.image_shape_))}]")
-            raise ValueError(f"X has shape {list(images.shape)}, but {type(self).__name__} was fitted on {want}.")
+            hint = ""
+            if self.image_shape_ is not None and images.shape[3:] == self.image_shape_[2:]:  # only the size differs
+                h, w = self.image_shape_[:2]
+                hint = (f" Resize them as training folders are decoded: noisyfit.data.folder.resize_images(X, ({h}, "
+                        f"{w})); or predict with predictor_.predict_proba(X), which does it.")
+            raise ValueError(f"X has shape {list(images.shape)}, but {type(self).__name__} was fitted on {want}.{hint}")
         return np.array(images, order="C"), y
 
     def _config(self, seed: int):
