@@ -104,6 +104,41 @@ def test_elr_loss_gradient_pulls_towards_the_target_against_a_wrong_label():
     assert z.grad[0, 0] < 0 < z.grad[0, 1]
 
 
+def test_car_loss_hand_value_and_the_methods_steps():
+    from noisyfit.losses import CARLoss
+    from noisyfit.methods.base import get_method_class
+
+    # one sample, 2 classes, p = [0.5, 0.5], tau = 0.5, label 0: t = [1, 1e-4] (the released clamp),
+    # q = 0.5 p + 0.5 t = [0.75, 0.25005]; beta = 0 by default, lam = 10
+    crit = CARLoss(1, 2)
+    assert (crit.lam, crit.beta, crit.m, crit.es, crit.update_every) == (10.0, 0.0, 0.9, 60, 10)
+    loss = crit(torch.zeros(1, 2), torch.tensor([0.5]), torch.tensor([0]), torch.tensor([0]), epoch=0)
+    main = -(math.log(0.75) + 1e-4 * math.log(0.25005))
+    assert loss.item() == pytest.approx(main + 10 * -math.log(0.5), rel=1e-6)
+    # the same steps as `--method car` (lam 0.5, estimation from epoch 1, every epoch): loss values and targets
+    torch.manual_seed(0)
+    n, c = 8, 3
+    labels = torch.randint(0, c, (n,))
+    from noisyfit.models.backbones import create_backbone
+
+    car = get_method_class("car")({"lam": 0.5, "es": 1, "update_every": 1}, c, n,
+                                  lambda: create_backbone("mlp", num_classes=c, input_shape=(4,), hidden=[4]))
+    car.reset_targets(labels)
+    crit = CARLoss(n, c, lam=0.5, es=1, update_every=1)
+    for epoch in range(3):
+        for index in (torch.tensor([0, 3, 5, 6]), torch.tensor([1, 2, 4, 7])):
+            logits, tau = torch.randn(4, c), torch.rand(4) * 0.9 + 0.05
+            if car.updates_targets(epoch):
+                car.update_targets(index, logits, tau)
+            terms = car.loss_terms(logits, tau, car.targets[index])
+            want = terms["loss_main"] + car.hp.lam * terms["loss_penalty"] + car.hp.beta * terms["loss_aux"]
+            got = crit(logits, tau, labels[index], index, epoch)
+            assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    torch.testing.assert_close(crit.targets, car.targets)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        CARLoss(2, 2, variant="paper")
+
+
 def test_plr_loss_supcon_hand_value_and_flat_value():
     logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
     y = torch.tensor([0, 1])

@@ -9,6 +9,9 @@ paper defaults, so a loss here and ``noisyfit train --method NAME`` compute the 
 * :class:`ELRLoss` -- early-learning regularisation (Liu et al., NeurIPS 2020); keeps per-sample
   targets, so its ``forward`` takes the samples' indices.
 * :class:`PLRLoss` -- the pseudo-label relaxed contrastive loss of PLReMix (Liu et al., WACV 2025).
+* :class:`CARLoss` -- CAR's confidence-interpolated loss with per-sample target estimation (Lu et al. 2021, as
+  its authors released it in their NAL code); it takes a confidence ``tau`` per sample from a one-unit sigmoid
+  branch of your model (:class:`noisyfit.models.heads.confidence.ConfidenceHead`) and the samples' indices.
 
 Small-loss sample selection (Co-teaching) and the Jump-teaching wrapper are in :mod:`noisyfit.selection`.
 
@@ -31,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from noisyfit.methods.car import (CAR, TARGET_CLAMP, VARIANT_DEFAULTS, VARIANTS, car_loss_terms,
+                                  car_target_step)
 from noisyfit.methods.elr import ELR, elr_loss
 from noisyfit.methods.gce import GeneralizedCrossEntropy
 from noisyfit.methods.plr_plugin import PLRHyper, kappa_at
@@ -38,7 +43,7 @@ from noisyfit.methods.sce import SymmetricCrossEntropy
 from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, plr_negative_mask
 from noisyfit.ops.losses import generalized_cross_entropy, symmetric_cross_entropy
 
-__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss"]
+__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss", "CARLoss"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -47,6 +52,7 @@ _GCE = GeneralizedCrossEntropy.Hyper()
 _SCE = SymmetricCrossEntropy.Hyper()
 _ELR = ELR.Hyper()
 _PLR = PLRHyper()
+_CAR = CAR.Hyper()
 
 
 def _check_reduction(reduction: str) -> str:
@@ -278,3 +284,87 @@ class PLRLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"kappa={self.kappa}, kappa_milestones={self.kappa_milestones}, "
                 f"temperature={self.temperature}, form={self.form!r}")
+
+
+class CARLoss(nn.Module):
+    """CAR's loss for your own loop: a confidence ``tau`` interpolates the prediction with a per-sample target,
+    a ``-log tau`` penalty keeps tau from collapsing, and the targets are re-estimated from the predictions.
+
+    Lu, Y., Bo, Y. and He, W. "Confidence Adaptive Regularization for Deep Learning with Noisy Labels."
+    arXiv:2108.08212, 2021. The loss is the one the same authors released in their NAL code (the CAR paper's
+    method section was not available): read :mod:`noisyfit.methods.car` first, which this class shares its
+    functions with (``car_loss_terms``, ``car_target_step``), so it computes what ``--method car`` does. With
+    ``q = tau p + (1 - tau) t`` (released variant: ``p`` and ``q`` clamped, ``t`` in ``[1e-4, 1]``)::
+
+        loss = mean(-sum_k t_k log q_k) + lam * mean(-log tau) + beta * mean(-sum_k q_k log t_k)
+
+    A sample's target starts as its given label (one-hot, clamped) at its first visit; in epochs ``>= es`` (counted
+    from 1) whose number is a multiple of ``update_every``, each visited sample with ``tau > delta`` moves its
+    target towards the prediction: ``t <- m t + (1 - m) softmax(z)``, before its loss is computed.
+
+    Parameters
+    ----------
+    num_samples, num_classes : int
+        Training-set size (``index`` lies in ``[0, num_samples)``) and C.
+    lam, beta, m, es, update_every, delta : optional
+        As ``--method car`` (the released CIFAR script's values by default: 10, 0, 0.9, 60, 10, 0). With
+        ``lam = 10`` on 10 classes tau saturates at 1 for almost every sample (the method's docstring says why);
+        ``lam = 0.5``, another released choice, keeps it responsive.
+    variant : {"code", "recon"}
+        As ``--method car``. The method's ``recon`` variant also starts the branch's bias at +3
+        (``ConfidenceHead(d, bias_init=3.0)``): that part is your model's.
+
+    Attributes
+    ----------
+    targets : Tensor
+        ``[num_samples, num_classes]`` estimated targets (in ``state_dict``); ``targets.argmax(1)`` suggests labels.
+
+    Examples
+    --------
+    >>> head = ConfidenceHead(feature_dim)                         # doctest: +SKIP
+    >>> criterion = CARLoss(num_samples=len(y), num_classes=10, lam=0.5)
+    >>> for epoch in range(epochs):                                # doctest: +SKIP
+    ...     for xb, yb, ib in loader:
+    ...         h = features(xb)
+    ...         loss = criterion(classifier(h), head(h), yb, ib, epoch)
+    """
+
+    def __init__(self, num_samples: int, num_classes: int, *, lam: float | None = None, beta: float | None = None,
+                 m: float = _CAR.m, es: int = _CAR.es, update_every: int | None = None, delta: float = _CAR.delta,
+                 variant: str = _CAR.variant):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"CARLoss: variant must be one of {VARIANTS}, got {variant!r}")
+        filled = VARIANT_DEFAULTS[variant]  # the method's per-variant defaults
+        self.lam = float(filled["lam"] if lam is None else lam)
+        self.beta = float(filled["beta"] if beta is None else beta)
+        self.update_every = int(filled["update_every"] if update_every is None else update_every)
+        if not 0.0 <= m <= 1.0 or es < 1 or self.update_every < 1:
+            raise ValueError(f"CARLoss: needs 0 <= m <= 1, es >= 1 and update_every >= 1 (got m={m}, es={es}, "
+                             f"update_every={self.update_every})")
+        self.m, self.es, self.delta, self.variant = float(m), int(es), float(delta), variant
+        self.register_buffer("targets", torch.zeros(int(num_samples), int(num_classes)))
+        self.register_buffer("seen", torch.zeros(int(num_samples), dtype=torch.bool))
+        #: the three terms of the last call (detached), for logging
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    def forward(self, logits: torch.Tensor, tau: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+                epoch: int) -> torch.Tensor:
+        """The batch's loss; ``tau`` ``[B]`` in (0, 1), ``epoch`` counted from 0 (as a loop's ``range``)."""
+        index = torch.as_tensor(index, device=self.targets.device)
+        new = ~self.seen[index]
+        if new.any():  # a target starts as the given label, at the sample's first visit
+            t0 = torch.nn.functional.one_hot(labels[new].long().to(self.targets.device), self.targets.shape[1])
+            t0 = t0.float()
+            self.targets[index[new]] = t0.clamp(TARGET_CLAMP, 1.0) if self.variant == "code" else t0
+            self.seen[index[new]] = True
+        if epoch + 1 >= self.es and (epoch + 1) % self.update_every == 0:
+            car_target_step(self.targets, index, logits, tau, m=self.m, delta=self.delta, variant=self.variant)
+        terms = car_loss_terms(logits, tau, self.targets[index], self.variant)
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
+        return terms["loss_main"] + self.lam * terms["loss_penalty"] + self.beta * terms["loss_aux"]
+
+    def extra_repr(self) -> str:
+        n, c = self.targets.shape
+        return (f"num_samples={n}, num_classes={c}, lam={self.lam}, beta={self.beta}, m={self.m}, es={self.es}, "
+                f"update_every={self.update_every}, variant={self.variant!r}")

@@ -36,6 +36,9 @@ variant="recon" (section 3(b), [RECON])
       iteration from epoch ``es``; optionally only for samples with ``tau < tau0``;
     * the branch's bias starts at +3 (tau about 0.95) so early learning is not damped.
 
+The loss and the target step are module functions (``car_loss_terms``, ``car_target_step``), shared with
+:class:`noisyfit.losses.CARLoss`, which runs them in your own training loop.
+
 Epochs are counted from 1 here, as in the released script and in the trainer's progress display:
 ``es=60`` means that the 60th epoch is the first that estimates targets (trainer epoch index 59).
 
@@ -139,13 +142,53 @@ from noisyfit.ops.epoch_record import EpochRecord
 VARIANTS = ("code", "recon")
 FLAG_RULES = ("tau", "target", "either")
 CLEAN_SCORES = ("tau", "target")
-_VARIANT_DEFAULTS = {
+VARIANT_DEFAULTS = {
     "code": {"lam": 10.0, "beta": 0.0, "update_every": 10, "conf_bias_init": None},
     "recon": {"lam": 0.5, "beta": 3.0, "update_every": 1, "conf_bias_init": 3.0},
 }
 TARGET_CLAMP = 1e-4  # released code: soft targets and the one-hot label live in [1e-4, 1]
 PROB_EPS = 1e-12  # released code: p and tau are clamped to [eps, 1 - eps]
 Q_MIN = 1e-7  # released code: q is clamped to [1e-7, 1]
+
+
+def car_loss_terms(logits: torch.Tensor, tau: torch.Tensor, t: torch.Tensor, variant: str = "code"
+                   ) -> dict[str, torch.Tensor]:
+    """CAR's main, penalty and auxiliary terms (batch means) for logits ``[B, C]``, confidences ``tau`` ``[B]``
+    and targets ``t`` ``[B, C]``, in float32 (see the module docstring for the two variants)."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logits, tau, t = logits.float(), tau.float(), t.float()
+        p = torch.softmax(logits, dim=1)
+        tau_ = tau[:, None]
+        if variant == "code":
+            p = p.clamp(PROB_EPS, 1.0 - PROB_EPS)
+            q = (tau_ * p + (1.0 - tau_) * t).clamp(Q_MIN, 1.0)
+            aux = -(q * torch.log(t)).sum(dim=1)  # reverse CE of q against the target
+        else:
+            q = (tau_ * p + (1.0 - tau_) * t).clamp_min(Q_MIN)
+            pc = p.clamp(TARGET_CLAMP, 1.0 - TARGET_CLAMP)
+            aux = torch.log((1.0 - (pc * t).sum(dim=1)).clamp_min(Q_MIN))  # ELR-like
+        main = -(t * torch.log(q)).sum(dim=1)
+        pen = -torch.log(tau)
+    return {"loss_main": main.mean(), "loss_penalty": pen.mean(), "loss_aux": aux.mean()}
+
+
+@torch.no_grad()
+def car_target_step(targets: torch.Tensor, index: torch.Tensor, logits: torch.Tensor, tau: torch.Tensor, *,
+                    m: float, delta: float = 0.0, tau0: float | None = None, variant: str = "code") -> torch.Tensor:
+    """One EMA step of CAR's target estimation on the rows ``index`` of ``targets`` (in place); returns the mask of
+    the batch's rows that changed (those with ``tau > delta``, and ``tau < tau0`` when given)."""
+    p = torch.softmax(logits.detach().float(), dim=1)
+    mask = tau.detach() > delta
+    if tau0 is not None:
+        mask &= tau.detach() < tau0
+    if variant == "recon":
+        p = p / p.sum(dim=1, keepdim=True)
+    rows = index[mask]
+    new = m * targets[rows] + (1.0 - m) * p[mask]
+    if variant == "code":
+        new = new.clamp(TARGET_CLAMP, 1.0)
+    targets[rows] = new
+    return mask
 
 
 @register_method("car")
@@ -178,7 +221,7 @@ class CAR(Method):
         if hp.variant not in VARIANTS:
             raise ValueError(f"car: variant must be one of {VARIANTS}, got {hp.variant!r}")
         # Fill the variant's defaults so results.json records the values actually used.
-        filled = {k: v for k, v in _VARIANT_DEFAULTS[hp.variant].items() if getattr(hp, k) is None}
+        filled = {k: v for k, v in VARIANT_DEFAULTS[hp.variant].items() if getattr(hp, k) is None}
         hp = dataclasses.replace(hp, **filled)
         if hp.flag_tau is None:
             hp = dataclasses.replace(hp, flag_tau=0.5 * (1.0 + hp.lam / (1.0 + hp.lam)))
@@ -229,18 +272,8 @@ class CAR(Method):
     def update_targets(self, index: torch.Tensor, logits: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """One EMA step on the targets of ``index``; returns the mask of rows that changed."""
         hp = self.hp
-        p = torch.softmax(logits.detach().float(), dim=1)
-        mask = tau.detach() > hp.delta
-        if hp.tau0 is not None:
-            mask &= tau.detach() < hp.tau0
-        if hp.variant == "recon":
-            p = p / p.sum(dim=1, keepdim=True)
-        rows = index[mask]
-        new = hp.m * self.targets[rows] + (1.0 - hp.m) * p[mask]
-        if hp.variant == "code":
-            new = new.clamp(TARGET_CLAMP, 1.0)
-        self.targets[rows] = new
-        return mask
+        return car_target_step(self.targets, index, logits, tau, m=hp.m, delta=hp.delta, tau0=hp.tau0,
+                               variant=hp.variant)
 
     # ------------------------------------------------------------------ loss
     def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,21 +283,7 @@ class CAR(Method):
 
     def loss_terms(self, logits: torch.Tensor, tau: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
         """Main, penalty and auxiliary terms (batch means) for logits, confidences and targets."""
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits, tau, t = logits.float(), tau.float(), t.float()
-            p = torch.softmax(logits, dim=1)
-            tau_ = tau[:, None]
-            if self.hp.variant == "code":
-                p = p.clamp(PROB_EPS, 1.0 - PROB_EPS)
-                q = (tau_ * p + (1.0 - tau_) * t).clamp(Q_MIN, 1.0)
-                aux = -(q * torch.log(t)).sum(dim=1)  # reverse CE of q against the target
-            else:
-                q = (tau_ * p + (1.0 - tau_) * t).clamp_min(Q_MIN)
-                pc = p.clamp(TARGET_CLAMP, 1.0 - TARGET_CLAMP)
-                aux = torch.log((1.0 - (pc * t).sum(dim=1)).clamp_min(Q_MIN))  # ELR-like
-            main = -(t * torch.log(q)).sum(dim=1)
-            pen = -torch.log(tau)
-        return {"loss_main": main.mean(), "loss_penalty": pen.mean(), "loss_aux": aux.mean()}
+        return car_loss_terms(logits, tau, t, self.hp.variant)
 
     def training_step(self, batch, epoch):
         logits, tau = self.forward_heads(batch.x)
