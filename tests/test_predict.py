@@ -287,7 +287,7 @@ def test_python_predictor_takes_image_files_and_images_of_any_size(tmp_path, ima
         np.testing.assert_array_equal(model.predict_proba(imgs), want)  # PNG is lossless: the same pixels
     with pytest.warns(UserWarning, match="1 image\\(s\\) of 24x20 resized"):
         np.testing.assert_array_equal(model.predict_proba(imgs[1][None]), want[1:2])
-    with pytest.raises(PredictorError, match="missing.png: cannot read it as an image"):
+    with pytest.raises(PredictorError, match="cannot read as images: .*missing.png \\(missing\\)"):
         model.predict_proba(tmp_path / "missing.png")
     grey = [np.zeros((16, 16), np.uint8), np.zeros((9, 9), np.uint8)]  # mixed sizes and 1 channel: said, not numpy's
     with pytest.raises(PredictorError, match="images with 1 channel\\(s\\); this model takes 3: convert"):

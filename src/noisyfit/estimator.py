@@ -330,9 +330,9 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
 
     def _warn_flag_share(self) -> None:
         """The audit's cautions (noisyfit.detect.guardrails.MANY_FLAGS / FEW_FLAGS), for the estimator's own flags:
-        a model too weak for the data flags hard examples as wrong (a new user's ELR on 600 photos: 45% flagged for
-        20% wrong, in silence); a model that fits every given label flags none (a new user's CE on embeddings of
-        photos with 15% wrong labels: 0 flags and a noise rate of 0, in silence)."""
+        a model too weak for the data flags hard examples as wrong; a model that fits every given label flags none.
+        Both were seen in new users' trials at the prompt (not committed results): ELR on 600 photos flagged 45%
+        for 20% wrong, and CE on embeddings of photos with 15% wrong labels flagged none, each in silence."""
         import warnings
 
         from noisyfit.detect.guardrails import FEW_FLAGS, MANY_FLAGS, QualityWarning

@@ -328,7 +328,7 @@ class Predictor:
         (bicubic) as `noisyfit predict` and image-folder decoding do. Anything else is returned as it came."""
         import warnings
 
-        from noisyfit.data.folder import decode_image, resize_images
+        from noisyfit.data.folder import decode_image_files, resize_images
 
         h, w, c = size or self.input_shape
         if isinstance(x, (str, Path)):
@@ -336,14 +336,13 @@ class Predictor:
         if isinstance(x, (list, tuple)) and x and all(isinstance(i, (str, Path)) for i in x):
             if c != 3:
                 raise PredictorError(f"image files are decoded as RGB, but this model takes {c} channel(s)")
-            decoded = []
-            for f in x:
-                try:
-                    with open(f, "rb") as fh:
-                        decoded.append(decode_image(fh, None))  # RGB; resized below with the others
-                except Exception as err:  # Pillow raises its own types for a file that is not an image
-                    raise PredictorError(f"{f}: cannot read it as an image ({type(err).__name__}: {err})") from None
-            x = decoded
+            images, resized, failed = decode_image_files(x, (h, w))  # as `noisyfit predict` decodes them
+            if failed:
+                raise PredictorError("cannot read as images: " + ", ".join(f"{x[k]} ({why})" for k, why in failed))
+            if resized:
+                warnings.warn(f"{resized} of {len(x)} image(s) resized to the model's {h}x{w} (bicubic, as "
+                              "image folders are decoded)", stacklevel=4)
+            return images
         if isinstance(x, (list, tuple)) and x and all(isinstance(i, np.ndarray) and i.dtype == np.uint8
                                                       and i.ndim in (2, 3) for i in x):
             imgs = [i[..., None] if i.ndim == 2 else i for i in x]

@@ -115,20 +115,20 @@ def _with_kind(spec: str) -> str:
 def _new_images(spec: str) -> Path | None:
     """New images without labels, as `noisyfit predict` takes them: one image file, or a folder with image files
     directly in it (``folder:`` or a bare path); None for anything else (a data set)."""
-    from noisyfit.commands.predict import _has_loose_images, _image_file
+    from noisyfit.data.folder import has_loose_images, is_image_file
 
     kind, sep, rest = spec.partition(":")
     if sep and kind.lower() != "folder":
         return None
     path = Path(rest if sep else spec).expanduser()
-    if (not sep and _image_file(path)) or (path.is_dir() and _has_loose_images(path)):
+    if (not sep and is_image_file(path)) or (path.is_dir() and has_loose_images(path)):
         return path
     return None
 
 
 def _embed_new_images(args, embedder, path: Path, size, log) -> int:
     """Embeddings of unlabelled images (every file decoded at one size, as an image folder is), with ids."""
-    from noisyfit.commands.predict import _ImagesFor, _unlabelled_images
+    from noisyfit.data.folder import _unreadable, decode_image_files, new_image_files
     from noisyfit.data.labeled import DataError
     from noisyfit.embed.extract import embed_rows, save_unlabelled_embeddings
     from noisyfit.embed.models import stats_text
@@ -137,16 +137,19 @@ def _embed_new_images(args, embedder, path: Path, size, log) -> int:
     if size is None:
         raise DataError(f"{path}: new images are decoded to one size before embedding, and {embedder.path} records no "
                         "input size: give --image-size H,W (e.g. the size its training images were decoded to).")
-    inputs = _unlabelled_images(path, _ImagesFor(size))
-    if inputs.note:
-        log(inputs.note.replace("the model's", "the decoding size"))
+    root, ids = new_image_files(path)
+    images, resized, failed = decode_image_files([root / i for i in ids], tuple(size))
+    if failed:
+        raise _unreadable(path, [(ids[k], why) for k, why in failed], len(ids))
+    if resized:
+        log(f"{resized} of {len(ids)} image(s) resized to the decoding size {size[0]}x{size[1]}")
     t0 = time.time()
-    x = embed_rows(embedder, inputs.x, str(path), ids=inputs.ids, progress=not args.no_progress, log=log)
+    x = embed_rows(embedder, images, str(path), ids=ids, progress=not args.no_progress, log=log)
     d = {**embedder.describe(), "resolved_path": str(Path(embedder.path).expanduser().resolve())}
     info = {"embedder": d, "data": str(path), "num_examples": len(x), "dim": int(x.shape[1]),
             "image_size": [int(size[0]), int(size[1])], "seconds": time.time() - t0, "labels": None,
             "command": ["noisyfit", *sys.argv[1:]]}
-    out = save_unlabelled_embeddings(args.out, x, inputs.ids, info)
+    out = save_unlabelled_embeddings(args.out, x, ids, info)
     log(f"{out}: {len(x):,} new images x {x.shape[1]} dimensions with ids, no labels ({info['seconds']:.1f} s; "
         f"decoded at {size[0]}x{size[1]}; {d['format']} model, mean {stats_text(d['mean'])}, std "
         f"{stats_text(d['std'])}). `noisyfit predict RUN {out}` takes them when RUN's training images were embedded "

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from noisyfit.data.folder import has_loose_images, is_image_file
+
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="predict the classes of new data with a finished run's model",
@@ -138,6 +140,7 @@ def _are_images(x) -> bool:
 def _embedder(args, model):
     """--embedder (with its settings), else the embedder that made the run's training rows."""
     from noisyfit.embed import EmbedSettings, embedder_for
+    from noisyfit.embed.for_model import recorded_embedder, settings_differ
 
     settings = EmbedSettings(input_size=args.input_size, mean=args.mean, std=args.std,
                              batch_size=args.embed_batch_size)
@@ -145,13 +148,10 @@ def _embedder(args, model):
     if args.embedder:
         run_options = {"checkpoint": args.checkpoint, "network": args.network}
     embedder = embedder_for(model, args.embedder, settings, **run_options)
-    rec = (model.input_source or {}).get("embedder") or {}
-    got = embedder.describe()
-    differs = [k for k in ("input_size", "mean", "std", "interpolation")
-               if rec.get(k) is not None and got.get(k) is not None and rec[k] != got[k]]
+    differs = settings_differ(recorded_embedder(model), embedder.describe())
     if differs:  # the user's choice, but the predictions no longer mean what the run's accuracy says
-        print(f"note: the embedder's {', '.join(k.replace('_', ' ') for k in differs)} differ from those the run's "
-              "training rows were made with: its predictions are not those the run's accuracy describes.")
+        print(f"note: the embedder's {', '.join(differs)} differ from those the run's training rows were made "
+              "with: its predictions are not those the run's accuracy describes.")
     return embedder
 
 
@@ -164,13 +164,14 @@ def _holds_images(spec: str) -> bool:
     if sep:
         return False
     path = Path(spec).expanduser()
-    return path.exists() and (path.is_dir() or _image_file(path) or path.suffix.lower() in (".tar", ".gz", ".tgz"))
+    return path.exists() and (path.is_dir() or is_image_file(path) or path.suffix.lower() in (".tar", ".gz", ".tgz"))
 
 
 def _check_embeddings_file(spec: str, model) -> None:
     """Embeddings of new images made by `noisyfit embed` must come from the run's embedder, decoded at the same
     size: else their rows are not what the model learned from, and predictions change without a word."""
     from noisyfit.data.labeled import DataError
+    from noisyfit.embed.for_model import settings_differ
 
     kind, sep, rest = spec.partition(":")
     path = Path(rest if sep and kind.lower() == "npz" else spec).expanduser()
@@ -190,10 +191,9 @@ def _check_embeddings_file(spec: str, model) -> None:
         raise DataError(f"{path} holds embeddings by {name_of(got)}, but this run was trained on embeddings by "
                         f"{name_of(want)}: predict the images themselves (`noisyfit predict RUN IMAGES` embeds them "
                         "as the training rows were), or embed them with that file.")
-    differs = [name for name, a, b in (  # the file may have moved: its settings, not its path, are compared
-        ("input size", want.get("input_size"), got.get("input_size")), ("mean", want.get("mean"), got.get("mean")),
-        ("std", want.get("std"), got.get("std")), ("interpolation", want.get("interpolation"), got.get("interpolation")),
-        ("size the images were decoded to", src.get("image_size"), info.get("image_size"))) if a is not None and a != b]
+    # the file may have moved: its settings, not its path, are compared
+    differs = settings_differ(want, got) + (["size the images were decoded to"] if src.get("image_size") is not None
+                                            and src["image_size"] != info.get("image_size") else [])
     if differs:
         raise DataError(f"{path} was embedded otherwise than this run's training rows ({', '.join(differs)} differ): "
                         "its predictions would not mean what the run's accuracy says. Predict the images themselves "
@@ -284,14 +284,14 @@ def read_unchecked(spec: str, model, *, split: str = "auto", data_dir=None, labe
     path = Path(spec).expanduser()
     if sep and kind.lower() == "folder" and model.is_image:
         loose = Path(rest).expanduser()
-        if loose.is_dir() and _has_loose_images(loose):  # new images, not the training layout
+        if loose.is_dir() and has_loose_images(loose):  # new images, not the training layout
             return _unlabelled_images(loose, model)
     if not (sep and kind.lower() in ("folder", "csv", "npz")) and path.exists():
         suffix = path.suffix.lower()
         if path.is_file() and suffix == ".npy":
             x = _load_npy(path)
             inputs = Inputs(x, [str(i) for i in range(len(x))], None, None, str(path))
-        elif model.is_image and (_image_file(path) or (path.is_dir() and _has_loose_images(path))):
+        elif model.is_image and (is_image_file(path) or (path.is_dir() and has_loose_images(path))):
             inputs = _unlabelled_images(path, model)
         elif path.is_file() and suffix == ".npz":
             inputs = _raw_npz(path, split) or _dataset(f"npz:{spec}", model, split, data_dir, label_column)
@@ -319,40 +319,19 @@ def _checked(inputs: Inputs, model) -> Inputs:
     return inputs
 
 
-def _image_file(path: Path) -> bool:
-    from noisyfit.data.folder import IMAGE_EXTENSIONS
-
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _has_loose_images(root: Path) -> bool:
-    """Image files directly in ``root``: new images, not the training layout (root/<class>/<file>)."""
-    return any(_image_file(p) and not p.name.startswith(".") for p in root.iterdir())
-
-
 def _unlabelled_images(path: Path, model) -> Inputs:
     """One image file, or every image file under a folder (sorted paths), at the model's input size."""
-    from noisyfit.data.folder import _list_directory, _unreadable, decode_image, resize_images, short_error
+    from noisyfit.data.folder import _unreadable, decode_image_files, new_image_files
     from noisyfit.data.labeled import DataError
 
-    root, ids = (path.parent, [path.name]) if path.is_file() else (path, sorted(_list_directory(path)))
+    root, ids = new_image_files(path)
     h, w, c = model.input_shape
     if c != 3:
         raise DataError(f"{path}: image files are decoded as RGB, but this model takes {c} channel(s); pass an "
                         f"[N, {h}, {w}, {c}] uint8 .npy instead.")
-    x = np.empty((len(ids), h, w, 3), dtype=np.uint8)
-    failed, resized = [], 0
-    for k, i in enumerate(ids):
-        try:
-            with open(root / i, "rb") as f:
-                img = decode_image(f, None)
-            if img.shape[:2] != (h, w):  # the same bicubic resize as decoding a training folder at (h, w)
-                img, resized = resize_images(img[None], (h, w))[0], resized + 1
-            x[k] = img
-        except Exception as err:  # every unreadable file is listed in one error
-            failed.append((i, short_error(err)))
+    x, resized, failed = decode_image_files([root / i for i in ids], (h, w))
     if failed:
-        raise _unreadable(path, failed, len(ids))
+        raise _unreadable(path, [(ids[k], why) for k, why in failed], len(ids))
     note = f"{resized} of {len(ids)} image(s) resized to the model's {h}x{w}" if resized else None
     return Inputs(x, ids, None, None, str(path), note)
 

@@ -244,6 +244,41 @@ def decode_image(f, size: tuple[int, int] | None) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def is_image_file(path: Path) -> bool:
+    """A file with an image suffix."""
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def has_loose_images(root: Path) -> bool:
+    """Image files directly in ``root``: new images, not the training layout (root/<class>/<file>)."""
+    return any(is_image_file(p) and not p.name.startswith(".") for p in root.iterdir())
+
+
+def new_image_files(path: Path) -> tuple[Path, list[str]]:
+    """New images as `noisyfit predict` and `embed` take them: one image file, or every image file under a folder
+    (subfolders included, hidden ones skipped); ``(root, ids)`` with ids the sorted paths relative to ``root``."""
+    return (path.parent, [path.name]) if path.is_file() else (path, sorted(_list_directory(path)))
+
+
+def decode_image_files(paths, size: tuple[int, int]) -> tuple[np.ndarray, int, list[tuple[int, str]]]:
+    """Image files as one ``uint8 [N, h, w, 3]`` array at ``size = (h, w)``, each decoded to RGB and resized
+    (bicubic) as an image folder is decoded. Returns the images, how many were resized, and ``(position,
+    reason)`` of every file that could not be decoded (its row stays zero), for one error naming them all."""
+    h, w = size
+    x = np.zeros((len(paths), h, w, 3), dtype=np.uint8)
+    failed, resized = [], 0
+    for k, p in enumerate(paths):
+        try:
+            with open(p, "rb") as f:
+                img = decode_image(f, None)
+            if img.shape[:2] != (h, w):
+                img, resized = resize_images(img[None], (h, w))[0], resized + 1
+            x[k] = img
+        except Exception as err:  # Pillow and the OS raise their own types; every file is reported
+            failed.append((k, short_error(err)))
+    return x, resized, failed
+
+
 def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``uint8 [N, H, W, C]`` images at ``size = (h, w)``, bicubic as in folder decoding."""
     from PIL import Image

@@ -11,8 +11,9 @@ A detector is only as good as the probabilities it reads. Two failures are silen
 
 A third is silent too: probabilities *in-sample*, from a model trained on these same labels. Such a model has
 memorised the labels, wrong ones included, so its argmax agrees with nearly every given label with high
-confidence and confident learning finds almost nothing (a new user's CE run of 60 epochs on digits with 20%
-flipped labels: 100% agreement, 0 flags, a noise estimate of 0). It shows as agreement and mean p(given label)
+confidence and confident learning finds almost nothing (in a new user's trial at the prompt, not a committed
+result, a CE run of 60 epochs on digits with 20% flipped labels gave 100% agreement, 0 flags, a noise estimate
+of 0). It shows as agreement and mean p(given label)
 both near 1.
 
 The first two show in the agreement of the model's argmax with the *given* labels, set against what chance

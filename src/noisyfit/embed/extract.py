@@ -71,10 +71,6 @@ class Embeddings:
         """Write the ``.npz`` (see the module docstring); returns the path written. ``test``: the embeddings of
         the data set's test split, stored as ``x_test``, ``y_test``, ``ids_test`` (``true_labels_test``), the
         names ``npz:PATH`` reads as a test split, so a run trained on the file reports test accuracy."""
-        path = Path(path)
-        if path.suffix.lower() != ".npz":
-            path = path.with_name(path.name + ".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"x": np.asarray(self.x, dtype=np.float32), "y": self.labels,
                   "class_names": np.array(self.class_names, dtype=str), "ids": np.array(self.ids, dtype=str),
                   "index": self.index, "schema": np.array(EMBEDDINGS_SCHEMA),
@@ -88,24 +84,27 @@ class Embeddings:
                           ids_test=np.array(test.ids, dtype=str))
             if test.true_labels is not None:
                 arrays["true_labels_test"] = test.true_labels
-        tmp = path.with_name(f".{path.name}.partial.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
-        return path
+        return _write_npz(path, arrays)
 
 
-def save_unlabelled_embeddings(path: str | Path, x: np.ndarray, ids: list[str], info: dict) -> Path:
-    """Embeddings of new, unlabelled examples: ``x``, ``ids``, ``info`` and no labels. ``noisyfit predict RUN
-    FILE`` reads such a file as raw inputs (its ``x`` and ``ids``); it is not a data set (no ``y``)."""
+def _write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``arrays`` as ``path`` (``.npz`` added when missing), written whole or not at all (a temporary file, then a
+    rename); returns the path written."""
     path = Path(path)
     if path.suffix.lower() != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial.npz")
-    np.savez(tmp, x=np.asarray(x, dtype=np.float32), ids=np.array(ids, dtype=str), schema=np.array(EMBEDDINGS_SCHEMA),
-             info=np.array(json.dumps(info)))
+    np.savez(tmp, **arrays)
     tmp.replace(path)
     return path
+
+
+def save_unlabelled_embeddings(path: str | Path, x: np.ndarray, ids: list[str], info: dict) -> Path:
+    """Embeddings of new, unlabelled examples: ``x``, ``ids``, ``info`` and no labels. ``noisyfit predict RUN
+    FILE`` reads such a file as raw inputs (its ``x`` and ``ids``); it is not a data set (no ``y``)."""
+    return _write_npz(path, {"x": np.asarray(x, dtype=np.float32), "ids": np.array(ids, dtype=str),
+                             "schema": np.array(EMBEDDINGS_SCHEMA), "info": np.array(json.dumps(info))})
 
 
 def load_embeddings(path: str | Path) -> Embeddings:

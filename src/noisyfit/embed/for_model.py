@@ -35,6 +35,17 @@ def decode_size(model, embedder: Embedder) -> tuple[int, int] | None:
     return tuple(embedder.input_size) if embedder.input_size else None
 
 
+#: the embedder settings the training rows were made with, compared with those of a later embedding
+COMPARED_SETTINGS = ("input_size", "mean", "std", "interpolation")
+
+
+def settings_differ(recorded: dict, other: dict) -> list[str]:
+    """The settings (of :data:`COMPARED_SETTINGS`, as words) that ``recorded`` holds and ``other`` does not share:
+    two embedders' ``describe()`` records, or an embeddings file's and a run's."""
+    return [k.replace("_", " ") for k in COMPARED_SETTINGS
+            if recorded.get(k) is not None and recorded[k] != other.get(k)]
+
+
 def _find_recorded(rec: dict) -> str:
     """The recorded embedder file: where it was (absolute), else its path as given then, taken from the current
     folder (a project copied or moved whole keeps its relative layout). EmbedderError lists both."""
