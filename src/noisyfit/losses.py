@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from noisyfit.methods.car import (CAR, TARGET_CLAMP, VARIANT_DEFAULTS, VARIANTS, car_loss_terms,
+from noisyfit.methods.car import (CAR, VARIANT_DEFAULTS, VARIANTS, car_initial_targets, car_loss_terms,
                                   car_target_step)
 from noisyfit.methods.elr import ELR, elr_loss
 from noisyfit.methods.gce import GeneralizedCrossEntropy
@@ -354,9 +354,8 @@ class CARLoss(nn.Module):
         index = torch.as_tensor(index, device=self.targets.device)
         new = ~self.seen[index]
         if new.any():  # a target starts as the given label, at the sample's first visit
-            t0 = torch.nn.functional.one_hot(labels[new].long().to(self.targets.device), self.targets.shape[1])
-            t0 = t0.float()
-            self.targets[index[new]] = t0.clamp(TARGET_CLAMP, 1.0) if self.variant == "code" else t0
+            self.targets[index[new]] = car_initial_targets(labels[new].to(self.targets.device), self.targets.shape[1],
+                                                           self.variant)
             self.seen[index[new]] = True
         if epoch + 1 >= self.es and (epoch + 1) % self.update_every == 0:
             car_target_step(self.targets, index, logits, tau, m=self.m, delta=self.delta, variant=self.variant)

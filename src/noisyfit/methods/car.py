@@ -172,6 +172,12 @@ def car_loss_terms(logits: torch.Tensor, tau: torch.Tensor, t: torch.Tensor, var
     return {"loss_main": main.mean(), "loss_penalty": pen.mean(), "loss_aux": aux.mean()}
 
 
+def car_initial_targets(labels: torch.Tensor, num_classes: int, variant: str = "code") -> torch.Tensor:
+    """Targets as the given labels: one-hot, clamped to [1e-4, 1] in the released variant."""
+    t = F.one_hot(labels.long(), num_classes).float()
+    return t.clamp(TARGET_CLAMP, 1.0) if variant == "code" else t
+
+
 @torch.no_grad()
 def car_target_step(targets: torch.Tensor, index: torch.Tensor, logits: torch.Tensor, tau: torch.Tensor, *,
                     m: float, delta: float = 0.0, tau0: float | None = None, variant: str = "code") -> torch.Tensor:
@@ -250,10 +256,7 @@ class CAR(Method):
 
     def reset_targets(self, labels: torch.Tensor) -> None:
         """Targets = one-hot of the given labels (clamped to [1e-4, 1] for the released variant)."""
-        t = F.one_hot(labels.long().to(self.targets.device), self.num_classes).float()
-        if self.hp.variant == "code":
-            t = t.clamp(TARGET_CLAMP, 1.0)
-        self.targets.copy_(t)
+        self.targets.copy_(car_initial_targets(labels.to(self.targets.device), self.num_classes, self.hp.variant))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # A loaded checkpoint brings its own targets: attach() must not overwrite them.
