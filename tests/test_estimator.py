@@ -177,10 +177,17 @@ def test_flagging_over_half_or_under_one_percent_of_the_labels_is_cautioned():
     with warnings.catch_warnings():
         warnings.simplefilter("error", QualityWarning)
         assert 0.01 < NoisyClassifier("ce", epochs=5, random_state=0).fit(x, noisy).noise_rate_ < 0.5
-    # a model that fits every given label flags none: said, since it would hide wrong labels the same way
-    with pytest.warns(QualityWarning, match=r"NoisyClassifier\('ce'\) estimates that 0\.[0-9]% .* fits \(nearly\) every"):
+    # a model that fits every given label flags none: said when its flags are read (it would hide wrong labels the
+    # same way), once per fit; not at fit, where a fit inside cross_val_predict has no flags anyone reads
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QualityWarning)
         clf = NoisyClassifier("ce", epochs=5, random_state=0).fit(x, y)
     assert clf.noise_rate_ < 0.01
+    with pytest.warns(QualityWarning, match=r"NoisyClassifier\('ce'\) estimates that 0\.[0-9]% .* fits \(nearly\) every"):
+        assert clf.label_issues_.mean() == pytest.approx(clf.noise_rate_)  # 1 of 150: under 1%
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QualityWarning)
+        clf.label_issues_, clf.audit()  # said once
 
 
 def test_audit_explains_the_estimators_own_flags(tmp_path):

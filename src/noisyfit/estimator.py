@@ -295,12 +295,12 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         flags = method.noisy_flags(labels)
         suggested = method.suggested_labels()
         self.clean_scores_ = np.full(n, np.nan)
-        self.label_issues_ = np.zeros(n, dtype=bool)
+        self._label_issues = np.zeros(n, dtype=bool)
         suggested_codes = codes.reshape(-1).copy()
         if scores is not None:
             self.clean_scores_[rows] = np.asarray(scores, dtype=np.float64)
         if flags is not None:
-            self.label_issues_[rows] = np.asarray(flags, dtype=bool)
+            self._label_issues[rows] = np.asarray(flags, dtype=bool)
         if suggested is not None:
             suggested_codes[rows] = np.asarray(suggested)
         self.suggested_labels_ = classes[suggested_codes]
@@ -314,8 +314,17 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
                                          "estimated_noise_rate": self.noise_rate_},
                               "data": {"num_classes": len(names), "class_names": names}},
                              per_sample_outputs(method, trainer.data))
-        self._warn_flag_share()
+        self._few_flags_said = False
+        self._warn_many_flags()
         return self
+
+    @property
+    def label_issues_(self) -> np.ndarray:
+        """Per training row: the method flags its label as wrong (see the class docstring). Reading it cautions,
+        once per fit, when the method flagged under 1%."""
+        check_is_fitted(self, "run_outputs_")
+        self._warn_few_flags()
+        return self._label_issues
 
     def audit(self):
         """The fitted method's flags on its training rows as a :class:`~noisyfit.detect.LabelIssues`: a reason per
@@ -323,28 +332,39 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         ``noisyfit.detect.clean_labels``. ``index`` = row positions in the fitted ``X`` (rows held out by
         ``val_fraction`` are not audited); labels are indices into ``classes_``."""
         check_is_fitted(self, "run_outputs_")
+        self._warn_few_flags()
         from noisyfit.detect.from_run import issues_from_outputs
 
         results, outputs = self.run_outputs_
         return issues_from_outputs(results, outputs, where=f"{type(self).__name__}({self.method!r})")
 
-    def _warn_flag_share(self) -> None:
-        """The audit's cautions (noisyfit.detect.guardrails.MANY_FLAGS / FEW_FLAGS), for the estimator's own flags:
-        a model too weak for the data flags hard examples as wrong; a model that fits every given label flags none.
-        Both were seen in new users' trials at the prompt (not committed results): ELR on 600 photos flagged 45%
-        for 20% wrong, and CE on embeddings of photos with 15% wrong labels flagged none, each in silence."""
+    def _warn_few_flags(self) -> None:
+        """The audit's caution for under 1% flagged (noisyfit.detect.guardrails.FEW_FLAGS): a model that fits every
+        given label flags none (in a new user's trial at the prompt, not a committed result, CE on embeddings of
+        photos with 15% wrong labels flagged none, in silence). Said when the flags are read (label_issues_,
+        audit()), not at fit: a fit inside cross_val_predict, whose flags nobody reads, stays quiet."""
         import warnings
 
-        from noisyfit.detect.guardrails import FEW_FLAGS, MANY_FLAGS, QualityWarning
+        from noisyfit.detect.guardrails import FEW_FLAGS, QualityWarning
 
-        if self.noise_rate_ is not None and self.noise_rate_ < FEW_FLAGS:
-            warnings.warn(QualityWarning(
-                f"{type(self).__name__}({self.method!r}) estimates that {self.noise_rate_:.1%} of the training labels "
-                "are wrong: its model fits (nearly) every given label, the wrong ones too, so it cannot point at them. "
-                "Unless the labels really are that clean, "
-                + ("use a method built to resist them (e.g. 'elr', 'gce'), or " if self.method == "ce" else "")
-                + "audit held-out predictions (sklearn's cross_val_predict, then noisyfit.detect.audit_label_issues)."),
-                stacklevel=3)
+        if getattr(self, "_few_flags_said", True) or self.noise_rate_ is None or self.noise_rate_ >= FEW_FLAGS:
+            return
+        self._few_flags_said = True
+        warnings.warn(QualityWarning(
+            f"{type(self).__name__}({self.method!r}) estimates that {self.noise_rate_:.1%} of the training labels "
+            "are wrong: its model fits (nearly) every given label, the wrong ones too, so it cannot point at them. "
+            "Unless the labels really are that clean, "
+            + ("use a method built to resist them (e.g. 'elr', 'gce'), or " if self.method == "ce" else "")
+            + "audit held-out predictions (sklearn's cross_val_predict, then noisyfit.detect.audit_label_issues)."),
+            stacklevel=3)
+
+    def _warn_many_flags(self) -> None:
+        """The audit's caution for over half flagged (noisyfit.detect.guardrails.MANY_FLAGS), at fit: a model too
+        weak for the data flags hard examples as wrong, and predicts poorly too (in a new user's trial at the
+        prompt, not a committed result, ELR on 600 photos flagged 45% for 20% wrong, in silence)."""
+        import warnings
+
+        from noisyfit.detect.guardrails import MANY_FLAGS, QualityWarning
 
         if self.noise_rate_ is not None and self.noise_rate_ > MANY_FLAGS:
             warnings.warn(QualityWarning(
