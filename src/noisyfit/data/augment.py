@@ -10,6 +10,7 @@ augmented as a whole, converted to float and normalised. No data-loader workers 
   sub-policy per call (the whole batch would share it), so images are grouped by their draw and each
   group goes through its sub-policy (AutoAugment: 25 groups at most; RandAugment: n rounds over its
   15 ops). ``strong_draw="batch"`` restores kornia's one draw per batch (faster, less varied).
+  Equalisation runs batched (:mod:`noisyfit.data.equalize`), bit-identical to kornia's per-image loop.
 Feature rows (tabular data) are passed through unchanged for every view.
 All randomness comes from torch's global generator, which the trainer checkpoints, so a resumed run
 draws the same augmentations as an uninterrupted one.
@@ -157,10 +158,14 @@ class Augmenter:
         if self._strong is None:
             from kornia.augmentation.auto import AutoAugment, RandAugment
 
+            from noisyfit.data.equalize import use_batched_equalize
+
             if self.strong_policy == "autoaugment":
                 self._strong = AutoAugment(policy="cifar10")
             else:
                 self._strong = RandAugment(n=2, m=10)
+            # kornia's equalize loops over images and channels in Python; ours gives the same images at once
+            use_batched_equalize(self._strong)
         return self._strong
 
 
