@@ -28,6 +28,8 @@ row                 what changes (settings; see noisyfit.engine.recipe)
                     (lr 1.5) and 10 epochs (airbench94: 9.9)
 ``airbench-but-ls`` the same without label smoothing: the candidate protocol for a new suite, where CE is CE
                     (label smoothing stays its own baseline row)
+``fp32``            the protocol in float32 (``train.precision=fp32``): the reference of the float32 rows, whose
+                    Δ and time ratio are taken against it (an AVX2 CPU without bf16 kernels can run only these)
 ``airbench-fp32``   ``airbench`` in float32 (``train.precision=fp32``): what bf16 autocast costs the recipe
 ``airbench-but-ls-fp32-eps``  ``airbench-but-ls`` in float32 with the whitening floor ``whiten_eps`` at 5e-3 (a
                     probe of the JPEG copy's weak directions; its reference is the fp32 suite's oracle)
@@ -101,6 +103,8 @@ class Row:
     what: str
     preset: str = BASE_PRESET
     overrides: tuple[str, ...] = ()
+    #: the row its Δ and time ratio are taken against: the same arithmetic (bf16 rows: ``base``)
+    ref: str = "base"
 
     @property
     def method(self) -> str:
@@ -118,15 +122,16 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
     Row("airbench-but-ls", "airbench94's recipe without label smoothing", BASE_PRESET,
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE),
-    Row("airbench-fp32", "airbench94's whole recipe in float32 (every other row: bf16 autocast)",
-        "ce/cpu-cifar10n-ls",
-        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE + FP32),
+    Row("fp32", "the protocol in float32: the reference of the float32 rows (the others: bf16 autocast)",
+        overrides=FP32),
+    Row("airbench-fp32", "airbench94's whole recipe in float32", "ce/cpu-cifar10n-ls",
+        WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE + FP32, ref="fp32"),
     Row("airbench-but-ls-fp32-eps", "airbench94's recipe without label smoothing, float32, the whitening stem's "
         "eigenvalue floor at 5e-3 instead of 5e-4: the JPEG copy's stem then amplifies its directions 7-9 as a "
         "stem fitted on the original pixels would (benchmarks/JPEG_GAP.md); compare with the oracle of "
         "cpu-cifar10n-airbench-fp32, the same but for the floor", BASE_PRESET,
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE + FP32
-        + ("model.args.whiten_eps=0.005",)),
+        + ("model.args.whiten_eps=0.005",), ref="fp32"),
     Row("whiten", "2x2 patch-whitening stem", overrides=WHITEN),
     Row("dirac", "identity init of the convs", overrides=DIRAC),
     Row("bnbias", "BN biases at 64x lr", overrides=BNBIAS),
@@ -224,8 +229,7 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
         return {((d.get("machine") or {}).get("cpu"), (d.get("machine") or {}).get("cpu_capability"))
                 for ls in LABEL_SETS for d in got.get((method, ls), [])}
 
-    base = ROWS[0].method
-    base_secs = secs(base)
+    by_name = {r.name: r for r in ROWS}
     elsewhere = []
     lines = [
         "# Recipe ablation (issue 21)",
@@ -235,8 +239,9 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
         "JPEG copy of CIFAR-10) with one recipe option on per row; *clean* = trained on the clean labels (the "
         "oracle), *worst* = CIFAR-10N worst (40.2% wrong labels). Test accuracy in %: *last* = last epoch, "
         "*sel.* = the epoch with the best noisy-validation accuracy (clean validation for the clean labels). "
-        "Δ = against the base row. s/epoch = median training seconds per epoch (evaluation excluded), over the "
-        "row's runs; ×base = its ratio to the base row's."
+        "Δ = against the base row, or for the float32 rows against `ce-fp32`, the protocol in float32 (like "
+        "with like: a float32 row is never compared with a bf16 one). s/epoch = median training seconds per "
+        "epoch (evaluation excluded), over the row's runs; ×base = its ratio to that same reference row's."
         + (f" Extra overrides on every run: `{' '.join(extra)}`." if extra else ""),
         "",
         "| row | what | clean last | Δ | worst sel. | Δ | worst last | Δ | s/epoch | ×base | meaning |",
@@ -244,23 +249,26 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
     ]
     for row in rows:
         m = row.method
+        base = by_name[row.ref].method
+        base_secs = secs(base)
         s = secs(m)
         spe = f"{statistics.median(s):.1f}" if s else "–"
         ratio = f"{statistics.median(s) / statistics.median(base_secs):.2f}" if s and base_secs else "–"
         if s and base_secs and machines(m) != machines(base):
             ratio = "other CPU"
             elsewhere.append(f"`{m}` ran on " + ", ".join(f"{c} ({cap or 'capability not recorded'})"
-                                                          for c, cap in sorted(machines(m), key=str)))
+                                                          for c, cap in sorted(machines(m), key=str))
+                             + f", `{base}` on " + ", ".join(f"{c} ({cap or 'capability not recorded'})"
+                                                              for c, cap in sorted(machines(base), key=str)))
         lines.append(f"| `{m}` | {row.what} | {_mean_sd(acc(m, 'clean', 'last'))} | "
-                     f"{_delta(acc(m, 'clean', 'last'), acc(base, 'clean', 'last')) if row.name != 'base' else ''} | "
+                     f"{_delta(acc(m, 'clean', 'last'), acc(base, 'clean', 'last')) if m != base else ''} | "
                      f"{_mean_sd(acc(m, 'worst', 'selected'))} | "
-                     f"{_delta(acc(m, 'worst', 'selected'), acc(base, 'worst', 'selected')) if row.name != 'base' else ''} | "
+                     f"{_delta(acc(m, 'worst', 'selected'), acc(base, 'worst', 'selected')) if m != base else ''} | "
                      f"{_mean_sd(acc(m, 'worst', 'last'))} | "
-                     f"{_delta(acc(m, 'worst', 'last'), acc(base, 'worst', 'last')) if row.name != 'base' else ''} | "
+                     f"{_delta(acc(m, 'worst', 'last'), acc(base, 'worst', 'last')) if m != base else ''} | "
                      f"{spe} | {ratio} | {CHANGES_MEANING.get(row.name, '')} |")
     if elsewhere:
-        lines += ["", "*other CPU*: not timed on the kind of machine the base row was (its capability: "
-                  + ", ".join(sorted({cap or "not recorded" for _, cap in machines(base)})) + "), so no ratio: "
+        lines += ["", "*other CPU*: not timed on the kind of machine its reference row was, so no ratio: "
                   + "; ".join(elsewhere) + "."]
     busy = sorted({m for m in (r.method for r in rows) if any(o > 0.1 for o in others(m))})
     lines += ["", "Rows with no number have not run yet. The `tta` row trains the base row's model exactly; its "
