@@ -52,8 +52,11 @@ fp32)
             .venv/bin/python benchmarks/jpeg_gap.py --evaluate "$d" --tag "airbench-fp32-oracle-seed$s" --threads 2
         [ "$s" = 0 ] && $F --only ce --seeds 0 --label-sets worst
     done
-    # the whitening-floor probe (is the JPEG copy's weak-direction noise part of the gap?), then the suite
+    # the whitening-floor probe (is the JPEG copy's weak-direction noise part of the gap?), then the ablation's
+    # float32 reference (the protocol in float32, clean and worst: what the float32 rows are compared with),
+    # then the suite
     .venv/bin/python benchmarks/recipe_ablation.py --threads 2 --rows airbench-but-ls-fp32-eps --label-sets clean
+    .venv/bin/python benchmarks/recipe_ablation.py --threads 2 --rows fp32 --label-sets clean,worst
     $F
     ;;
 *)
