@@ -263,7 +263,8 @@ class DivideMix(Method):
             loss, net_logs = self.warmup_loss(k, batch) if warm else self.semi_loss(k, batch, epoch, progress)
             total = total + loss
             for key, v in net_logs.items():
-                sums[key] = sums.get(key, 0.0) + float(v)
+                # tensors stay on the device (the trainer sums them without a host read each step)
+                sums[key] = sums.get(key, 0.0) + (v.detach().double() if torch.is_tensor(v) else float(v))
                 counts[key] = counts.get(key, 0) + 1
         # each key is averaged over the networks that logged it: a network with nothing labelled in the
         # batch logs only "labelled" (0.0), and must not halve the other network's loss terms
