@@ -273,3 +273,31 @@ def test_health_is_each_networks_clean_split_after_warm_up_only():
     assert fig["clean_split_net2_precision"] == 1.0 and fig["clean_split_net2_recall"] == 1.0
     # AUROC by hand: net 2 ranks both right labels above both wrong ones; net 1 gets 2 of 4 pairs
     assert fig["clean_prob_net2_auroc"] == 1.0 and fig["clean_prob_net1_auroc"] == 0.5
+
+
+@pytest.mark.parametrize("method", ["dividemix", "plremix"])
+def test_backward_per_network_gives_the_joint_backwards_training_exactly(blob_splits, method):
+    # the trainer offers MethodContext.backward: each network's loss is back-propagated as soon as it is
+    # computed (one graph held at a time). The networks share no parameters, so the run must be the one a
+    # single backward of the summed loss gives (ctx.backward = None: the plain-loop path), to the bit.
+    over = (f"method.name={method}", "train.epochs=3", "method.args.warmup_epochs=1", "method.args.rampup_epochs=1",
+            "optim.grad_clip=5")
+    if method == "plremix":
+        over += ("method.args.kappa=1",)
+    runs = []
+    for per_network in (True, False):
+        tr = Trainer(tiny_cfg(*over), None, splits=blob_splits)
+        calls = []
+        if per_network:
+            part = tr.ctx.backward
+            tr.ctx.backward = lambda loss: (calls.append(1), part(loss))
+        else:
+            tr.ctx.backward = None
+        r = tr.fit()
+        runs.append((r, {k: v.clone() for k, v in tr.method.state_dict().items()}, len(calls)))
+    (per, per_state, n_calls), (joint, joint_state, _) = runs
+    assert n_calls == 2 * 3 * 11  # two networks, every step of 3 epochs (760 samples / 64: 11 full batches)
+    assert [e["train_loss"] for e in per["epochs"]] == [e["train_loss"] for e in joint["epochs"]]
+    assert set(per_state) == set(joint_state)
+    for k in per_state:
+        assert torch.equal(per_state[k], joint_state[k]), k

@@ -283,11 +283,16 @@ class Trainer:
                                      eval_batch_size=cfg.train.eval_batch_size, model=self.method,
                                      autocast=self.autocast, rank=self.rank, world_size=self.world_size)
         self.ctx = MethodContext(self.train_set, num_epochs=cfg.train.epochs, seed=cfg.train.seed,
-                                 optimizer=self.optimizer)
+                                 optimizer=self.optimizer, backward=self._backward_part)
         self.method.attach(self.ctx)
 
     def autocast(self):
         return autocast_context(self.device, self.precision)
+
+    def _backward_part(self, loss: torch.Tensor) -> None:
+        """One part of a step's loss, back-propagated inside the method's step (``MethodContext.backward``)."""
+        with torch.autocast(self.device.type, enabled=False):  # as the loop's own backward: outside autocast
+            self.scaler.scale(loss).backward()
 
     # ------------------------------------------------------------------ evaluation
     def predict_over(self, x, fn, *, batch_size=None, augment: str = "none") -> torch.Tensor:
@@ -351,15 +356,17 @@ class Trainer:
                         epoch=epoch, rank=self.rank, world_size=self.world_size, start_step=first_step),
                         start=first_step):
                     lr = set_lr(self.optimizer, lr_factor(cfg.optim, epoch + step / n_steps, tc.epochs))
+                    self.optimizer.zero_grad(set_to_none=True)  # before the step: it may back-propagate parts
                     with self.autocast():
                         out = self.method.training_step(batch, epoch)
+                    backward_done = bool(out.pop("backward_done", False))
                     loss = out["loss"]
                     sums.add(out, step)  # on the device: read on the host every few steps, not every step
                     if sums.due() or step + 1 == n_steps:
                         self._check_losses(sums, epoch, lr)
                         prog.update(task, info=f"loss {sums.last_loss:.4f}")
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(loss).backward()
+                    if not backward_done:
+                        self.scaler.scale(loss).backward()
                     D.average_gradients(self.params)
                     if cfg.optim.grad_clip:
                         self.scaler.unscale_(self.optimizer)

@@ -61,14 +61,22 @@ class MethodContext:
         The run's seed (methods that seed their own fits, e.g. DivideMix's GMMs, derive from it).
     optimizer : torch.optim.Optimizer, optional
         Only for schedule-like adjustments a method makes (Co-teaching's Adam beta1).
+    backward : callable, optional
+        ``backward(loss)`` back-propagates one part of a step's loss (with the loop's loss scaling). Where the
+        loop offers it, a method whose loss is a sum over networks that share no parameters (DivideMix,
+        PLReMix) back-propagates each network's part as soon as it is computed, so only one network's
+        graph is held at a time, and returns the step's outputs with ``"backward_done": True``; the loop
+        then skips its own backward. Where it is None (the default, and the plain loop above) the loop
+        back-propagates the returned loss as usual. The gradients are the same either way.
     """
 
     def __init__(self, train_set: TrainingSet, *, num_epochs: int, seed: int = 0,
-                 optimizer: torch.optim.Optimizer | None = None):
+                 optimizer: torch.optim.Optimizer | None = None, backward=None):
         self.train_set = train_set
         self.num_epochs = num_epochs
         self.seed = seed
         self.optimizer = optimizer
+        self.backward = backward
         self.epoch = 0
 
     @property

@@ -258,9 +258,16 @@ class DivideMix(Method):
         progress = epoch + self._seen * self.ctx.world_size / self.num_samples
         self._seen += len(batch)
         warm = epoch < self.hp.warmup_epochs
+        # where the loop offers it, each network's loss is back-propagated as soon as it is computed: the
+        # networks share no parameters, so the gradients are those of the sum, and only one network's graph
+        # (4 mixed views plus PLReMix's 2 strong ones) is held at a time instead of both
+        backward = getattr(getattr(self, "ctx", None), "backward", None)
         total, sums, counts = 0.0, {}, {}
         for k in range(self.num_nets):
             loss, net_logs = self.warmup_loss(k, batch) if warm else self.semi_loss(k, batch, epoch, progress)
+            if backward is not None:
+                backward(loss)
+                loss = loss.detach()
             total = total + loss
             for key, v in net_logs.items():
                 # tensors stay on the device (the trainer sums them without a host read each step)
@@ -268,7 +275,8 @@ class DivideMix(Method):
                 counts[key] = counts.get(key, 0) + 1
         # each key is averaged over the networks that logged it: a network with nothing labelled in the
         # batch logs only "labelled" (0.0), and must not halve the other network's loss terms
-        return {"loss": total, **{key: v / counts[key] for key, v in sums.items()}}
+        out = {"loss": total, **{key: v / counts[key] for key, v in sums.items()}}
+        return {**out, "backward_done": True} if backward is not None else out
 
     def warmup_loss(self, k: int, batch) -> tuple[torch.Tensor, dict]:
         """CE on a weak view of the whole batch (+ negative entropy for asymmetric noise)."""
