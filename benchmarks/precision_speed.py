@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from measurement import cpu_slug, provenance, write_new
 from throughput import bare_loop  # the same training step as the throughput benchmark's bare loop
-
-from noisyfit.engine.machine import git_commit, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "precision-speed"
@@ -52,7 +49,7 @@ def measure(batch: int, widths: list[int], rounds: int, steps: int, threads: int
 
 
 def file_name(machine: dict) -> str:
-    cpu = re.sub(r"[^a-z0-9]+", "-", machine["cpu"].lower()).strip("-")
+    cpu = cpu_slug(machine)
     bf16 = {True: "bf16-kernels", False: "no-bf16-kernels", None: "bf16-unknown"}[machine["cpu_bf16_kernels"]]
     return f"{cpu}__{machine['cpu_capability'].lower()}__{bf16}.json"
 
@@ -104,18 +101,12 @@ def main(argv=None) -> int:
         widths = [int(w) for w in args.widths.split(",")]
         result = measure(args.batch, widths, args.rounds, args.steps, args.threads,
                          args.memory_format == "channels_last")
-        machine = machine_info()
-        result = {"benchmark": "precision-speed", "command": ["python", *sys.argv], "commit": git_commit(),
-                  "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        result = {**provenance("precision-speed"),
                   "setup": {"batch": args.batch, "widths": widths, "rounds": args.rounds, "steps": args.steps,
                             "threads": args.threads, "memory_format": args.memory_format, "net": "fastcnn",
                             "timing": "throughput.bare_loop over --steps batches, after a warm-up pass",
                             "input": [3, 32, 32]}, **result}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / file_name(machine)
-        if out.exists():  # a result file is evidence: a second measurement gets a name of its own
-            out = out.with_name(out.stem + time.strftime("__%Y%m%d-%H%M%S") + ".json")
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        out = write_new(RESULTS / file_name(result["machine"]), result, indent=2)
         print(f"wrote {out.relative_to(ROOT)}: bf16 takes {result['bf16_over_fp32_time']:.1f}x fp32's time")
     TABLE.write_text(table(RESULTS))
     print(f"wrote {TABLE.relative_to(ROOT)}")

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
-import time
 from pathlib import Path
 
+from measurement import cpu_slug, provenance, write_new
 from throughput import synthetic  # the throughput benchmark's random CIFAR-shaped images
 
 from noisyfit.config import load_config
 from noisyfit.data.labeled import DatasetSplits
-from noisyfit.engine.machine import git_commit, machine_info
 from noisyfit.engine.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,18 +59,14 @@ def measure(args) -> Path:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{p} {rates[p][-1]:.0f} img/s" for p in rates),
               flush=True)
     med = {p: statistics.median(v) for p, v in rates.items()}
-    machine = machine_info()
-    result = {"benchmark": "recipe-speed", "command": ["python", *sys.argv], "commit": git_commit(),
-              "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    result = {**provenance("recipe-speed"),
               "setup": {"images": args.images, "rounds": args.rounds, "precision": args.precision,
                         "threads": args.threads, "base": BASE, "recipe": RECIPE},
               "images_per_second": rates, "median_images_per_second": med,
               "seconds_per_epoch": {p: EPOCH_IMAGES / m for p, m in med.items()},
               "recipe_time_over_base": med[BASE] / med[RECIPE]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    cpu = re.sub(r"[^a-z0-9]+", "-", str(machine.get("cpu", "cpu")).lower()).strip("-")
-    out = RESULTS / f"{cpu}__{args.precision}__threads{args.threads or 'all'}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_new(RESULTS / f"{cpu_slug(result['machine'])}__{args.precision}__threads{args.threads or 'all'}.json",
+                    result)
     print(f"recipe / base time per epoch: {result['recipe_time_over_base']:.2f}x -> {out.relative_to(ROOT)}")
     return out
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from measurement import cpu_slug, provenance, write_new
 
 from noisyfit.data.augment import Augmenter
-from noisyfit.engine.machine import git_commit, machine_info
 from noisyfit.models.backbones import create_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,19 +83,14 @@ def measure(args) -> Path:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items())
               + f" ms/image; train step {step[-1]:.2f} ms/image", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    machine = machine_info()
-    result = {"benchmark": "strong-aug-speed", "command": ["python", *sys.argv], "commit": git_commit(),
-              "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    result = {**provenance("strong-aug-speed"),
               "setup": {"batch": args.batch, "rounds": args.rounds, "threads": args.threads,
                         "policy": "kornia AutoAugment cifar10, one sub-policy per image",
                         "train_step": "fastcnn 64/256/256, fp32, batch 128, channels_last"},
               "ms_per_image": times, "median_ms_per_image": med,
               "train_step_ms_per_image": step, "median_train_step_ms_per_image": statistics.median(step),
               "kornia_over_batched": med["kornia equalize"] / med["batched equalize"]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    cpu = re.sub(r"[^a-z0-9]+", "-", str(machine.get("cpu", "cpu")).lower()).strip("-")
-    out = RESULTS / f"{cpu}__threads{args.threads or 'all'}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_new(RESULTS / f"{cpu_slug(result['machine'])}__threads{args.threads or 'all'}.json", result)
     print(f"kornia / batched: {result['kornia_over_batched']:.2f}x -> {out.relative_to(ROOT)}")
     return out
 
