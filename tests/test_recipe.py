@@ -489,15 +489,11 @@ def test_ablation_script_plans_and_skips_a_run_another_process_holds(tmp_path):
     assert listed[:2] == ["ce", "ce-all"] and "ce-airbench-but-ls" in listed and len(listed) > 5
 
 
-def test_the_airbench_suite_protocol_is_the_ablation_row_it_was_chosen_from():
-    # suite cpu-cifar10n-airbench runs the recipe ablation's row airbench-but-ls as its protocol: the two must
-    # resolve to the same settings, or the suite is not what the ablation measured
+def _ablation_module():
+    """benchmarks/recipe_ablation.py, imported from its file."""
     import importlib.util
     import sys
     from pathlib import Path
-
-    from noisyfit.bench.suites import get_suite
-    from noisyfit.config import load_config
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_ablation.py"
     spec = importlib.util.spec_from_file_location("recipe_ablation", path)
@@ -507,6 +503,17 @@ def test_the_airbench_suite_protocol_is_the_ablation_row_it_was_chosen_from():
         spec.loader.exec_module(ablation)
     finally:
         del sys.modules["recipe_ablation"]
+    return ablation
+
+
+def test_the_airbench_suite_protocol_is_the_ablation_row_it_was_chosen_from():
+    # suite cpu-cifar10n-airbench runs the recipe ablation's row airbench-but-ls as its protocol: the two must
+    # resolve to the same settings, or the suite is not what the ablation measured
+
+    from noisyfit.bench.suites import get_suite
+    from noisyfit.config import load_config
+
+    ablation = _ablation_module()
     row = {r.name: r for r in ablation.ROWS}["airbench-but-ls"]
     suite = get_suite("cpu-cifar10n-airbench")
     assert load_config(suite.preset.format(method="ce")).to_dict() == load_config(row.preset, list(row.overrides)).to_dict()
@@ -550,19 +557,9 @@ def test_the_fp32_airbench_suite_differs_from_the_bf16_one_only_in_its_arithmeti
 def test_ablation_float32_rows_are_compared_with_the_float32_protocol_only(tmp_path):
     # a float32 row's delta and time ratio are against `ce-fp32` (the protocol in float32), never against the
     # bf16 base: the arithmetic alone moves the accuracy and (on an AVX2 CPU) the time severalfold
-    import importlib.util
     import json
-    import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_ablation.py"
-    spec = importlib.util.spec_from_file_location("recipe_ablation", path)
-    ablation = importlib.util.module_from_spec(spec)
-    sys.modules["recipe_ablation"] = ablation
-    try:
-        spec.loader.exec_module(ablation)
-    finally:
-        del sys.modules["recipe_ablation"]
+    ablation = _ablation_module()
     fp32_rows = [r for r in ablation.ROWS if "train.precision=fp32" in r.overrides]
     assert {r.name for r in fp32_rows} >= {"fp32", "airbench-fp32", "airbench-but-ls-fp32-eps"}
     assert all(r.ref == "fp32" for r in fp32_rows if r.name != "fp32")
@@ -573,16 +570,18 @@ def test_ablation_float32_rows_are_compared_with_the_float32_protocol_only(tmp_p
             "schema": "noisyfit.results/1", "final": {"test_acc": acc}, "selected": {"test_acc": acc},
             "compute": {"seconds_per_epoch_median": secs}, "machine": {"cpu": cpu, "cpu_capability": "AVX2"}}))
 
+    def cells():  # row name -> its table cells after the name
+        return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+                for line in ablation.table(tmp_path, ablation.ROWS, ()).splitlines() if line.startswith("| `")}
+
     write("ce", 0.8800, 200.0, "A")
     write("ce-whiten", 0.8900, 220.0, "A")
     write("ce-airbench-fp32", 0.9036, 300.0, "B")
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in ablation.table(tmp_path, ablation.ROWS, ()).splitlines() if line.startswith("| `")}
+    rows = cells()
     assert rows["`ce-whiten`"][2:3] == ["+1.00"] and rows["`ce-whiten`"][8] == "1.10"
     assert rows["`ce-airbench-fp32`"][2] == "–" and rows["`ce-airbench-fp32`"][8] == "–"  # no fp32 reference yet
     write("ce-fp32", 0.8750, 400.0, "B")
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in ablation.table(tmp_path, ablation.ROWS, ()).splitlines() if line.startswith("| `")}
+    rows = cells()
     assert rows["`ce-airbench-fp32`"][2] == "+2.86" and rows["`ce-airbench-fp32`"][8] == "0.75"
     # the float32 protocol itself is the arithmetic's effect, against the bf16 base; timed on another CPU here
     assert rows["`ce-fp32`"][2] == "-0.50" and rows["`ce-fp32`"][8] == "other CPU"
