@@ -1,9 +1,9 @@
 """Histogram equalisation of a whole batch at once, equal to kornia's to the bit.
 
 kornia's ``enhance.equalize`` (PIL's algorithm: a 256-bin histogram per image and channel, a lookup table
-from its cumulative sum) loops in Python over every image and every channel, with a device sync per
-channel. In the CIFAR-10 AutoAugment policy about one strong view in five is equalised, and on a CPU that
-loop took about a third of a strong view's time (``benchmarks/STRONG_AUG_SPEED.md``).
+from its cumulative sum) loops in Python over every image and every channel, with host reads of each
+channel's min, max and step. In the CIFAR-10 AutoAugment policy about one strong view in five is
+equalised, and on a CPU that loop took about a third of a strong view's time (``benchmarks/STRONG_AUG_SPEED.md``).
 :func:`equalize` does the same arithmetic on all images and channels in a few tensor operations:
 
 * the histogram bin of a value v in [0, 255] is ``int(v * 256 / 255)`` (the last bin also takes 255), as
