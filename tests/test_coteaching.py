@@ -252,3 +252,36 @@ def test_presets(method, protocol, epochs, decay, ramp):
     assert (o.name, o.lr, o.weight_decay, o.schedule) == ("adam", 0.001, 0.0, "constant")
     assert (hp.epoch_decay_start, hp.num_gradual, hp.forget_rate) == (decay, ramp, 0.4)
     assert getattr(hp, "jump_rate", 1.0) == 1.0
+
+
+def test_in_a_users_own_loop_with_a_plain_optimiser_the_adam_plan_applies_to_its_lr():
+    # a researcher's trial: with torch.optim.Adam(method.param_groups()) the first on_epoch_start raised
+    # KeyError 'base_lr' (only noisyfit's optimiser builder set it)
+    import torch
+
+    from noisyfit.data.training_set import TrainingSet
+    from noisyfit.methods import get_method_class
+    from noisyfit.methods.context import MethodContext
+    from noisyfit.models.backbones import create_backbone
+
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    ts = TrainingSet.from_tensors(x, y)
+    make = lambda: create_backbone("mlp", num_classes=2, input_shape=(4,), hidden=[8])  # noqa: E731
+    method = get_method_class("coteaching")({"epoch_decay_start": 2}, 2, len(ts), make)
+    opt = torch.optim.Adam(method.param_groups(), lr=1e-3)
+    ctx = MethodContext(ts, num_epochs=4, optimizer=opt)
+    method.attach(ctx)
+    ts.model = method
+    seen = []
+    for epoch in range(4):
+        ctx.epoch = epoch
+        method.on_epoch_start(epoch, ctx)
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]))
+        for index in torch.arange(64).split(32):
+            loss = method.training_step(ts.batch(index), epoch)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        method.on_epoch_end(epoch, ctx)
+    # the official plan by hand: lr x (E - t) / (E - start) from epoch 2 of 4, beta1 0.9 then 0.1
+    assert seen == pytest.approx([(1e-3, 0.9), (1e-3, 0.9), (1e-3, 0.1), (5e-4, 0.1)])

@@ -81,7 +81,8 @@ def test_a_module_on_the_path_and_its_registered_names(tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec, message", [
     ("nowhere_module_xyz:Boot", "cannot import 'nowhere_module_xyz'"),
     ("/no/such/file.py:Boot", "no file"),
-    ("json:loads", "no Method subclass or registered method named 'loads'"),
+    ("json:loads", "'loads' in json is a function, not a subclass of noisyfit.methods.base.Method"),
+    ("json:no_such_name", "no Method subclass or registered method named 'no_such_name'"),
     ("bootstrap", "or name your own as module:ClassName"),
 ])
 def test_bad_specs_say_what_is_wrong(spec, message):
@@ -111,3 +112,52 @@ def test_the_bench_refuses_a_method_it_cannot_run(tmp_path, capsys):
                  "--out", str(tmp_path / "res"), "--runs", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert "--only my_boot: not a method suite 'cpu-cifar10n' can run" in err and "noisyfit summary" in err
+
+
+BROKEN = textwrap.dedent('''
+    import torch.nn.functional as F
+
+    from noisyfit.methods.single_network import SingleNetworkLossMethod
+
+
+    class Returns(SingleNetworkLossMethod):
+        def training_step(self, batch, epoch):
+            loss = F.cross_entropy(self.net(batch.x), batch.y, reduction="none")
+            return {KIND}
+''')
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("loss.mean()", "it returned a Tensor"),
+    ("(loss.mean(), 0)", "it returned a tuple"),
+    ('{"loss": loss.mean().item()}', "its 'loss' is a float"),
+    ('{"loss": loss}', "its 'loss' has shape [64] (a per-sample loss? take its .mean())"),
+    ('{"loss": loss.mean(), "note": "x"}', "these are neither: 'note'"),
+    ('{"total": loss.mean()}', "its 'loss' is missing"),
+])
+def test_a_step_that_breaks_the_contract_exits_2_saying_it(tmp_path, capsys, kind, message):
+    # a researcher's trial: each of these met an AttributeError or RuntimeError deep in the loop (exit 1)
+    path = tmp_path / "broken.py"
+    path.write_text(BROKEN.replace("{KIND}", kind))
+    assert main(["train", "--method", f"{path}:Returns", "--out", str(tmp_path / "r"), *QUICK,
+                 "train.batch_size=64"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "training_step must return a dict with the scalar loss tensor" in err
+    assert message in err
+
+
+def test_a_method_file_given_relative_is_found_from_another_folder(tmp_path, monkeypatch, capsys):
+    # a researcher's trial: the run recorded mymethods/boot.py relative to where it trained, so --resume and
+    # predict from another folder found no file
+    (tmp_path / "mine").mkdir()
+    _write(tmp_path / "mine", "boot_rel", "boot_rel_registered")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--method", "mine/boot_rel.py:SoftBootstrap", "--out", "run", "--stop-after", "1",
+                 *QUICK]) == 0
+    monkeypatch.chdir(tmp_path / "mine")
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]) == 0
+    recorded = json.loads((tmp_path / "run" / "results.json").read_text())["config"]["method"]["name"]
+    assert recorded == f"{tmp_path / 'mine' / 'boot_rel.py'}:SoftBootstrap"
+    import numpy as np
+    np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "x.npy")]) == 0

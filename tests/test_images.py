@@ -91,6 +91,10 @@ def test_a_class_folder_without_images_is_named_not_dropped_silently(tmp_path):
     assert len(notes) == 1 and "class folder holds no image files" in notes[0] and "'test/emu'" in notes[0]
     (tmp_path / "s" / "test" / "emu").rmdir()
     assert _notes(lambda: load_image_folder(tmp_path / "s", cache=False))[1] == []
+    # beside the mixed-size note it is a warning of its own (a new-user trial missed it at the end of that line)
+    rgb(root / "dog" / "big.png", 12, 12, 50)
+    _, notes = _notes(lambda: load_image_folder(root, cache=False))
+    assert len(notes) == 2 and "sizes" in notes[0] and notes[1].startswith(f"{root}: class folder holds no image")
 
 
 def test_target_size_rule():

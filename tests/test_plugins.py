@@ -251,3 +251,22 @@ def test_own_loop_elr_beats_ce(own_loop_accuracies):
 def test_own_loop_coteaching_beats_ce(own_loop_accuracies):
     acc = own_loop_accuracies
     assert acc["coteaching"] - acc["ce"] >= COTEACHING_MARGIN, acc
+
+
+def test_the_loss_modules_refuse_logits_and_labels_that_do_not_pair():
+    # a researcher's trial: GCELoss()(8 rows, 5 labels) returned a loss of the first 5 rows in silence
+    from noisyfit.losses import ELRLoss, GCELoss, SCELoss
+
+    logits, labels = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    for loss in (GCELoss(), SCELoss()):
+        name = type(loss).__name__
+        with pytest.raises(ValueError, match=f"{name}: 8 rows of logits but 5 labels"):
+            loss(logits, labels[:5])
+        with pytest.raises(ValueError, match=rf"{name}: labels must be integer class indices \[batch\], got "
+                                             r"torch.float32 of shape \[8, 10\] \(one-hot\? pass labels.argmax\(1\)\)"):
+            loss(logits, torch.nn.functional.one_hot(labels, 10).float())
+        with pytest.raises(ValueError, match=rf"{name}: logits must be \[batch, classes\], got shape \[8\]"):
+            loss(labels.float(), logits)  # swapped
+        assert loss(logits, labels).shape == ()
+    with pytest.raises(ValueError, match="ELRLoss: 8 rows of logits but 5 labels"):
+        ELRLoss(num_samples=20, num_classes=10)(logits, labels[:5], torch.arange(5))

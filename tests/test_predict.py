@@ -199,6 +199,21 @@ def tiny_run(tmp_path_factory):
     return run
 
 
+def test_without_out_the_csv_goes_to_stdout_and_the_rest_to_stderr(tmp_path, capsys, tiny_run):
+    x = tmp_path / "x.npy"
+    np.save(x, blobs(3, d=4, c=3, seed=9)[0])
+    assert main(["predict", str(tiny_run), str(x), "--out", str(tmp_path / "p.csv")]) == 0
+    in_file = (tmp_path / "p.csv").read_text().splitlines()
+    assert "3 predictions of" in capsys.readouterr().out
+    assert main(["predict", str(tiny_run), str(x)]) == 0  # a new-user trial: --out was required
+    out, err = capsys.readouterr()
+    assert out.splitlines() == in_file and in_file[0].startswith("id,predicted,prob_a")
+    assert "3 predictions of" in err and "-> standard output" in err
+    np.save(x, blobs(3, d=4, c=3, seed=9)[0][:1])
+    assert main(["predict", str(tiny_run), str(x), "--out", "-"]) == 0
+    assert "1 prediction of" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("array, message", [
     (np.zeros((5, 3), np.float32), "got an array of shape [5, 3]; this model takes feature rows of 4 values"),
     (np.zeros((5, 8, 8, 3), np.uint8), "got images of shape [5, 8, 8, 3], but this model was trained on feature"),
@@ -283,8 +298,13 @@ def test_python_predictor_takes_image_files_and_images_of_any_size(tmp_path, ima
         np.testing.assert_array_equal(model.predict_proba([tmp_path / f"{k}.png" for k in range(3)]), want)
     with pytest.warns(UserWarning, match="1 of 1 image\\(s\\) resized"):
         np.testing.assert_array_equal(model.predict_proba(str(tmp_path / "1.png")), want[1:2])
-    with pytest.warns(UserWarning, match="2 of 3 image\\(s\\) resized to the model's 16x16"):
+    with pytest.warns(UserWarning, match="2 of 3 image\\(s\\) resized to the model's 16x16") as caught:
         np.testing.assert_array_equal(model.predict_proba(imgs), want)  # PNG is lossless: the same pixels
+    # the warning points at the user's line, not at torch's no_grad wrapper (a new-user trial)
+    assert {w.filename for w in caught} == {__file__}
+    with pytest.warns(UserWarning, match="2 of 3") as caught:
+        model.logits(imgs)
+    assert {w.filename for w in caught} == {__file__}
     with pytest.warns(UserWarning, match="1 image\\(s\\) of 24x20 resized"):
         np.testing.assert_array_equal(model.predict_proba(imgs[1][None]), want[1:2])
     with pytest.raises(PredictorError, match="cannot read as images: .*missing.png \\(missing\\)"):

@@ -212,3 +212,58 @@ def test_audit_with_a_method_resumes_its_run(tmp_path, capsys, monkeypatch, blob
     results = json.loads((out / "run" / "results.json").read_text())
     assert [e["epoch"] for e in results["epochs"]] == [0, 1] and len(results["compute"]["sessions"]) == 2
     assert json.loads((out / "summary.json").read_text())["num_examples"] == 240
+
+
+# ------------------------------------------------------------------------------------ values out of range
+@pytest.mark.parametrize("args,message", [
+    (["--method", "gce", "method.args.q=5"], "q=5.0 is outside its allowed range (0, 1]"),
+    (["--method", "car", "method.args.lam=-1"], "lam=-1 is outside its allowed range [0, inf)"),
+    (["--method", "elr", "method.args.beta=5"], "beta=5.0 is outside its allowed range [0, 1)"),
+    (["--method", "sce", "method.args.alpha=-1"], "alpha=-1.0 is outside its allowed range [0, inf)"),
+])
+def test_method_values_out_of_range_exit_2_before_data_loading(tmp_path, capsys, no_training, args, message):
+    # found by a new-user trial: q=5 and lam=-1 crashed with a traceback after loading the data, beta=5
+    # trained to 7% accuracy with exit 0
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "r"), *args]) == 2
+    err = said(capsys)
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()  # nothing written: the folder is still free for the corrected command
+
+
+@pytest.mark.parametrize("args,message", [
+    (["optim.lr=-1"], "optim.lr=-1.0 is outside its allowed range (0, inf)"),
+    (["optim.momentum=-3"], "optim.momentum=-3.0 is outside its allowed range [0, 1)"),
+    (["optim.weight_decay=-1"], "optim.weight_decay=-1.0 is outside its allowed range [0, inf)"),
+    (["train.batch_size=0"], "train.batch_size=0 is outside its allowed range [1, inf)"),
+    (["--epochs", "0"], "train.epochs=0 is outside its allowed range [1, inf)"),
+    (["--epochs", "-1", "optim.lr=0"], "train.epochs=-1 is outside its allowed range [1, inf); "
+                                       "optim.lr=0.0 is outside its allowed range (0, inf)"),
+    # names and specs too: these were only caught after the data had loaded
+    (["--backbone", "nosuch"], "unknown backbone 'nosuch'; choose one of"),
+    (["--noise", "sym:1.5"], "sym: noise rate 1.5 is outside [0, 1)"),
+])
+@pytest.mark.parametrize("command", ["train", "audit"])
+def test_settings_out_of_range_exit_2_before_data_loading(tmp_path, capsys, no_training, args, message, command):
+    # found by a new-user trial: these reached torch as tracebacks (exit 1), and --epochs 0 "trained" a random
+    # model with exit 0 that predict then used
+    head = ["train", "--dataset", "digits"] if command == "train" else ["audit", "digits"]
+    assert main([*head, "--out", str(tmp_path / "r"), *args]) == 2
+    errors = [line for line in said(capsys).splitlines() if "error:" in line]  # audit says its detector first
+    assert len(errors) == 1 and all(part in errors[0] for part in message.split("; "))
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_restarted_with_overwrite(tmp_path, capsys):
+    # what a crash before the first epoch leaves behind; --resume used to send the user back to the refusal
+    out = tmp_path / "run"
+    (out / "tensorboard").mkdir(parents=True)
+    (out / "config.yaml").write_text("method: {name: ce}\n")
+    assert train(out) == 2
+    err = said(capsys)
+    assert "stopped before its first checkpoint" in err and "--overwrite" in err and "--resume" not in err
+    assert train(out, "--resume") == 2
+    err = said(capsys)
+    assert "holds no run to resume" in err and "--overwrite instead of --resume" in err
+    assert train(out, "--overwrite") == 0 and (out / "results.json").exists()
+    # a finished run without checkpoints (train.checkpoint=false) is a finished run, not a stopped one
+    assert train(tmp_path / "done", overrides=["train.checkpoint=false"]) == 0
+    assert train(tmp_path / "done") == 2 and "is not empty" in said(capsys)

@@ -235,6 +235,23 @@ def test_image_list_errors_name_the_row(tmp_path):
         load_image_list(tmp_path / "c.json")
 
 
+def test_an_image_list_reads_its_declared_classes(mixed_folder):
+    # as csv: does, <name>.classes.txt next to the list declares the classes (a new-user trial found the list
+    # ignored it and trained a typo as an 11th class)
+    files = sorted(mixed_folder.glob("train/*/*"))[:12]
+    rows = ["path,label", *(f"{f.relative_to(mixed_folder)},{f.parts[-2]}" for f in files)]
+    rows[5] = rows[5].rsplit(",", 1)[0] + ",gren"
+    (mixed_folder / "typo.csv").write_text("\n".join(rows) + "\n")
+    (mixed_folder / "typo.classes.txt").write_text("red\ngreen\nblue\n")
+    from noisyfit.data.image_list import load_image_list
+
+    with pytest.raises(DataError, match=r"not one of the 3 declared classes \(red, green, blue\): line 6.*'gren'"):
+        load_image_list(mixed_folder / "typo.csv", stream=False)
+    (mixed_folder / "typo.csv").write_text("\n".join(rows[:5] + rows[6:]) + "\n")
+    ok = load_image_list(mixed_folder / "typo.csv", stream=False).train
+    assert ok.class_names == ["red", "green", "blue"]  # the declared order, not the sorted one
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_under_torch_distributed_batches_are_decoded_in_this_process_and_equal_the_forked_ones(
         mixed_folder, monkeypatch, workers):

@@ -285,3 +285,19 @@ def apply_override(cfg: Config, item: str) -> None:
     else:
         valid = ", ".join(f.name for f in dataclasses.fields(target)) if dataclasses.is_dataclass(target) else ""
         raise ConfigError(f"override {item!r}: unknown key {key!r}; valid here: {valid}")
+
+
+def check_numbers(cfg: "Config") -> None:
+    """Every numeric setting with a range (:data:`noisyfit.ranges.SETTING_RANGES`) inside it, else one
+    ConfigError naming each value out of range. Needs no data: the trainer calls it before loading any."""
+    from noisyfit.ranges import SETTING_RANGES, out_of_range
+
+    problems = []
+    for dotted, spec in SETTING_RANGES.items():
+        section, key = dotted.split(".")
+        problem = out_of_range(dotted, getattr(getattr(cfg, section), key), spec)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError("; ".join(problems) + ". Fix the value with the override key=value (e.g. "
+                          "optim.lr=0.05) or in the config file.")

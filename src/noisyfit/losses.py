@@ -61,6 +61,20 @@ def _check_reduction(reduction: str) -> str:
     return reduction
 
 
+def check_logits_labels(logits: torch.Tensor, labels: torch.Tensor, who: str) -> None:
+    """Logits ``[B, C]`` and integer class indices ``[B]``, else a ValueError saying what came (a researcher's
+    trial: GCE computed a loss on the first 5 rows of 8 logits given 5 labels, in silence)."""
+    if logits.ndim != 2:
+        raise ValueError(f"{who}: logits must be [batch, classes], got shape {list(logits.shape)}")
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        hint = " (one-hot? pass labels.argmax(1))" if labels.ndim == 2 else ""
+        raise ValueError(f"{who}: labels must be integer class indices [batch], got {labels.dtype} of shape "
+                         f"{list(labels.shape)}{hint}")
+    if len(labels) != len(logits):
+        raise ValueError(f"{who}: {len(logits)} rows of logits but {len(labels)} labels (arguments swapped, or a "
+                         "batch cut?)")
+
+
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return per_sample.mean()
@@ -99,6 +113,7 @@ class GCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` ``[B, C]`` against integer ``labels`` ``[B]`` (float32)."""
+        check_logits_labels(logits, labels, "GCELoss")
         return _reduce(generalized_cross_entropy(logits, labels, q=self.q), self.reduction)
 
     def extra_repr(self) -> str:
@@ -139,6 +154,7 @@ class SCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` ``[B, C]`` against integer ``labels`` ``[B]`` (float32)."""
+        check_logits_labels(logits, labels, "SCELoss")
         if self.num_classes is not None and logits.shape[1] != self.num_classes:
             raise ValueError(f"SCELoss was built for {self.num_classes} classes, got logits with "
                              f"{logits.shape[1]} columns")
@@ -207,6 +223,7 @@ class ELRLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Update the targets of the samples ``index`` ``[B]`` and return the mean loss of the batch."""
+        check_logits_labels(logits, labels, "ELRLoss")
         index = torch.as_tensor(index, device=self.target.device)
         loss, ce, reg = elr_loss(logits, labels, self.target, index, beta=self.beta, lam=self.lam,
                                  clip=self.clip)

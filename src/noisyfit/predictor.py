@@ -341,7 +341,7 @@ class Predictor:
                 raise PredictorError("cannot read as images: " + ", ".join(f"{x[k]} ({why})" for k, why in failed))
             if resized:
                 warnings.warn(f"{resized} of {len(x)} image(s) resized to the model's {h}x{w} (bicubic, as "
-                              "image folders are decoded)", stacklevel=4)
+                              "image folders are decoded)", stacklevel=_user_stacklevel())
             return images
         if isinstance(x, (list, tuple)) and x and all(isinstance(i, np.ndarray) and i.dtype == np.uint8
                                                       and i.ndim in (2, 3) for i in x):
@@ -353,12 +353,12 @@ class Predictor:
             resized = sum(i.shape[:2] != (h, w) for i in imgs)
             if resized:
                 warnings.warn(f"{resized} of {len(imgs)} image(s) resized to the model's {h}x{w} (bicubic, as "
-                              "image folders are decoded)", stacklevel=4)
+                              "image folders are decoded)", stacklevel=_user_stacklevel())
             return np.stack([resize_images(i[None], (h, w))[0] if i.shape[:2] != (h, w) else i for i in imgs])
         if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 4 and x.shape[3] == c and len(x) \
                 and tuple(x.shape[1:3]) != (h, w):
             warnings.warn(f"{len(x)} image(s) of {x.shape[1]}x{x.shape[2]} resized to the model's {h}x{w} (bicubic, "
-                          "as image folders are decoded)", stacklevel=4)
+                          "as image folders are decoded)", stacklevel=_user_stacklevel())
             return resize_images(x, (h, w))
         return x
 
@@ -438,6 +438,20 @@ class Predictor:
     def predict(self, x, *, batch_size: int | None = None) -> np.ndarray:
         """Class indices ``int64 [N]`` (argmax of the logits, as the trainer's accuracies count them)."""
         return self.logits(x, batch_size=batch_size).argmax(1).numpy()
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's line: the first caller outside noisyfit and torch
+    (a fixed level pointed at torch's no_grad wrapper when called through ``predict_proba``, a new-user trial)."""
+    import sys
+
+    import torch
+
+    skip = (str(Path(__file__).resolve().parent), str(Path(torch.__file__).resolve().parent))
+    frame, level = sys._getframe(1), 1  # level 1 = the function calling warnings.warn
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _looks_like_images(x) -> bool:

@@ -134,14 +134,16 @@ def _split_items(args) -> None:
 # ---------------------------------------------------------------------------------------------- helpers
 def _config(args, method: str):
     from noisyfit.commands.train import training_flags
-    from noisyfit.config import load_config
+    from noisyfit.config import check_numbers, load_config
 
     flags = training_flags(args)
     # the audited data set and method come from audit's own arguments; the whole set is audited
     flags.pop("method", None)
     flags.setdefault("data", {}).update(dataset=args.data, val_fraction=0.0)
     flags["method"] = {"name": method}
-    return load_config(args.config, args.overrides, flags=flags)
+    cfg = load_config(args.config, args.overrides, flags=flags)
+    check_numbers(cfg)  # a negative lr or zero epochs, before any data is loaded
+    return cfg
 
 
 def _load_train(args, name: str | None, data_dir: str | None):
@@ -312,8 +314,10 @@ def cmd_audit(args) -> int:
                 extra["model_quality"]["warnings"].append(PIXEL_MLP_WARNING)
             labelled, keep = _run_labels(run_results, train)
         except (DataError, OSError) as err:  # the audit stands without thumbnails
-            print(f"noisyfit audit: note: inputs of {data_name!r} not loaded ({err}); report without them",
-                  file=sys.stderr)
+            # a warning, not a note: the report then lacks thumbnails and ids, and no cleaned label file is written
+            print(f"noisyfit audit: warning: the run's data {data_name!r} could not be loaded ({err}); the report has "
+                  "no images or ids and no cleaned_labels.npz is written. Name the data where they are now: "
+                  f"`noisyfit audit DATA --run {run_dir} ...`.", file=sys.stderr)
     elif args.annotators:
         train = _load_train(args, data_name, data_dir)
         cols = [c.strip() for c in args.annotators.split(",") if c.strip()]

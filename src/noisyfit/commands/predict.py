@@ -1,4 +1,4 @@
-"""`noisyfit predict RUN DATA --out preds.csv`: a finished run's model (its ``model.pt``) on raw inputs.
+"""`noisyfit predict RUN DATA [--out preds.csv]`: a finished run's model (its ``model.pt``) on raw inputs.
 
 DATA is one of
 
@@ -20,14 +20,17 @@ A run trained on the embeddings file of ``noisyfit embed`` (feature rows) takes 
 the size its training images were and sent through the embedder that made its training rows, with the same
 settings, both recorded in its ``model.pt`` (``--embedder FILE`` names the file when it has moved).
 
-The CSV has one row per sample: ``id`` (the data's ids, else the row number), ``predicted`` (a class name)
+The CSV (into ``--out``, else onto the standard output, the other lines then on the standard error) has one
+row per sample: ``id`` (the data's ids, else the row number), ``predicted`` (a class name)
 and ``prob_<class>`` for every class of the run.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +47,8 @@ def register(sub) -> None:
     p.add_argument("run", metavar="RUN", help="the --out folder of a finished `noisyfit train` run, or its model.pt")
     p.add_argument("data", metavar="DATA", help="npz:PATH, csv:PATH, folder:PATH, a data set name, an image file, "
                                                 "a folder of new images, or an .npy of raw inputs")
-    p.add_argument("--out", required=True, help="CSV to write (id, predicted, prob_<class> per class)")
+    p.add_argument("--out", default="-", help="CSV to write (id, predicted, prob_<class> per class); default or "
+                                             "'-': the standard output, with the other lines on the standard error")
     p.add_argument("--split", choices=("auto", "test", "train"), default="auto",
                    help="which split of a data set to predict (auto: test when there is one, else train)")
     p.add_argument("--data-dir", help="folder with the data (default: $NOISYFIT_DATA_DIR or ../shared/data)")
@@ -78,20 +82,23 @@ class Inputs:
 def cmd_predict(args) -> int:
     from noisyfit.predictor import load_predictor
 
+    to_stdout = args.out in (None, "-")
+    say = functools.partial(print, file=sys.stderr if to_stdout else sys.stdout)  # stdout carries the CSV then
     model = load_predictor(args.run, device=args.device, tta=args.tta)
     inputs = _inputs(args, model)
     if inputs.note:
-        print(inputs.note)
+        say(inputs.note)
     logits = model.logits(inputs.x, batch_size=args.batch_size)
     pred = logits.argmax(1).numpy()
     import torch
 
     probs = torch.softmax(logits.double(), dim=1).numpy()
-    out = write_predictions(args.out, inputs.ids, pred, probs, model.class_names)
+    out = write_predictions(None if to_stdout else args.out, inputs.ids, pred, probs, model.class_names)
     rec = model.record
     epoch = "" if rec.get("epoch") is None else f", epoch {rec['epoch'] + 1}"
     acc = "" if rec.get("test_acc") is None else f"; the run recorded test accuracy {rec['test_acc']:.4f} for it"
-    print(f"{len(pred)} predictions of {inputs.what} -> {out} (model: {rec.get('weights', '?')} weights{epoch}{acc})")
+    what = f"{len(pred)} prediction{'' if len(pred) == 1 else 's'} of {inputs.what}"
+    say(f"{what} -> {out or 'standard output'} (model: {rec.get('weights', '?')} weights{epoch}{acc})")
     names = np.array(model.class_names, dtype=object)[pred]
     for label_set, which in ((inputs.labels, "labels"), (inputs.true_labels, "true labels")):
         if label_set is None or not len(pred):
@@ -99,10 +106,10 @@ def cmd_predict(args) -> int:
         given = np.array(label_set, dtype=object)
         unknown = sorted(set(given) - set(model.class_names))
         if unknown:
-            print(f"no accuracy against the data's {which}: {len(unknown)} of their classes are not classes of the "
-                  f"model (e.g. {unknown[0]!r})")
+            say(f"no accuracy against the data's {which}: {len(unknown)} of their classes are not classes of the "
+                f"model (e.g. {unknown[0]!r})")
             continue
-        print(f"accuracy against the data's {which}: {float(np.mean(names == given)):.4f} ({len(pred)} samples)")
+        say(f"accuracy against the data's {which}: {float(np.mean(names == given)):.4f} ({len(pred)} samples)")
     return 0
 
 
@@ -151,7 +158,8 @@ def _embedder(args, model):
     differs = settings_differ(recorded_embedder(model), embedder.describe())
     if differs:  # the user's choice, but the predictions no longer mean what the run's accuracy says
         print(f"note: the embedder's {', '.join(differs)} differ from those the run's training rows were made "
-              "with: its predictions are not those the run's accuracy describes.")
+              "with: its predictions are not those the run's accuracy describes.",
+              file=sys.stderr if args.out in (None, "-") else sys.stdout)  # stdout may carry the CSV
     return embedder
 
 
@@ -255,7 +263,17 @@ def _embedded(model, embedder, inputs: Inputs) -> Inputs:
     return inputs
 
 
-def write_predictions(path, ids, pred: np.ndarray, probs: np.ndarray, class_names: list[str]) -> Path:
+def write_predictions(path, ids, pred: np.ndarray, probs: np.ndarray, class_names: list[str]) -> Path | None:
+    """The CSV into ``path``, or onto the standard output when ``path`` is None."""
+    def rows(w):
+        w.writerow(["id", "predicted", *(f"prob_{c}" for c in class_names)])
+        for i, k in enumerate(pred):
+            w.writerow([ids[i], class_names[k], *(f"{p:.6g}" for p in probs[i])])
+
+    if path is None:
+        rows(csv.writer(sys.stdout, lineterminator="\n"))
+        sys.stdout.flush()
+        return None
     path = Path(path)
     if path.is_dir():
         from noisyfit.data.labeled import DataError
@@ -263,10 +281,7 @@ def write_predictions(path, ids, pred: np.ndarray, probs: np.ndarray, class_name
         raise DataError(f"--out {path} is a folder; give a file name, e.g. --out {path / 'preds.csv'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "predicted", *(f"prob_{c}" for c in class_names)])
-        for i, k in enumerate(pred):
-            w.writerow([ids[i], class_names[k], *(f"{p:.6g}" for p in probs[i])])
+        rows(csv.writer(f))
     return path
 
 

@@ -66,6 +66,13 @@ def prepare_out_dir(out: str | os.PathLike, *, resume: bool, overwrite: bool, co
     if out.is_dir():
         entries = sorted(e.name for e in out.iterdir() if not e.name.startswith(".") and e.name not in BENCH_FILES)
         if entries and not (resume or overwrite):
+            unfinished = not {"checkpoint.pt", "results.json"} & set(entries)
+            if command == "train" and set(entries) <= set(owned) and unfinished:
+                # a run stopped before its first checkpoint (and unfinished): nothing to resume, only to restart
+                raise OutputDirError(
+                    f"--out {out} holds a run that stopped before its first checkpoint ({some(entries)}); nothing "
+                    f"was changed. Start it again with --overwrite (which deletes noisyfit's {command} files in "
+                    "it), or choose a new folder.")
             raise OutputDirError(
                 f"--out {out} is not empty ({some(entries)}); nothing was changed. Continue the work in it with "
                 f"`noisyfit {command} --out {out} --resume`, start it again with --overwrite (which deletes "

@@ -72,9 +72,24 @@ def training_flags(args) -> dict:
     return flags
 
 
+def absolute_paths(cfg) -> None:
+    """The run's data paths and method file as absolute ones where they exist relative to the working folder, so
+    that its ``config.yaml`` finds them from any folder (``train --config``, ``--resume``, ``audit --run``,
+    ``predict``)."""
+    from noisyfit.data.sources import absolute_spec
+    from noisyfit.methods.base import absolute_method_spec
+
+    cfg.data.dataset = absolute_spec(cfg.data.dataset)
+    cfg.method.name = absolute_method_spec(cfg.method.name)
+    for key in ("data_dir", "noisy_labels_file"):
+        value = getattr(cfg.data, key)
+        if value and not Path(value).expanduser().is_absolute() and Path(value).expanduser().exists():
+            setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
+
+
 def cmd_train(args) -> int:
     from noisyfit.commands.preflight import RUN_FILES, check_method_args, prepare_out_dir
-    from noisyfit.config import load_config
+    from noisyfit.config import check_numbers, load_config
     from noisyfit.data.labeled import DataError
     from noisyfit.engine.trainer import Trainer
 
@@ -91,10 +106,14 @@ def cmd_train(args) -> int:
         if not config_path.exists() or not (Path(args.out) / "checkpoint.pt").exists():
             from noisyfit.config import ConfigError
 
-            raise ConfigError(f"--resume: {args.out} holds no run to resume (config.yaml and checkpoint.pt "
-                              "are written after the first epoch); run without --resume to start it")
+            raise ConfigError(f"--resume: {args.out} holds no run to resume (checkpoint.pt is written after the "
+                              "first epoch, or on the first checkpoint interval); start the run again with "
+                              "--overwrite instead of --resume, or choose a new folder")
     cfg = load_config(config_path, args.overrides, flags=training_flags(args))
-    check_method_args(cfg)  # before the data is loaded
+    if not args.resume:  # a resumed run keeps its recorded config (resume compares it with the checkpoint's)
+        absolute_paths(cfg)
+    check_numbers(cfg)  # before the data is loaded: a negative lr, zero epochs...
+    check_method_args(cfg)  # ... and a value the method refuses
     print(f"noisyfit train: loading {cfg.data.dataset} ...", file=sys.stderr, flush=True)  # CIFAR: minutes
     trainer = Trainer(cfg, args.out, resume=args.resume, command=["noisyfit", *sys.argv[1:]])
     results = trainer.fit(stop_after_epoch=args.stop_after)

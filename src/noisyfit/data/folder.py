@@ -549,21 +549,24 @@ def read_image_folder(
             arrays = _decode_all(split_ids, open_image, source, progress, target, failed)
             if base is not None:
                 _cache_save(base, version, source, arrays, split_ids, note)
+    notes = [note] if note else []  # also on a cache hit: the arrays are resized every time they are used
     if is_dir and class_names is None:  # a class folder without images would vanish from the classes unsaid
         empty = _empty_class_folders(source, listed)
         if empty:
             shown = ", ".join(repr(e) for e in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
             more = "s hold" if len(empty) > 1 else " holds"
-            note = ((note + " ") if note else "") + (
+            # a warning of its own: appended to the size note it ended a 400-character line (a new-user trial)
+            notes.append(
                 f"{source}: class folder{more} no image files and {'are' if len(empty) > 1 else 'is'} left out of the "
                 f"classes: {shown}. Add images to {'them' if len(empty) > 1 else 'it'}, or remove "
                 f"{'them' if len(empty) > 1 else 'it'}.")
-    if note:  # also on a cache hit: the arrays are resized every time they are used
+    if notes:
         import warnings
 
         from .labels import DataWarning
 
-        warnings.warn(DataWarning(note), stacklevel=3)
+        for text in notes:
+            warnings.warn(DataWarning(text), stacklevel=3)
 
     return _label_splits(arrays, split_ids, class_names, source, src_name)
 

@@ -27,6 +27,7 @@ from .folder import SPLIT_NAMES, _decode_all, _scan_sizes, _unreadable, parse_im
 from .image_files import DirectoryOpener, ImageFiles
 from .labeled import DataError, DatasetSplits, LabeledData
 from .labels import encode_labels
+from .tabular import classes_file, declared_classes
 from .stream_source import memory_budget_bytes, stream_mode
 
 _TEST_SPLITS = {"test", "val", "valid", "validation"}
@@ -62,7 +63,9 @@ def load_image_list(path, *, label_column: str = "label", image_size=None, strea
     image_size, stream, memory_budget_mb
         As in :func:`noisyfit.data.folder.read_image_folder`.
     class_names : sequence of str, optional
-        The classes in order; default the sorted label values.
+        The classes in order; default those declared in ``<name>.classes.txt`` next to the list (one per line,
+        as for ``csv:``), else the sorted label values. With declared classes a label outside them is an error
+        naming its line.
 
     Raises
     ------
@@ -91,8 +94,9 @@ def load_image_list(path, *, label_column: str = "label", image_size=None, strea
     columns = {"label": [r[label_column] for r in rows]}
     if has_true:
         columns["true_label"] = [r.get("true_label") for r in rows]
-    codes, names = encode_labels(columns, declared=class_names, where=str(source),
-                                 row=lambda col, i: where(i))
+    declared = list(class_names) if class_names is not None else declared_classes(source)
+    codes, names = encode_labels(columns, declared=declared, where=str(source), row=lambda col, i: where(i),
+                                 declared_in="class_names" if class_names is not None else str(classes_file(source)))
     ids = [str(r.get("id") or p) for r, p in zip(rows, paths)]
 
     split_rows = {s: [i for i, sp in enumerate(splits) if sp == s] for s in ("train", "test")}

@@ -86,6 +86,23 @@ def _user_path(kind: str, raw: str, data_dir: Path | None) -> Path:
     return path
 
 
+def absolute_spec(name: str) -> str:
+    """``folder:imgs`` -> ``folder:/abs/imgs`` when ``imgs`` exists relative to the working folder; anything
+    else unchanged (a name, an absolute path, a path found only in the data dir, which the run records).
+
+    A run's ``config.yaml`` then names its data wherever the next command runs from: ``train --config``,
+    ``audit --run`` and ``predict`` read it back from other folders (a relative path was read against the
+    folder the run was trained from, which a new-user trial found breaks them).
+    """
+    kind, sep, rest = name.strip().partition(":")
+    if not sep or kind.lower() not in _PATH_KINDS or not rest.strip():
+        return name
+    path = Path(rest.strip()).expanduser()
+    if path.is_absolute() or not path.exists():
+        return name
+    return f"{kind}:{path.resolve()}"
+
+
 def _resized(splits: DatasetSplits, size: tuple[int, int], name: str) -> DatasetSplits:
     """Every image of ``splits`` at ``size = (h, w)`` (``data.image_size`` for sources other than folders)."""
     if not splits.train.is_image:

@@ -188,7 +188,8 @@ def classes_file(path: str | os.PathLike) -> Path:
     return path.with_name(path.stem + ".classes.txt")
 
 
-def _declared_classes(path: Path) -> list[str] | None:
+def declared_classes(path: Path) -> list[str] | None:
+    """The classes declared in ``<name>.classes.txt`` next to ``path`` (a CSV or an image list), or None."""
     f = classes_file(path)
     if not f.is_file():
         return None
@@ -286,7 +287,7 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
     def row(column: str, k: int) -> str:
         return f"line {lines[k]}" + (f" (id {ids[k]!r})" if id_column in col else "")
 
-    declared = class_names if class_names is not None else _declared_classes(path)
+    declared = class_names if class_names is not None else declared_classes(path)
     label_cols = {h: col[h] for h in (label_column, true_label_column, *extra) if h in col}
     codes, names = encode_labels(label_cols, declared=declared, where=str(path), row=row,
                                  declared_in=str(classes_file(path)) if class_names is None else "class_names")

@@ -122,9 +122,11 @@ def apply_method_lr_factor(opt: torch.optim.Optimizer, factor: float, owner: str
 
 
 def apply_method_lr_factor_to_group(group: dict, factor: float, owner: str) -> None:
-    """:func:`apply_method_lr_factor` for one parameter group."""
-    group.setdefault(f"{owner}_base_lr", group["base_lr"])
-    group["base_lr"] = group[f"{owner}_base_lr"] * factor
+    """:func:`apply_method_lr_factor` for one parameter group. A group without ``base_lr`` (a user's own optimiser,
+    no noisyfit schedule: a method run in the user's loop) gets the factor on its ``lr`` itself."""
+    key = "base_lr" if "base_lr" in group else "lr"
+    group.setdefault(f"{owner}_base_lr", group[key])
+    group[key] = group[f"{owner}_base_lr"] * factor
 
 
 def set_lr(opt: torch.optim.Optimizer, factor: float) -> float:

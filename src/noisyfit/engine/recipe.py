@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from noisyfit.config import Config, ConfigError
+from noisyfit.config import Config, ConfigError, check_numbers
 from noisyfit.engine.ema import WeightAverage
 from noisyfit.engine.optim import lr_factor
 from noisyfit.engine.tta import tta_views
@@ -38,6 +38,7 @@ from noisyfit.models.whitening import WHITEN_IMAGES
 def check_settings(cfg: Config) -> None:
     """The settings that need no data: the lr schedule, the crop translation, the TTA views (ConfigError).
     The trainer calls it before it loads any data."""
+    check_numbers(cfg)  # a negative lr, zero epochs, a momentum of 3...
     lr_factor(cfg.optim, 0.0, cfg.train.epochs)
     if cfg.train.crop_pad < 0:
         raise ConfigError(f"train.crop_pad={cfg.train.crop_pad} must be >= 0")

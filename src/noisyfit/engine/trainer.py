@@ -22,6 +22,7 @@ from noisyfit.config import Config, ConfigError
 from noisyfit.data.augment import Augmenter, channel_stats
 from noisyfit.data.batches import iterate_batches, num_batches
 from noisyfit.data.labeled import DatasetSplits
+from noisyfit.data.noise import parse_noise_spec
 from noisyfit.data.store import TensorStore, make_store, store_channel_stats
 from noisyfit.data.training_set import TrainingSet, predict_store
 from noisyfit.engine import distributed as D
@@ -40,7 +41,7 @@ from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, t
 from noisyfit.methods.base import get_method_class
 from noisyfit.methods.context import MethodContext
 from noisyfit.metrics import health_figures
-from noisyfit.models.backbones import create_backbone
+from noisyfit.models.backbones import UnknownNameError, create_backbone, list_backbones
 
 
 
@@ -48,11 +49,15 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says what to change."""
 
 
-#: said when images meet the default backbone: a new user's photo folder otherwise trains an MLP on pixels silently
+#: said when images meet the default backbone: a new user's photo folder otherwise trains an MLP on pixels silently.
+#: The lr advice: new users' fastcnn on a 600-image folder stayed at chance at the default lr 0.1 and reached 77% at
+#: 0.01 (two trials at the prompt, not a benchmark); the 3,000-image mixed-folder benchmark's first epoch at lr
+#: 0.05 averaged 1.6x a uniform guess's loss (benchmarks/results/mixed-folder.json)
 PIXEL_MLP_WARNING = ("model.backbone=mlp (the default) treats each pixel as a separate number and sees no shapes, so "
                      "it learns little from photos. For images use a convolutional backbone (--backbone fastcnn, or "
-                     "preact_resnet18; in Python NoisyClassifier(backbone='fastcnn')); to audit photos, --embedder with a network pretrained on photos (README: "
-                     "'Audit with an embedder').")
+                     "preact_resnet18; in Python NoisyClassifier(backbone='fastcnn'); on a few thousand images or "
+                     "fewer also a lower learning rate, --lr 0.01); to audit photos, --embedder with a network "
+                     "pretrained on photos (README: 'Audit with an embedder').")
 
 
 #: a first epoch whose mean cross-entropy exceeds this multiple of a uniform guess's (ln C) has diverged
@@ -80,6 +85,61 @@ def unstable_loss_warning(row: dict, cfg, num_classes: int) -> str | None:
             f"(ln {num_classes} = {chance:.2f}): the steps overshoot, so the model may never learn. The learning rate "
             f"is likely too high for this model and data (optim.lr={o.lr:g} with {o.name}, {warm}): try "
             f"--lr {o.lr / 10:g}.")
+
+
+#: a final accuracy below chance + this share of the distance from chance to 1 counts as near chance (10 classes:
+#: under 19%; 2 classes: under 55%, which a good model on 40%-noisy validation labels still clears)
+NEAR_CHANCE_MARGIN = 0.1
+
+
+def weak_model_warning(results: dict, cfg) -> str | None:
+    """A warning when a finished run's model is near chance, else None: the selected epoch's test accuracy (else
+    its noisy-validation accuracy) under chance + :data:`NEAR_CHANCE_MARGIN` of the way to 1.
+
+    A new user's GCE on a 600-image folder ended at 13% for 10 classes (with "100% noise") and exit 0 in silence:
+    its bounded loss never trips :func:`unstable_loss_warning` (observed at the prompt, not a benchmark). Many
+    flags alone are not said here: an audit says them (noisyfit.detect.guardrails.run_quality), and
+    NoisyClassifier at fit."""
+    num_classes = (results.get("data") or {}).get("num_classes") or 0
+    sel = results.get("selected") or {}
+    fin = results.get("final") or {}
+    acc, which = next(((v, k) for k, v in (("test", sel.get("test_acc")), ("validation", sel.get("val_acc")),
+                                           ("test", fin.get("test_acc")), ("validation", fin.get("val_acc")))
+                       if v is not None), (None, None))
+    if acc is None or num_classes < 2:
+        return None
+    chance = 1.0 / num_classes
+    if acc >= chance + NEAR_CHANCE_MARGIN * (1.0 - chance):
+        return None
+    est = (results.get("method") or {}).get("estimated_noise_rate")
+    flags = f", and its method ({cfg.method.name}) estimates {est:.0%} of the labels wrong" if est is not None else ""
+    o = cfg.optim
+    return (f"the model learned little: its {which} accuracy, {acc:.1%}, is near chance ({chance:.1%} for "
+            f"{num_classes} classes){flags}. Its predictions and flags are mostly guesses. Try a lower learning "
+            f"rate (--lr {o.lr / 10:g}; now {o.lr:g}), more epochs or another backbone, or train on features of a "
+            "network pretrained on similar data (README: 'With a pretrained network').")
+
+
+def checked_step_outputs(out, method: str) -> dict:
+    """``training_step``'s outputs if they keep the contract (a dict with a scalar tensor ``loss``, other values
+    numbers or scalar tensors), else a TrainingError saying what came back (a researcher's method returning its
+    loss tensor, a tuple, ``loss.item()`` or a per-sample loss met AttributeErrors deep in the loop)."""
+    contract = ("training_step must return a dict with the scalar loss tensor under 'loss' (before .item(); "
+                "reduced to one number) and optional numbers or scalar tensors to log")
+    if not isinstance(out, dict):
+        raise TrainingError(f"method {method!r}: {contract}; it returned a {type(out).__name__}.")
+    loss = out.get("loss")
+    if not torch.is_tensor(loss):
+        raise TrainingError(f"method {method!r}: {contract}; its 'loss' is "
+                            f"{'missing' if 'loss' not in out else 'a ' + type(loss).__name__}.")
+    if loss.ndim != 0:
+        raise TrainingError(f"method {method!r}: {contract}; its 'loss' has shape {list(loss.shape)} (a per-sample "
+                            "loss? take its .mean()).")
+    bad = [k for k, v in out.items() if k not in ("loss", "backward_done")
+           and not (isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1))]
+    if bad:
+        raise TrainingError(f"method {method!r}: {contract}; these are neither: {', '.join(map(repr, bad))}.")
+    return out
 
 
 #: below this many validation examples (over 2 points per example) the trainer says that epoch selection on them is
@@ -182,6 +242,11 @@ class Trainer:
             raise ConfigError("resume needs an output folder (--out) holding checkpoint.pt")
         get_method_class(cfg.method.name)  # fail on an unknown method before loading data
         check_settings(cfg)  # and on a bad schedule, crop or TTA setting
+        if cfg.model.backbone not in list_backbones():  # and on a typo in the backbone or the noise spec
+            raise UnknownNameError(f"unknown backbone {cfg.model.backbone!r}; choose one of "
+                                   f"{', '.join(list_backbones())}")
+        if cfg.data.noise:
+            parse_noise_spec(cfg.data.noise)
 
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed % 2**32)
@@ -261,12 +326,21 @@ class Trainer:
         num_classes = self.data.train.num_classes
 
         def make_backbone():
-            net = create_backbone(cfg.model.backbone, num_classes=num_classes, input_shape=self.input_shape,
-                                  **cfg.model.args)
+            try:
+                net = create_backbone(cfg.model.backbone, num_classes=num_classes, input_shape=self.input_shape,
+                                      **cfg.model.args)
+            except ValueError as err:  # a preset's image network on feature rows, its options on another backbone
+                hint = (" The config's model.args belong to another backbone: replace them, e.g. "
+                        "'model.args={hidden: [64]}' for mlp, or 'model.args={}' for the defaults."
+                        if "has no option" in str(err) else "")
+                raise ConfigError(f"{err}.{hint}") from None
             init_backbone_from_data(net, self.train_x, self.augmenter)
             return net
 
         cls = get_method_class(cfg.method.name)
+        if getattr(cls.predict_logits, "__qualname__", "") == "Method.predict_logits":
+            raise ConfigError(f"method {cfg.method.name!r} does not define predict_logits(x): the trainer evaluates "
+                              "and predicts with it (see noisyfit.methods.base.Method); nothing was trained.")
         self.method = cls(cfg.method.args, num_classes, len(self.data.train), make_backbone).to(self.device)
         if self.is_image and cfg.train.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
@@ -358,7 +432,7 @@ class Trainer:
                     lr = set_lr(self.optimizer, lr_factor(cfg.optim, epoch + step / n_steps, tc.epochs))
                     self.optimizer.zero_grad(set_to_none=True)  # before the step: it may back-propagate parts
                     with self.autocast():
-                        out = self.method.training_step(batch, epoch)
+                        out = checked_step_outputs(self.method.training_step(batch, epoch), cfg.method.name)
                     backward_done = bool(out.pop("backward_done", False))
                     loss = out["loss"]
                     sums.add(out, step)  # on the device: read on the host every few steps, not every step
@@ -428,6 +502,9 @@ class Trainer:
             self.weight_avg.copy_to(self.method)
         self.method.on_fit_end(self.ctx)
         results = self._results(time.time() - wall0)
+        weak = weak_model_warning(results, self.cfg)
+        if weak:
+            self.logger.info(f"warning: {weak}")
         if self.out_dir is not None and self.is_main:
             self._write_outputs(results)
         self.logger.close()

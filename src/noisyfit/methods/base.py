@@ -106,7 +106,24 @@ def _external_method(spec: str) -> type["Method"]:
         return found
     if attr in _METHODS:  # a name the module registered
         return _METHODS[attr]
+    if found is not None:
+        raise UnknownNameError(f"method {spec!r}: {attr!r} in {where} is a {type(found).__name__}, not a subclass of "
+                               "noisyfit.methods.base.Method")
     raise UnknownNameError(f"method {spec!r}: {where} has no Method subclass or registered method named {attr!r}")
+
+
+def absolute_method_spec(name: str) -> str:
+    """``mine/boot.py:Boot`` -> ``/abs/mine/boot.py:Boot`` when the file exists relative to the working folder, so
+    a run's config finds its method from any folder (``--resume``, ``predict``); anything else unchanged."""
+    from pathlib import Path
+
+    where, sep, attr = name.rpartition(":")
+    if not sep or not where.endswith(".py"):
+        return name
+    path = Path(where).expanduser()
+    if path.is_absolute() or not path.is_file():
+        return name
+    return f"{path.resolve()}:{attr}"
 
 
 def _import_builtin_methods() -> None:
@@ -189,6 +206,9 @@ class Method(nn.Module):
     uses_strong_views: ClassVar[bool] = False
     #: default threshold on clean_scores below which a sample is flagged noisy
     flag_threshold: ClassVar[float] = 0.5
+    #: allowed interval of numeric hyper-parameters (``"[0, 1)"``, ``"(0, inf)"``; see noisyfit.ranges), checked
+    #: by :meth:`resolve_hyper`; a subclass's entries add to (or replace) its parents'
+    hyper_ranges: ClassVar[dict[str, str]] = {}
 
     def __init__(self, hyper: dict | None, num_classes: int, num_samples: int,
                  make_backbone: Callable[[], Backbone]):
@@ -218,7 +238,22 @@ class Method(nn.Module):
             hyper = {k: coerce_value(defaults, k, v, f"method {cls.name!r}: method.args") for k, v in hyper.items()}
         except ConfigError as e:
             raise ValueError(str(e)) from None
-        return cls.Hyper(**hyper)
+        hp = cls.Hyper(**hyper)
+        cls.check_hyper_ranges(hp)
+        return hp
+
+    @classmethod
+    def check_hyper_ranges(cls, hp) -> None:
+        """A ValueError naming every hyper-parameter outside its ``hyper_ranges`` interval."""
+        from noisyfit.ranges import out_of_range
+
+        ranges: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):  # parents first, so a subclass overrides
+            ranges.update(vars(klass).get("hyper_ranges", {}))
+        problems = [p for name, spec in ranges.items() if hasattr(hp, name)
+                    for p in [out_of_range(name, getattr(hp, name), spec)] if p]
+        if problems:
+            raise ValueError(f"method {cls.name!r}: " + "; ".join(problems))
 
     def hyper_dict(self) -> dict:
         return dataclasses.asdict(self.hp)

@@ -206,6 +206,9 @@ class CAR(Method):
     # epoch_tau: this epoch's training-pass tau per sample, for health() (not in checkpoints; see EpochRecord)
     per_sample_state = ("targets", "epoch_tau.values")
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"lam": "[0, inf)", "beta": "[0, inf)", "m": "[0, 1]", "flag_tau": "[0, 1]"}
+
     @dataclasses.dataclass
     class Hyper:
         variant: str = "code"

@@ -19,6 +19,9 @@ class CrossEntropy(SingleNetworkLossMethod):
 
     summary = 'cross-entropy, the baseline (optional label smoothing). 1 network'
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"label_smoothing": "[0, 1]"}
+
     @dataclasses.dataclass
     class Hyper:
         label_smoothing: float = 0.0

@@ -15,7 +15,7 @@ Example: a method in a plain PyTorch loop
 >>> ts = TrainingSet.from_tensors(x, y)
 >>> make = lambda: create_backbone("mlp", num_classes=3, input_shape=(8,), hidden=[16])
 >>> method = get_method_class("elr")({}, 3, len(ts), make)
->>> opt = torch.optim.SGD(method.parameters(), lr=0.05)
+>>> opt = torch.optim.SGD(method.param_groups(), lr=0.05)  # its groups: some carry their own lr or decay
 >>> ctx = MethodContext(ts, num_epochs=2, optimizer=opt)
 >>> method.attach(ctx)
 >>> ts.model = method                     # eval mode during the method's prediction passes

@@ -101,6 +101,9 @@ class CoTeaching(Method):
 
     summary = 'Co-teaching (Han et al., NeurIPS 2018): two networks teach each other on their small-loss samples. 2 networks'
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"num_gradual": "[0, inf)", "epoch_decay_start": "[0, inf)", "beta1_after_decay": "[0, 1)"}
+
     @dataclasses.dataclass
     class Hyper:
         forget_rate: float = 0.2
@@ -226,6 +229,9 @@ class JCoTeaching(CoTeaching):
     """J-Co-teaching: Co-teaching whose picks are applied at the samples' next visit (the jump)."""
 
     summary = "J-Co-teaching (Ji et al., Jump-teaching paper): Co-teaching whose picks apply at the samples' next visit. 2 networks"
+
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"jump_rate": "[0, 1]"}
 
     @dataclasses.dataclass
     class Hyper(CoTeaching.Hyper):

@@ -145,6 +145,11 @@ class DivideMix(Method):
 
     summary = 'DivideMix (Li et al., ICLR 2020): GMM co-divide into clean/noisy, then MixMatch semi-supervised training. 2 networks, strong cost'
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"warmup_epochs": "[0, inf)", "p_threshold": "[0, 1]", "lambda_u": "[0, inf)",
+                    "rampup_epochs": "[0, inf)", "alpha": "[0, inf)", "temperature": "(0, inf)",
+                    "loss_window": "[1, inf)"}
+
     @dataclasses.dataclass
     class Hyper:
         warmup_epochs: int = 10

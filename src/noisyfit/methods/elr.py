@@ -133,6 +133,9 @@ class ELR(_ScoreMixin, Method):
 
     summary = "Early-Learning Regularization (Liu et al., NeurIPS 2020): keeps predictions near their early-learning targets. 1 network, CE's cost"
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"beta": "[0, 1)", "lam": "[0, inf)", "clip": "(0, 0.5)"}
+
     @dataclasses.dataclass
     class Hyper:
         beta: float = 0.7
@@ -162,6 +165,10 @@ class ELRPlus(_ScoreMixin, Method):
     """ELR+: two networks with EMA copies, MixUp, targets from the partner's EMA (see module docstring)."""
 
     summary = 'ELR+ (Liu et al., NeurIPS 2020): ELR with two networks, weight averaging and mixup. 2 networks'
+
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"beta": "[0, 1)", "lam": "[0, inf)", "clip": "(0, 0.5)", "mixup_alpha": "[0, inf)",
+                    "ema_alpha": "[0, 1]", "ema_step": "[0, inf)", "coef_step": "[0, inf)"}
 
     @dataclasses.dataclass
     class Hyper:

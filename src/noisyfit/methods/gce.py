@@ -18,6 +18,9 @@ from noisyfit.ops.losses import generalized_cross_entropy
 class GeneralizedCrossEntropy(SingleNetworkLossMethod):
     summary = "Generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018): a loss between CE and MAE, q = 0.7. 1 network, CE's cost"
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"q": "(0, 1]"}
+
     @dataclasses.dataclass
     class Hyper:
         q: float = 0.7

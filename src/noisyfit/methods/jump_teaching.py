@@ -124,6 +124,11 @@ class JumpTeaching(Method):
 
     summary = 'Jump-teaching (Ji et al., AAAI 2026): one network selects samples from an earlier state of itself. 1 network'
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"warmup_epochs": "[0, inf)", "tau": "[0, inf)", "temperature": "(0, inf)",
+                    "code_bits": "[1, inf)", "blend_alpha": "[0, inf)", "code_dropout": "[0, 1)",
+                    "jump_rate": "[0, 1]"}
+
     @dataclasses.dataclass
     class Hyper:
         warmup_epochs: int = 30

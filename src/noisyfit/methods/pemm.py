@@ -90,6 +90,10 @@ class PEMM(Method):
 
     summary = 'Potential Energy based Mixture Model (Wang et al. 2024): a distance classifier whose class centres a potential-energy loss keeps apart, with SCE. 1 network'
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"alpha": "[0, inf)", "beta": "[0, inf)", "pe_weight": "[0, inf)", "ga_weight": "[0, inf)",
+                    "dropout": "[0, 1)", "centre_weight_decay": "[0, inf)"}
+
     @dataclasses.dataclass
     class Hyper:
         alpha: float = 0.1

@@ -71,6 +71,11 @@ class PLRHyper:
     proj_dim: int = 128
 
 
+#: allowed intervals of PLRHyper's numeric fields (every method with the PLR term declares them)
+PLR_RANGES = {"lambda_c": "[0, inf)", "plr_temperature": "(0, inf)", "kappa": "[0, inf)",
+              "warmup_temperature": "(0, inf)", "proj_dim": "[1, inf)"}
+
+
 def kappa_at(kappa: int, milestones, epoch: int) -> int:
     """The official schedule: kappa, then kappa - 1 from the first milestone, kappa - 2 from the second,
     never below 1 (kappa = 0 stays 0: top-1 without the given label)."""
@@ -148,6 +153,9 @@ class CEPLR(Method):
 
     uses_strong_views = True
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = PLR_RANGES
+
     @dataclasses.dataclass
     class Hyper(PLRHyper):
         warmup_epochs: int = 10
@@ -186,6 +194,9 @@ class DivideMixPLR(DivideMix):
     summary = 'DivideMix + the PLR contrastive loss (Liu et al., WACV 2025). 2 networks'
 
     uses_strong_views = True
+
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = PLR_RANGES
 
     @dataclasses.dataclass
     class Hyper(DivideMix.Hyper, PLRHyper):

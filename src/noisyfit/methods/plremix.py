@@ -136,6 +136,10 @@ class PLReMix(DivideMixPLR):
 
     summary = 'PLReMix (Liu et al., WACV 2025): DivideMix + PLR contrastive loss, class prototypes and a 2-D GMM selection. 2 networks, strong cost'
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"proto_temperature": "(0, inf)", "proto_momentum": "[0, 1]", "sat_momentum": "[0, 1]",
+                    "fixed_threshold": "[0, 1]"}
+
     @dataclasses.dataclass
     class Hyper(DivideMixPLR.Hyper):
         mix_views: str = "strong"

@@ -18,6 +18,9 @@ from noisyfit.ops.losses import symmetric_cross_entropy
 class SymmetricCrossEntropy(SingleNetworkLossMethod):
     summary = "Symmetric cross-entropy (Wang et al., ICCV 2019): CE plus reverse CE. 1 network, CE's cost"
 
+    #: allowed intervals of the numeric hyper-parameters (checked before any data is loaded)
+    hyper_ranges = {"alpha": "[0, inf)", "beta": "[0, inf)"}
+
     @dataclasses.dataclass
     class Hyper:
         alpha: float = 0.1
