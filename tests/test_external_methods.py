@@ -161,3 +161,25 @@ def test_a_method_file_given_relative_is_found_from_another_folder(tmp_path, mon
     import numpy as np
     np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "x.npy")]) == 0
+
+
+def test_a_method_without_predict_logits_is_refused_before_training(tmp_path, capsys):
+    path = tmp_path / "nopredict.py"
+    path.write_text(textwrap.dedent('''
+        import torch.nn.functional as F
+
+        from noisyfit.methods.base import Method
+
+
+        class NoPredict(Method):
+            def __init__(self, hyper, num_classes, num_samples, make_backbone):
+                super().__init__(hyper, num_classes, num_samples, make_backbone)
+                self.net = make_backbone()
+
+            def training_step(self, batch, epoch):
+                return {"loss": F.cross_entropy(self.net(batch.x), batch.y)}
+    '''))
+    assert main(["train", "--method", f"{path}:NoPredict", "--out", str(tmp_path / "r"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "does not define predict_logits(x)" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "metrics.jsonl").exists() or not (tmp_path / "r" / "metrics.jsonl").read_text()

@@ -267,3 +267,14 @@ def test_a_run_stopped_before_its_first_checkpoint_is_restarted_with_overwrite(t
     # a finished run without checkpoints (train.checkpoint=false) is a finished run, not a stopped one
     assert train(tmp_path / "done", overrides=["train.checkpoint=false"]) == 0
     assert train(tmp_path / "done") == 2 and "is not empty" in said(capsys)
+
+
+def test_model_args_for_another_backbone_exit_2_with_the_fix(tmp_path, capsys):
+    # a researcher's trial: a CNN preset on feature rows, then its widths on mlp, were tracebacks (exit 1)
+    assert main(["train", "--dataset", "digits", "--config", "elr/cpu-cifar10n", "--out", str(tmp_path / "a"),
+                 "--epochs", "1"]) == 2
+    assert "backbone 'fastcnn' needs image input" in said(capsys)
+    assert main(["train", "--dataset", "digits", "--config", "elr/cpu-cifar10n", "--backbone", "mlp", "--out",
+                 str(tmp_path / "b"), "--epochs", "1"]) == 2
+    err = said(capsys)
+    assert "backbone 'mlp' has no option(s) ['widths']" in err and "'model.args={hidden: [64]}' for mlp" in err
