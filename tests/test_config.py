@@ -47,7 +47,7 @@ def test_unknown_yaml_key_names_the_file(tmp_path):
 
 
 def test_missing_config_file():
-    with pytest.raises(ConfigError, match="neither a file nor a preset; presets: .*ce/cpu-cifar10n"):
+    with pytest.raises(ConfigError, match="neither a file nor a preset. Presets: .*ce/cpu-cifar10n"):
         load_config("/nonexistent/x.yaml")
 
 
@@ -63,3 +63,13 @@ def test_method_hyper_parameters_get_their_field_types():
     assert cls.resolve_hyper({"q": "5e-1"}).q == 0.5
     with pytest.raises(ValueError, match="method 'gce': method.args.q: 'abc' is not a valid float"):
         cls.resolve_hyper({"q": "abc"})
+
+
+def test_a_mistyped_preset_suggests_the_close_ones():
+    # a researcher's trial: the refusal listed all ~60 presets and no "did you mean"
+    with pytest.raises(ConfigError, match=r"config elr/cpu-cifar10 is neither a file nor a preset\. Did you mean "
+                                          r"elr/cpu-cifar10n\b"):
+        load_config("elr/cpu-cifar10")
+    with pytest.raises(ConfigError) as err:
+        load_config("zzz/qqq")
+    assert "Did you mean" not in str(err.value) and "Presets: " in str(err.value)

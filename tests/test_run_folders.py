@@ -278,3 +278,16 @@ def test_model_args_for_another_backbone_exit_2_with_the_fix(tmp_path, capsys):
                  str(tmp_path / "b"), "--epochs", "1"]) == 2
     err = said(capsys)
     assert "backbone 'mlp' has no option(s) ['widths']" in err and "'model.args={hidden: [64]}' for mlp" in err
+
+
+def test_another_methods_preset_says_how_to_reset_its_arguments(tmp_path, capsys, no_training):
+    # a researcher's trial: --config elr/cpu-cifar10n --method gce kept ELR's beta and lam
+    assert main(["train", "--dataset", "digits", "--config", "elr/cpu-cifar10n", "--method", "gce", "--out",
+                 str(tmp_path / "r")]) == 2
+    err = said(capsys)
+    assert "no hyper-parameter 'beta', 'lam'" in err and "reset its arguments: 'method.args={}'" in err
+    # the advice works: the reset arguments pass the check
+    from noisyfit.commands.preflight import check_method_args
+    from noisyfit.config import load_config
+
+    check_method_args(load_config("elr/cpu-cifar10n", ["method.name=gce", "method.args={}"]))

@@ -229,7 +229,11 @@ def resolve_preset(path: str | Path) -> Path:
     packaged = PRESET_DIR / f"{path}.yaml"
     if packaged.exists():
         return packaged
-    raise ConfigError(f"config {path} is neither a file nor a preset; presets: {', '.join(list_presets())}")
+    import difflib
+
+    close = difflib.get_close_matches(str(path), list_presets(), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(f"config {path} is neither a file nor a preset.{hint} Presets: {', '.join(list_presets())}")
 
 
 def _yaml_chain(p: Path, seen: tuple = ()) -> list[tuple[Path, dict]]:

@@ -118,7 +118,8 @@ def check_method_args(cfg) -> None:
     if unknown:
         raise ConfigError(f"method.args of method {name!r}: no hyper-parameter {', '.join(map(repr, unknown))}. "
                           f"Its hyper-parameters (with defaults) are: {listing}. Set one with "
-                          f"method.args.<name>=<value>, or remove the unknown key from the config.")
+                          f"method.args.<name>=<value>, or remove the unknown key from the config (another "
+                          "method's preset with --method? reset its arguments: 'method.args={}').")
     try:
         hp = cls.resolve_hyper(args)
         for f in fields:  # optional numbers (default None) are not coerced: a word stays a word
