@@ -270,3 +270,21 @@ def test_the_loss_modules_refuse_logits_and_labels_that_do_not_pair():
         assert loss(logits, labels).shape == ()
     with pytest.raises(ValueError, match="ELRLoss: 8 rows of logits but 5 labels"):
         ELRLoss(num_samples=20, num_classes=10)(logits, labels[:5], torch.arange(5))
+
+
+def test_elr_loss_per_sample_reductions_by_hand():
+    # per sample: CE_i + lam * log(1 - <t_i, p_i>) with t_i = (1 - beta) p_i / sum(p_i) from zero targets
+    torch.manual_seed(0)
+    logits, labels, index = torch.randn(6, 4), torch.randint(0, 4, (6,)), torch.arange(6)
+    p = torch.softmax(logits, 1).clamp(1e-4, 1 - 1e-4)
+    t = 0.3 * p / p.sum(1, keepdim=True)
+    by_hand = torch.nn.functional.cross_entropy(logits, labels, reduction="none") + 3.0 * torch.log(1 - (t * p).sum(1))
+    none = ELRLoss(num_samples=6, num_classes=4, reduction="none")
+    torch.testing.assert_close(none(logits, labels, index), by_hand)
+    torch.testing.assert_close(none.target, t)
+    summed = ELRLoss(num_samples=6, num_classes=4, reduction="sum")(logits, labels, index)
+    torch.testing.assert_close(summed, by_hand.sum())
+    mean = ELRLoss(num_samples=6, num_classes=4)  # the official path, the elr method's arithmetic
+    torch.testing.assert_close(mean(logits, labels, index), by_hand.mean())
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        ELRLoss(num_samples=6, num_classes=4, reduction="avg")

@@ -36,7 +36,7 @@ from torch import nn
 
 from noisyfit.methods.car import (CAR, VARIANT_DEFAULTS, VARIANTS, car_initial_targets, car_loss_terms,
                                   car_target_step)
-from noisyfit.methods.elr import ELR, elr_loss
+from noisyfit.methods.elr import ELR, elr_loss, elr_per_sample
 from noisyfit.methods.gce import GeneralizedCrossEntropy
 from noisyfit.methods.plr_plugin import PLRHyper, kappa_at
 from noisyfit.methods.sce import SymmetricCrossEntropy
@@ -191,6 +191,10 @@ class ELRLoss(nn.Module):
         Weight of the regulariser (official CIFAR-10 symmetric-noise config; CIFAR-100: 7).
     clip : float, default 1e-4
         Clipping of the softmax before the target update and the regulariser (official code).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" is the official loss (the ``elr`` method's, the same arithmetic). "none" gives each sample's
+        ``CE_i + lam * log(1 - <t_i, p_i>)`` (their mean is the official loss up to rounding), e.g. to weight or
+        select samples; "sum" their sum. Ours: the official code has only the batch mean.
 
     Attributes
     ----------
@@ -211,28 +215,33 @@ class ELRLoss(nn.Module):
     """
 
     def __init__(self, num_samples: int, num_classes: int, beta: float = _ELR.beta, lam: float = _ELR.lam,
-                 clip: float = _ELR.clip):
+                 clip: float = _ELR.clip, reduction: str = "mean"):
         super().__init__()
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"ELR needs 0 <= beta < 1, got beta={beta}")
         self.beta, self.lam, self.clip = float(beta), float(lam), float(clip)
+        self.reduction = _check_reduction(reduction)
         self.register_buffer("target", torch.zeros(int(num_samples), int(num_classes)))
         #: CE and regulariser of the last call (detached), for logging
         self.last_ce: torch.Tensor | None = None
         self.last_reg: torch.Tensor | None = None
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Update the targets of the samples ``index`` ``[B]`` and return the mean loss of the batch."""
+        """Update the targets of the samples ``index`` ``[B]`` and return the batch's loss (see ``reduction``)."""
         check_logits_labels(logits, labels, "ELRLoss")
         index = torch.as_tensor(index, device=self.target.device)
-        loss, ce, reg = elr_loss(logits, labels, self.target, index, beta=self.beta, lam=self.lam,
-                                 clip=self.clip)
-        self.last_ce, self.last_reg = ce.detach(), reg.detach()
-        return loss
+        if self.reduction == "mean":  # the official arithmetic, shared with the elr method
+            loss, ce, reg = elr_loss(logits, labels, self.target, index, beta=self.beta, lam=self.lam,
+                                     clip=self.clip)
+            self.last_ce, self.last_reg = ce.detach(), reg.detach()
+            return loss
+        ce, reg = elr_per_sample(logits, labels, self.target, index, beta=self.beta, clip=self.clip)
+        self.last_ce, self.last_reg = ce.detach().mean(), reg.detach().mean()
+        return _reduce(ce + self.lam * reg, self.reduction)
 
     def extra_repr(self) -> str:
         n, c = self.target.shape
-        return f"num_samples={n}, num_classes={c}, beta={self.beta}, lam={self.lam}"
+        return f"num_samples={n}, num_classes={c}, beta={self.beta}, lam={self.lam}, reduction={self.reduction!r}"
 
 
 class PLRLoss(nn.Module):

@@ -98,6 +98,16 @@ def elr_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, 
     return ce + lam * reg, ce, reg
 
 
+def elr_per_sample(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, *,
+                   beta: float, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`elr_loss`'s step per sample: update ``targets[index]`` in place, return ``(CE_i, reg_i)`` ``[B]``
+    with ``reg_i = log(1 - <t_i, p_i>)`` (their means are elr_loss's CE and regulariser up to rounding)."""
+    p = clipped_softmax(logits, clip)
+    t = elr_target_update(targets[index], p, beta)
+    targets[index] = t
+    return F.cross_entropy(logits.float(), labels, reduction="none"), torch.log(1.0 - (t * p).sum(dim=1))
+
+
 def sigmoid_rampup(current: float, length: float) -> float:
     """``exp(-5 (1 - t)^2)`` with t = clip(current / length, 0, 1); 1 when length is 0 (the ELR code's)."""
     if length == 0:
