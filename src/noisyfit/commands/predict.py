@@ -79,10 +79,15 @@ class Inputs:
     note: str | None = None  # printed before the predictions (e.g. what was resized)
 
 
+def _csv_to_stdout(args) -> bool:
+    """No --out (or '-'): the CSV goes to the standard output, so every other line to the standard error."""
+    return args.out in (None, "-")
+
+
 def cmd_predict(args) -> int:
     from noisyfit.predictor import load_predictor
 
-    to_stdout = args.out in (None, "-")
+    to_stdout = _csv_to_stdout(args)
     say = functools.partial(print, file=sys.stderr if to_stdout else sys.stdout)  # stdout carries the CSV then
     model = load_predictor(args.run, device=args.device, tta=args.tta)
     inputs = _inputs(args, model)
@@ -159,7 +164,7 @@ def _embedder(args, model):
     if differs:  # the user's choice, but the predictions no longer mean what the run's accuracy says
         print(f"note: the embedder's {', '.join(differs)} differ from those the run's training rows were made "
               "with: its predictions are not those the run's accuracy describes.",
-              file=sys.stderr if args.out in (None, "-") else sys.stdout)  # stdout may carry the CSV
+              file=sys.stderr if _csv_to_stdout(args) else sys.stdout)
     return embedder
 
 

@@ -76,15 +76,15 @@ def absolute_paths(cfg) -> None:
     """The run's data paths and method file as absolute ones where they exist relative to the working folder, so
     that its ``config.yaml`` finds them from any folder (``train --config``, ``--resume``, ``audit --run``,
     ``predict``)."""
+    from noisyfit.data.paths import absolute_if_here
     from noisyfit.data.sources import absolute_spec
     from noisyfit.methods.base import absolute_method_spec
 
     cfg.data.dataset = absolute_spec(cfg.data.dataset)
     cfg.method.name = absolute_method_spec(cfg.method.name)
     for key in ("data_dir", "noisy_labels_file"):
-        value = getattr(cfg.data, key)
-        if value and not Path(value).expanduser().is_absolute() and Path(value).expanduser().exists():
-            setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
+        if getattr(cfg.data, key):
+            setattr(cfg.data, key, absolute_if_here(getattr(cfg.data, key)))
 
 
 def cmd_train(args) -> int:

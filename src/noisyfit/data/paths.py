@@ -49,3 +49,12 @@ def cache_dir() -> Path:
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "noisyfit"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def absolute_if_here(raw: str, *, is_file: bool = False) -> str:
+    """``raw`` as an absolute path when it is relative and exists relative to the working folder (a file, with
+    ``is_file``), else ``raw`` unchanged. Run configs record paths this way so other folders find them."""
+    path = Path(raw.strip()).expanduser()
+    if path.is_absolute() or not (path.is_file() if is_file else path.exists()):
+        return raw
+    return str(path.resolve())

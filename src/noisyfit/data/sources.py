@@ -12,7 +12,7 @@ from .cifar10_jpeg import JPEG_ARCHIVE, load_cifar10_jpeg
 from .cifarn import ALIASES, LABEL_SETS, canonical_label_set, with_cifar_n_labels
 from .folder import load_image_folder, parse_image_size, resize_images
 from .labeled import DataError, DatasetSplits
-from .paths import resolve_data_dir
+from .paths import absolute_if_here, resolve_data_dir
 from .stream_source import stream_mode
 from .tabular import load_csv, load_digits_splits, load_npz
 
@@ -97,10 +97,8 @@ def absolute_spec(name: str) -> str:
     kind, sep, rest = name.strip().partition(":")
     if not sep or kind.lower() not in _PATH_KINDS or not rest.strip():
         return name
-    path = Path(rest.strip()).expanduser()
-    if path.is_absolute() or not path.exists():
-        return name
-    return f"{kind}:{path.resolve()}"
+    found = absolute_if_here(rest)
+    return name if found == rest else f"{kind}:{found}"
 
 
 def _resized(splits: DatasetSplits, size: tuple[int, int], name: str) -> DatasetSplits:

@@ -38,10 +38,10 @@ from noisyfit.engine.ema import eval_weights
 from noisyfit.engine.recipe import check_settings, init_backbone_from_data, setup_recipe, start_epoch
 from noisyfit.engine.tta import with_tta
 from noisyfit.engine.run_data import RunData, feature_stats, prepare_run_data, to_device_tensor
-from noisyfit.methods.base import get_method_class
+from noisyfit.methods.base import Method, get_method_class
 from noisyfit.methods.context import MethodContext
 from noisyfit.metrics import health_figures
-from noisyfit.models.backbones import UnknownNameError, create_backbone, list_backbones
+from noisyfit.models.backbones import check_backbone_name, create_backbone
 
 
 
@@ -242,9 +242,7 @@ class Trainer:
             raise ConfigError("resume needs an output folder (--out) holding checkpoint.pt")
         get_method_class(cfg.method.name)  # fail on an unknown method before loading data
         check_settings(cfg)  # and on a bad schedule, crop or TTA setting
-        if cfg.model.backbone not in list_backbones():  # and on a typo in the backbone or the noise spec
-            raise UnknownNameError(f"unknown backbone {cfg.model.backbone!r}; choose one of "
-                                   f"{', '.join(list_backbones())}")
+        check_backbone_name(cfg.model.backbone)  # and on a typo in the backbone or the noise spec
         if cfg.data.noise:
             parse_noise_spec(cfg.data.noise)
 
@@ -338,7 +336,7 @@ class Trainer:
             return net
 
         cls = get_method_class(cfg.method.name)
-        if getattr(cls.predict_logits, "__qualname__", "") == "Method.predict_logits":
+        if cls.predict_logits is Method.predict_logits:  # inherited unimplemented
             raise ConfigError(f"method {cfg.method.name!r} does not define predict_logits(x): the trainer evaluates "
                               "and predicts with it (see noisyfit.methods.base.Method); nothing was trained.")
         self.method = cls(cfg.method.args, num_classes, len(self.data.train), make_backbone).to(self.device)

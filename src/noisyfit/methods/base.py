@@ -115,15 +115,12 @@ def _external_method(spec: str) -> type["Method"]:
 def absolute_method_spec(name: str) -> str:
     """``mine/boot.py:Boot`` -> ``/abs/mine/boot.py:Boot`` when the file exists relative to the working folder, so
     a run's config finds its method from any folder (``--resume``, ``predict``); anything else unchanged."""
-    from pathlib import Path
+    from noisyfit.data.paths import absolute_if_here
 
     where, sep, attr = name.rpartition(":")
     if not sep or not where.endswith(".py"):
         return name
-    path = Path(where).expanduser()
-    if path.is_absolute() or not path.is_file():
-        return name
-    return f"{path.resolve()}:{attr}"
+    return f"{absolute_if_here(where, is_file=True)}:{attr}"
 
 
 def _import_builtin_methods() -> None:

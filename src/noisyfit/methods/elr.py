@@ -74,9 +74,14 @@ def elr_target_update(target: torch.Tensor, probs: torch.Tensor, beta: float) ->
     return beta * target + (1 - beta) * p / p.sum(dim=1, keepdim=True)
 
 
+def elr_regulariser_per_sample(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """``log(1 - <t_i, p_i>)`` per sample: decreasing in the agreement of the prediction with its target."""
+    return torch.log(1.0 - (target * probs).sum(dim=1))
+
+
 def elr_regulariser(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """``mean_i log(1 - <t_i, p_i>)``: decreasing in the agreement of the prediction with its target."""
-    return torch.log(1.0 - (target * probs).sum(dim=1)).mean()
+    """``mean_i log(1 - <t_i, p_i>)`` (the official loss's regulariser)."""
+    return elr_regulariser_per_sample(target, probs).mean()
 
 
 def clipped_softmax(logits: torch.Tensor, clip: float) -> torch.Tensor:
@@ -90,22 +95,27 @@ def elr_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, 
     ``targets`` is the ``[num_samples, C]`` table of temporal-ensemble targets; the batch's rows are
     updated from the clipped softmax before the regulariser uses them, as in the official loss.
     """
-    p = clipped_softmax(logits, clip)
-    t = elr_target_update(targets[index], p, beta)
-    targets[index] = t
+    p, t = elr_step_targets(logits, targets, index, beta=beta, clip=clip)
     ce = F.cross_entropy(logits.float(), labels)
     reg = elr_regulariser(t, p)
     return ce + lam * reg, ce, reg
+
+
+def elr_step_targets(logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, *, beta: float,
+                     clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipped softmax ``p`` of the batch and its targets ``t``, updated in ``targets[index]`` in place."""
+    p = clipped_softmax(logits, clip)
+    t = elr_target_update(targets[index], p, beta)
+    targets[index] = t
+    return p, t
 
 
 def elr_per_sample(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, *,
                    beta: float, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`elr_loss`'s step per sample: update ``targets[index]`` in place, return ``(CE_i, reg_i)`` ``[B]``
     with ``reg_i = log(1 - <t_i, p_i>)`` (their means are elr_loss's CE and regulariser up to rounding)."""
-    p = clipped_softmax(logits, clip)
-    t = elr_target_update(targets[index], p, beta)
-    targets[index] = t
-    return F.cross_entropy(logits.float(), labels, reduction="none"), torch.log(1.0 - (t * p).sum(dim=1))
+    p, t = elr_step_targets(logits, targets, index, beta=beta, clip=clip)
+    return F.cross_entropy(logits.float(), labels, reduction="none"), elr_regulariser_per_sample(t, p)
 
 
 def sigmoid_rampup(current: float, length: float) -> float:

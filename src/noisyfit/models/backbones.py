@@ -39,6 +39,12 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_backbone_name(name: str) -> None:
+    """An :class:`UnknownNameError` listing the registered backbones unless ``name`` is one (no network is built)."""
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())}")
+
+
 def create_backbone(name: str, *, num_classes: int, input_shape: Sequence[int], **kwargs) -> "Backbone":
     """Build a registered backbone.
 
@@ -54,8 +60,7 @@ def create_backbone(name: str, *, num_classes: int, input_shape: Sequence[int], 
         Backbone-specific options (e.g. ``widths`` for ``fastcnn``, ``hidden`` for ``mlp``), and for every
         backbone ``neck``: ``none`` (default) or ``bn`` (:class:`WithNeck`).
     """
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())}")
+    check_backbone_name(name)
     neck = kwargs.pop("neck", "none")
     if neck not in NECKS:
         raise ValueError(f"model.args.neck={neck!r}: use one of {', '.join(NECKS)}")
