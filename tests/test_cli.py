@@ -115,12 +115,17 @@ def test_summary_puts_finished_runs_side_by_side(tmp_path, capsys):
         assert main(["train", "--dataset", "digits", "--method", method, "--epochs", "2", "--out",
                      str(tmp_path / "r" / method), "model.args.hidden=[16]", "train.tensorboard=false"]) == 0
     (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()  # another tool's results.json had crashed the table with a KeyError
+    (tmp_path / "other" / "results.json").write_text('{"accuracy": 0.9}')
     capsys.readouterr()
-    assert main(["summary", str(tmp_path / "r" / "ce"), str(tmp_path / "r" / "gce"), str(tmp_path / "empty")]) == 0
+    assert main(["summary", str(tmp_path / "r" / "ce"), str(tmp_path / "r" / "gce"), str(tmp_path / "empty"),
+                 str(tmp_path / "other")]) == 0
     out, err = capsys.readouterr()
     rows = [line for line in out.splitlines() if line.startswith("│")]
     assert [r.split("│")[1].strip() for r in rows[:2]] == ["ce · r/ce", "gce · r/gce"]
+    assert "note:" not in out  # the two runs differ in their method only
     assert f"skipped {tmp_path / 'empty'}: not a run folder" in err
+    assert f"skipped {tmp_path / 'other'}: results.json is not a run's results" in err
     assert main(["summary", str(tmp_path / "empty")]) == 2
     assert "no finished run among" in capsys.readouterr().err
     # --plot: the per-epoch curves, the numbers of results.json (a researcher plotted them by hand)
@@ -151,6 +156,46 @@ def test_summary_of_runs_without_test_split_or_truth_shows_what_they_have(capsys
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in capsys.readouterr().out.splitlines()
             if line.startswith("│")]
     assert rows == [["ce", "80.00", "80.00", "50.00", "25.00", "33.33", "90.00", "20.0% / 40.0%", "2"]]
+
+
+def test_summary_says_what_besides_the_method_differs_between_runs():
+    # a researcher put a 10-epoch run beside a 12-epoch one, and runs on two label sets, with nothing said
+    from noisyfit.commands.summary import setting_differences
+    from noisyfit.config import Config
+
+    def run(method="ce", seed=0, cpu="AMD EPYC", source="cifar10n-worst/train", **changes):
+        cfg = Config().to_dict()
+        cfg["method"] = {"name": method, "args": {"q": 0.7} if method == "gce" else {}}
+        cfg["train"]["seed"] = seed
+        for key, value in changes.items():
+            sec, name = key.split("__")
+            cfg[sec][name] = value
+        return {"config": cfg, "data": {"source": source, "num_train": 100, "num_test": 50, "num_classes": 10},
+                "machine": {"cpu": cpu, "cpu_count": 2, "torch_threads": 2}, "compute": {"device": "cpu"}}
+
+    # the method and its arguments, and where the files were kept, are not differences
+    assert setting_differences([("ce", run()), ("gce", run("gce", train__tensorboard=False,
+                                                            train__checkpoint_minutes=1.0))]) == []
+    lines = setting_differences([
+        ("ce · a", run(train__epochs=10, model__args={"widths": [8], "whiten": True})),
+        ("ce · b", run(train__epochs=12, model__args={"widths": [8]}, source="cifar10n-aggre/train")),
+        ("gce · c", run("gce", seed=1, train__epochs=12, model__args={"widths": [8]}, cpu="Intel Xeon"))])
+    assert lines == [
+        "note: these runs trained or tested on different data, so their accuracies and flag quality are not like "
+        "with like:",
+        "  data: source = cifar10n-worst/train (ce · a, gce · c); cifar10n-aggre/train (ce · b)",
+        "note: these runs differ in more than the method:",
+        "  model.args.whiten = true (ce · a); (not set) (ce · b, gce · c)",
+        "  train.epochs = 10 (ce · a); 12 (ce · b, gce · c)",
+        "note: different seeds; a difference between single runs may be seed noise: train.seed = 0 (ce · a, ce · b); "
+        "1 (gce · c)",
+        "note: s/epoch measured on different machines or devices (AMD EPYC, 2 cores, 2 threads; Intel Xeon, 2 cores, "
+        "2 threads): compare times only within one machine"]
+    # an older results.json without its settings is named, not compared
+    old = run()
+    del old["config"]
+    assert setting_differences([("ce", run()), ("old", old)]) == [
+        "note: old has no stored settings (an older results.json): it is not compared"]
 
 
 def test_curves_draw_each_runs_recorded_values():

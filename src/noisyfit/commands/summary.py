@@ -31,6 +31,9 @@ def cmd_summary(args) -> int:
             continue
         try:
             r = json.loads(results.read_text())
+            if not isinstance(r, dict) or not all(isinstance(r.get(k), dict) for k in ("final", "selected")):
+                skipped.append(f"{run}: results.json is not a run's results (no final and selected accuracies)")
+                continue
             where = "/".join(path.resolve().parts[-2:])  # short enough for the table: parent/run
             rows.append((f"{(r.get('method') or {}).get('name', '?')} · {where}", r))
         except (OSError, ValueError) as err:
@@ -41,6 +44,8 @@ def cmd_summary(args) -> int:
         raise DataError("no finished run among " + ", ".join(args.runs) + "; pass the --out folders of finished "
                         "`noisyfit train` runs.")
     print_summary(rows)
+    for line in setting_differences(rows):
+        print(line)
     if args.plot:
         from noisyfit.report.curves import plot_curves
 
@@ -88,3 +93,95 @@ def print_summary(rows, title: str | None = None) -> None:
         table.add_row(name, f(r["final"].get(key)), f(r["selected"].get(key)), *cells,
                       f(r["compute"]["seconds_per_epoch"], pct=False))
     Console(width=max(Console().width, 110)).print(table)
+
+
+#: settings that change neither what a run computes nor how its numbers read (where its files and images are kept,
+#: how fast it evaluates): left out of the comparison, with the trainer's own operational keys
+_NOT_COMPARED = {("train", "device"), ("train", "threads"), ("train", "channels_last"), ("train", "eval_batch_size"),
+                 ("train", "checkpoint"), ("data", "data_dir"), ("data", "download")}
+
+
+def setting_differences(rows) -> list[str]:
+    """What, besides the method, differs between the runs of a summary: a reader comparing two rows should know
+    when one trained longer, on other data or another seed. Lines to print under the table, none when the runs
+    differ only in their method (and its arguments). Data differences (another data set, label set, noise, subset,
+    split) come first, as their accuracies are then not like with like; times measured on different CPUs or
+    devices are said too."""
+    from noisyfit.engine.trainer import OPERATIONAL_KEYS, comparable_config
+
+    known = [(name, r) for name, r in rows if isinstance(r.get("config"), dict)]
+    lines = [f"note: {name} has no stored settings (an older results.json): it is not compared"
+             for name, r in rows if not isinstance(r.get("config"), dict)]
+    if len(known) < 2:
+        return lines
+    flat = []
+    for _, r in known:
+        cfg = comparable_config(r["config"])
+        settings = {}
+        for sec, d in cfg.items():
+            if isinstance(d, dict) and sec != "method":
+                for k, v in d.items():
+                    if (sec, k) not in OPERATIONAL_KEYS | _NOT_COMPARED:
+                        settings.update(_flatten(f"{sec}.{k}", v))
+        data = r.get("data") or {}
+        # what the run actually read, which a data set's name alone may not pin down (a user's folder changed)
+        settings.update({f"data: {k}": data.get(k) for k in ("source", "num_train", "num_test", "num_classes")})
+        flat.append(settings)
+
+    def differing(keys):
+        out = []
+        for key in keys:
+            values = [f.get(key, _UNSET) for f in flat]
+            if any(v != values[0] for v in values):
+                groups: dict[str, list[str]] = {}
+                for (name, _), v in zip(known, values):
+                    groups.setdefault(_short(v), []).append(name)
+                out.append(f"{key} = " + "; ".join(f"{v} ({', '.join(names)})" for v, names in groups.items()))
+        return out
+
+    keys = sorted({k for f in flat for k in f})
+    data_keys = [k for k in keys if k.startswith("data")]
+    seed_keys = ["train.seed"]
+    other_keys = [k for k in keys if k not in data_keys and k not in seed_keys]
+    if diff := differing(data_keys):
+        lines.append("note: these runs trained or tested on different data, so their accuracies and flag quality "
+                     "are not like with like:")
+        lines += [f"  {d}" for d in diff]
+    if diff := differing(other_keys):
+        lines.append("note: these runs differ in more than the method:")
+        lines += [f"  {d}" for d in diff]
+    if diff := differing(seed_keys):
+        lines.append("note: different seeds; a difference between single runs may be seed noise: " + diff[0])
+    cpus = {(r.get("machine") or {}).get("cpu_capability") for _, r in known}
+    machines = {_machine(r, with_capability=None not in cpus) for _, r in known}
+    if len(machines) > 1:
+        lines.append("note: s/epoch measured on different machines or devices (" + "; ".join(sorted(machines)) +
+                     "): compare times only within one machine")
+    return lines
+
+
+_UNSET = object()  # a setting one run's config does not have (e.g. a backbone argument left at its default)
+
+
+def _short(value) -> str:
+    if value is _UNSET:
+        return "(not set)"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _machine(r: dict, with_capability: bool) -> str:
+    """Where a run's seconds were measured: the device, and on a CPU its model, cores, threads and (when every run
+    recorded it) its vector unit."""
+    m, device = r.get("machine") or {}, str((r.get("compute") or {}).get("device", "cpu"))
+    if not device.startswith("cpu"):
+        return f"{device} {m.get('gpu') or ''}".strip()
+    where = f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} threads"
+    return where + (f", {m.get('cpu_capability')}" if with_capability else "")
+
+
+def _flatten(key: str, value) -> dict:
+    """A nested setting as dotted keys (model.args.widths), so that a difference names the setting that differs."""
+    if isinstance(value, dict) and value:
+        return {k: v for sub, inner in value.items() for k, v in _flatten(f"{key}.{sub}", inner).items()}
+    return {key: value}
