@@ -72,6 +72,7 @@ def results(tmp_path):
     put(root, "smoke", "gce", "sym40", 2, fake_result(2, 0.80, 0.80, epochs=20))
     put(root, "smoke", "pemm", "sym40", 0, fake_result(0, 0.70, 0.70, backbone="fastcnn"))
     jump = fake_result(0, 0.66, 0.65)  # a method with a second predictor (code decoding)
+    jump["config"]["optim"]["grad_clip"] = 5.0  # and its gradients clipped where CE's are not
     for e, row in enumerate(jump["epochs"]):
         row["test_acc_code"] = 0.40 + 0.1 * e  # epochs 0, 1, 2 -> 40, 50, 60; selected epoch is 1
     put(root, "smoke", "jump_teaching", "sym40", 0, jump)
@@ -123,6 +124,8 @@ def test_report_tables(results, tmp_path):
     assert "**gce [variant 2]** on sym40: train.epochs=20" in md
     assert _row(md, "pemm ‡", acc).startswith("| pemm ‡ |")  # another backbone than CE's is marked
     assert "model.backbone='fastcnn' (CE: 'mlp')" in md
+    assert _row(md, "jump_teaching ‡", acc).startswith("| jump_teaching ‡ |")  # so is a clipped method
+    assert "**jump_teaching**: optim.grad_clip=5.0 (CE: None)" in md
 
     heads = "#### Other predictors"
     section = md[md.index(heads):md.index("#### Recovery ratio")]

@@ -24,7 +24,10 @@ IGNORED_KEYS = {("train", "seed"), ("train", "progress"), ("train", "tensorboard
                 ("data", "data_dir"), ("data", "download"), ("data", "workers"), ("data", "memory_budget_mb")}
 #: the protocol every method of a suite shares: a method row whose core differs from CE's is marked
 CORE_KEYS = (("model", "backbone"), ("model", "args"), ("train", "epochs"), ("train", "batch_size"),
-             ("train", "precision"), ("data", "val_fraction"), ("data", "train_subset"))
+             ("train", "precision"), ("data", "val_fraction"), ("data", "train_subset"),
+             # gradient clipping is part of a method's optimisation budget: a clipped method beside unclipped CE
+             # is not like with like (CAR's and PEMM's CPU presets clip at 5, CE's does not)
+             ("optim", "grad_clip"))
 
 
 def _flat(config: dict) -> dict[tuple[str, str], object]:

@@ -69,7 +69,9 @@ clean_score = "tau"   per-sample clean score: "tau" (the indicator, as the paper
                       the given label). Why: with lam = 10, tau saturates at 1.0 on nearly every sample
                       (see "Observed behaviour"), so it cannot rank; the target keeps the network's
                       running opinion of the label. On CIFAR-10N worst (CPU protocol, seed 0) tau had
-                      AUROC 0.534 and the target mass 0.933. On a schedule as short as the CPU one the
+                      AUROC 0.534 (benchmarks/results/cpu-cifar10n/car__worst__seed0.json); the target
+                      mass scored 0.933 on that run's state in a check whose result file was not kept
+                      (unrecorded: read it as an observation). On a schedule as short as the CPU one the
                       EMA also cannot move a target's argmax away from the given label (after k updates
                       the label keeps mass >= m^k), so "target" flags stay empty: flag_rule is unchanged.
 Optimiser (presets, not method arguments): ResNet-34, batch 64, SGD lr 0.02, momentum 0.9, weight
