@@ -248,6 +248,54 @@ def test_csv_errors_name_file_column_and_fix(tmp_path):
         load_csv(f)
 
 
+def test_csv_headers_and_cells_a_table_tool_writes_are_refused_with_the_fix(tmp_path):
+    # a user trial: each of these trained in silence on the wrong columns, or failed only at the first NaN loss
+    f = tmp_path / "t.csv"
+    f.write_text(",f1,label\n0,0.5,a\n1,1.5,b\n")  # df.to_csv(path) without index=False
+    with pytest.raises(DataError, match=r"t.csv: column 1 of the header has no name \(a first column without a "
+                                        r"name is usually a pandas index: write the file with "
+                                        r"df.to_csv\(path, index=False\)\)"):
+        load_csv(f)
+    f.write_text("f1,f2,f2,label\n1,2,3,a\n4,5,6,b\n")  # the second f2 had replaced the first
+    with pytest.raises(DataError, match=r"columns 2 and 3 are both named 'f2'; give each column its own name"):
+        load_csv(f)
+    for cell in ("nan", "NaN", " inf", "-Infinity"):
+        f.write_text(f"f1,f2,label\n1,2,a\n4,{cell},b\n")
+        with pytest.raises(DataError, match=rf"column 'f2' must be numeric but data row 2 is '{cell.strip()}', "
+                                            "not a number"):
+            load_csv(f)
+    f.write_text("f1,f2,label\n1, ,a\n")
+    with pytest.raises(DataError, match="column 'f2' must be numeric but data row 1 is empty"):
+        load_csv(f)
+    f.write_text("f1;f2;label\n1;2;a\n4;5;b\n")
+    with pytest.raises(DataError, match=r"no label column 'label' \(columns: f1;f2;label\).*separate its columns "
+                                        r"with ';'"):
+        load_csv(f)
+    # the feature columns' names are kept, in the file's order, spaces around numbers and labels as before
+    f.write_text("id,f2,f1,label\nr1, 0.5 ,1, a\nr2,1.5,2,b \n")
+    d = load_csv(f).train
+    assert d.feature_names == ["f2", "f1"] and d.class_names == ["a", "b"]
+    np.testing.assert_allclose(d.x, [[0.5, 1], [1.5, 2]])
+    assert d.subset(np.array([1])).feature_names == ["f2", "f1"]
+    with pytest.raises(DataError, match=r"3 feature names for inputs of shape \[2, 2\]"):
+        LabeledData(d.x, d.labels, d.class_names, feature_names=["a", "b", "c"])
+
+
+def test_a_class_whose_examples_all_went_to_the_validation_split_is_said_so():
+    from noisyfit.engine.run_data import _check_classes_present
+
+    full = LabeledData(np.zeros((5, 2), np.float32), [0, 0, 1, 1, 2], ["a", "b", "rare"], name="t/train")
+    with pytest.raises(DataError, match=r"t/train: class\(es\) 'rare' have no training example: all of their "
+                                        r"labelled rows \('rare': 1\) went to the random validation split "
+                                        r"\(data.val_fraction=0.05\).*data.val_fraction=0"):
+        _check_classes_present(full.subset(np.arange(4)), full, 0.05, subset=False)
+    # a class in the declared list only: the former message, which was right there
+    declared = LabeledData(np.zeros((4, 2), np.float32), [0, 0, 1, 1], ["a", "b", "c"], name="t/train")
+    with pytest.raises(DataError, match="no training example has class\\(es\\) 'c' of the 3 classes"):
+        _check_classes_present(declared, declared, 0.05, subset=False)
+    _check_classes_present(full, full, 0.05, subset=False)  # every class there: nothing to say
+
+
 # ------------------------------------------------------------------------------ npz / npy
 def test_npz_round_trip(tmp_path):
     rng = np.random.default_rng(1)

@@ -129,7 +129,7 @@ def test_digits_shapes_and_determinism():
 
 
 # ------------------------------------------------------------------------------ registry
-def test_unknown_name_lists_valid_names():
+def test_unknown_name_lists_valid_names(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("imagenet")
     msg = str(err.value)
@@ -142,9 +142,17 @@ def test_unknown_name_lists_valid_names():
     # a path that does not exist: said first (a typo), not after the list of names
     with pytest.raises(DataError, match=r"^'/no/such': no such file or folder \(nor a data set name: cifar10"):
         load_dataset("/no/such")
-    # an existing path without its kind: the prefixes that read files
+    # an existing path without its kind: the prefix it needs, else the prefixes that read files
+    here = Path(__file__).parent
+    with pytest.raises(DataError, match=rf"'{here}' is a file or folder, not a data set name: give its kind in "
+                                        rf"front, --dataset folder:{here}$"):
+        load_dataset(str(here))
+    table = tmp_path / "t.csv"
+    table.write_text("f,label\n1,a\n")
+    with pytest.raises(DataError, match=rf"--dataset csv:{table} \(or list:{table} if it lists image files\)$"):
+        load_dataset(str(table))
     with pytest.raises(DataError, match=r"unknown dataset '.*'; .*A path needs its kind in front: folder:PATH"):
-        load_dataset(str(Path(__file__).parent))
+        load_dataset(__file__)
 
 
 def test_an_empty_label_cell_names_the_column_and_row(tmp_path):

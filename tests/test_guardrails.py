@@ -47,6 +47,13 @@ def test_misaligned_pred_probs_warn_only_when_shuffled():
     with pytest.warns(QualityWarning, match="only at chance level.*not in the order"):
         q = check_pred_probs(labels, shuffled, source="p.npy")
     assert not q["aligned"] and abs(q["kappa"]) < 0.1 and "p.npy" in q["warnings"][0]
+    # columns in another class order than the data's (a user trial: pd.factorize's order, not the sorted one):
+    # agreement below chance, said as below, and the class order named as a cause
+    swapped = probs[:, [1, 2, 3, 0]]
+    with pytest.warns(QualityWarning, match=r"standard errors below chance\).*or the columns not in the order of its "
+                                            r"classes \(column k is class_names\[k\]"):
+        q = check_pred_probs(labels, swapped, source="p.npy")
+    assert not q["aligned"] and q["z"] < 0
     # a weak but aligned model (55% right on 4 classes, kappa ~0.4) is not called misaligned
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1,8 +1,12 @@
 import math
+import re
 
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from noisyfit.losses import ELRLoss, GCELoss, SCELoss
 from noisyfit.ops.losses import (generalized_cross_entropy, reverse_cross_entropy, soft_cross_entropy,
                                  symmetric_cross_entropy)
 
@@ -44,3 +48,70 @@ def test_soft_cross_entropy_matches_hard_ce_on_one_hot():
     y = torch.randint(0, 5, (4,))
     assert torch.allclose(soft_cross_entropy(logits, F.one_hot(y, 5).float()),
                           F.cross_entropy(logits, y, reduction="none"), atol=1e-6)
+
+
+# ------------------------------------------------------------------- the nn.Module losses' input checks
+def test_elr_loss_leaves_its_targets_alone_without_gradients():
+    # a user's trial: a validation loss under no_grad with the training criterion moved the training targets
+    logits, y, i = torch.tensor([[0.25, 0.75]]).log(), torch.tensor([1]), torch.tensor([0])
+    # beta 0.7, lam 3; from zero targets t = 0.3 p = [0.075, 0.225], <t, p> = 0.3 * (0.0625 + 0.5625) = 0.1875
+    first = -math.log(0.75) + 3.0 * math.log(1 - 0.1875)
+    for reduction in ("mean", "none"):
+        crit = ELRLoss(num_samples=2, num_classes=2, reduction=reduction)
+        with torch.no_grad():
+            assert crit(logits, y, i).item() == pytest.approx(first, abs=1e-5)  # what a training call returns
+        assert torch.equal(crit.target, torch.zeros(2, 2))
+        assert crit(logits, y, i).item() == pytest.approx(first, abs=1e-5)  # gradients on: the update happens
+        want = torch.tensor([[0.075, 0.225], [0.0, 0.0]])
+        torch.testing.assert_close(crit.target, want)
+        # a second visit would give t = 0.7 [0.075, 0.225] + 0.3 [0.25, 0.75] = [0.1275, 0.3825], <t, p> = 0.31875
+        with torch.inference_mode():
+            assert crit(logits, y, i).item() == pytest.approx(-math.log(0.75) + 3.0 * math.log(1 - 0.31875),
+                                                              abs=1e-5)
+        torch.testing.assert_close(crit.target, want)
+
+
+def test_elr_loss_refuses_an_index_outside_its_targets_and_logits_of_another_width():
+    crit, logits, y = ELRLoss(num_samples=10, num_classes=3), torch.zeros(2, 3), torch.tensor([0, 1])
+    for index, bad in (([4, -1], "-1 at position 1"), ([10, 2], "10 at position 0")):
+        with pytest.raises(ValueError, match=re.escape(f"ELRLoss: index must lie in [0, num_samples) = [0, 10), "
+                                                       f"got {bad}; the loader must yield each sample's index")):
+            crit(logits, y, torch.tensor(index))
+    with pytest.raises(ValueError, match=re.escape("index must be the samples' integer indices [batch] (2 here), "
+                                                   "got torch.float32 of shape [2]")):
+        crit(logits, y, torch.tensor([1.0, 2.0]))
+    assert torch.equal(crit.target, torch.zeros(10, 3))  # -1 used to write the last sample's target
+    with pytest.raises(ValueError, match="ELRLoss was built for 3 classes, got logits with 4 columns"):
+        crit(torch.zeros(2, 4), y, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"lam": -1}, "ELR needs lam >= 0 and 0 < clip < 0.5, got lam=-1, clip=0.0001"),
+    ({"clip": 0.5}, "ELR needs lam >= 0 and 0 < clip < 0.5, got lam=3.0, clip=0.5"),
+    ({"beta": 1.0}, "ELR needs 0 <= beta < 1, got beta=1.0"),  # was refused already
+    ({"num_samples": 0}, "ELRLoss needs num_samples >= 1 (the training-set size) and num_classes >= 2, got "
+                         "num_samples=0, num_classes=3"),
+    ({"num_classes": 1}, "ELRLoss needs num_samples >= 1 (the training-set size) and num_classes >= 2, got "
+                         "num_samples=10, num_classes=1"),
+])
+def test_elr_loss_refuses_bad_arguments_when_built(kw, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ELRLoss(**{"num_samples": 10, "num_classes": 3, **kw})
+
+
+def test_the_loss_modules_refuse_labels_that_are_not_tensors():
+    # a user's trial: GCELoss()(logits, numpy labels) gave an AttributeError about numpy's dtype
+    logits, labels = torch.zeros(2, 3), np.array([0, 2])
+    for name, call in (("GCELoss", lambda: GCELoss()(logits, labels)), ("SCELoss", lambda: SCELoss()(logits, labels)),
+                       ("ELRLoss", lambda: ELRLoss(4, 3)(logits, labels, torch.tensor([0, 1])))):
+        with pytest.raises(TypeError, match=re.escape(f"{name}: labels must be a torch tensor of integer class "
+                                                      "indices, got ndarray; pass torch.as_tensor(labels)")):
+            call()
+    assert GCELoss()(logits, torch.as_tensor(labels)).shape == ()
+
+
+def test_sce_loss_repr_names_its_reduction_as_the_others_do():
+    assert repr(SCELoss(num_classes=3, reduction="sum")) == (
+        "SCELoss(alpha=0.1, beta=1.0, num_classes=3, reduction='sum')")
+    for other in (GCELoss(reduction="sum"), ELRLoss(4, 3, reduction="sum")):
+        assert "reduction='sum'" in repr(other)

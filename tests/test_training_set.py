@@ -1,5 +1,7 @@
 """The public TrainingSet: labels, batches by index and in-order prediction, from tensors or any (x, y) dataset."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -68,6 +70,26 @@ def test_dataset_labels_come_from_targets_and_bad_examples_are_named():
         TrainingSet.from_dataset(floats)
     with pytest.raises(DataError, match="9 labels for 10 examples"):
         TrainingSet.from_tensors(torch.zeros(10, 2), torch.zeros(9, dtype=torch.long))
+
+
+def test_labels_that_are_not_class_indices_are_refused_with_the_first_bad_one():
+    # a user's trial: float labels were truncated in silence, a -1 failed only in training as an IndexError
+    x = torch.zeros(50, 2)
+    with pytest.raises(DataError, match=re.escape("labels must be class indices 0, 1, ..., num_classes - 1, got "
+                                                  "0.04081632653061224 at position 1; pass each example's class")):
+        TrainingSet.from_tensors(x, np.linspace(0, 2, 50))
+    with pytest.raises(DataError, match=re.escape("got -1 at position 2;")):
+        TrainingSet.from_tensors(x[:4], torch.tensor([0, 2, -1, 1]))
+    with pytest.raises(DataError, match=re.escape("labels must be one class index per example [N], got shape "
+                                                  "[4, 3] (one-hot? pass labels.argmax(1))")):
+        TrainingSet.from_tensors(x[:4], torch.eye(3)[[0, 2, 1, 1]])
+    whole = TrainingSet.from_tensors(x[:3], np.array([2.0, 0.0, 1.0]))  # whole numbers as floats are taken
+    assert whole.labels.dtype == torch.long and whole.labels.tolist() == [2, 0, 1]
+    images, y = _images(4)
+    ds = PairDataset(images, y)
+    ds.targets = np.array([0.0, 1.5, 2.0, 1.0])
+    with pytest.raises(DataError, match=re.escape("got 1.5 at position 1;")):
+        TrainingSet.from_dataset(ds)
 
 
 def test_the_docstring_examples_run_as_written():

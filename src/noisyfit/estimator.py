@@ -274,7 +274,9 @@ class NoisyClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"y has 1 class ({classes[0]!r}); a classifier needs at least 2 classes.")
         names = [str(c) for c in classes]
-        data = LabeledData(x, codes.reshape(-1), names, name=f"{type(self).__name__}.fit")
+        columns = getattr(self, "feature_names_in_", None)  # a DataFrame's: the saved predictor matches them by name
+        data = LabeledData(x, codes.reshape(-1), names, name=f"{type(self).__name__}.fit",
+                           feature_names=None if columns is None or x.ndim != 2 else [str(c) for c in columns])
         seed = self._seed()
         cfg = self._config(seed)
         with _global_rng_kept(), tempfile.TemporaryDirectory(prefix="noisyfit-fit-") as tmp:

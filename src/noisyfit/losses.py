@@ -61,9 +61,14 @@ def _check_reduction(reduction: str) -> str:
     return reduction
 
 
-def check_logits_labels(logits: torch.Tensor, labels: torch.Tensor, who: str) -> None:
-    """Logits ``[B, C]`` and integer class indices ``[B]``, else a ValueError saying what came (a researcher's
-    trial: GCE computed a loss on the first 5 rows of 8 logits given 5 labels, in silence)."""
+def check_logits_labels(logits: torch.Tensor, labels: torch.Tensor, who: str,
+                        num_classes: int | None = None) -> None:
+    """Logits ``[B, C]`` (``C = num_classes`` when given) and integer class indices ``[B]``, else an error saying
+    what came (a researcher's trial: GCE computed a loss on the first 5 rows of 8 logits given 5 labels, in
+    silence; numpy labels ended in an AttributeError about numpy's dtype)."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{who}: labels must be a torch tensor of integer class indices, got "
+                        f"{type(labels).__name__}; pass torch.as_tensor(labels)")
     if logits.ndim != 2:
         raise ValueError(f"{who}: logits must be [batch, classes], got shape {list(logits.shape)}")
     if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -73,6 +78,8 @@ def check_logits_labels(logits: torch.Tensor, labels: torch.Tensor, who: str) ->
     if len(labels) != len(logits):
         raise ValueError(f"{who}: {len(logits)} rows of logits but {len(labels)} labels (arguments swapped, or a "
                          "batch cut?)")
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise ValueError(f"{who} was built for {num_classes} classes, got logits with {logits.shape[1]} columns")
 
 
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -154,15 +161,13 @@ class SCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` ``[B, C]`` against integer ``labels`` ``[B]`` (float32)."""
-        check_logits_labels(logits, labels, "SCELoss")
-        if self.num_classes is not None and logits.shape[1] != self.num_classes:
-            raise ValueError(f"SCELoss was built for {self.num_classes} classes, got logits with "
-                             f"{logits.shape[1]} columns")
+        check_logits_labels(logits, labels, "SCELoss", self.num_classes)
         per_sample = symmetric_cross_entropy(logits, labels, alpha=self.alpha, beta=self.beta)
         return _reduce(per_sample, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}, num_classes={self.num_classes}"
+        return (f"alpha={self.alpha}, beta={self.beta}, num_classes={self.num_classes}, "
+                f"reduction={self.reduction!r}")
 
 
 class ELRLoss(nn.Module):
@@ -178,6 +183,10 @@ class ELRLoss(nn.Module):
     The targets are a temporal ensemble of the model's own early predictions; the regulariser pulls
     the prediction towards them, which resists memorising wrong labels. The ``elr`` method computes the
     same loss (``noisyfit.methods.elr.elr_loss``).
+
+    With gradients off (``torch.no_grad()``, ``torch.inference_mode()``) a call returns the same loss but leaves
+    ``target`` as it was, so a validation loss computed with the training criterion does not move the training
+    targets. Ours, a safeguard: the official code calls its loss only in training, where every call updates.
 
     Parameters
     ----------
@@ -219,6 +228,11 @@ class ELRLoss(nn.Module):
         super().__init__()
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"ELR needs 0 <= beta < 1, got beta={beta}")
+        if not (lam >= 0.0 and 0.0 < clip < 0.5):  # the elr method's hyper_ranges; "not" also catches nan
+            raise ValueError(f"ELR needs lam >= 0 and 0 < clip < 0.5, got lam={lam}, clip={clip}")
+        if num_samples < 1 or num_classes < 2:
+            raise ValueError(f"ELRLoss needs num_samples >= 1 (the training-set size) and num_classes >= 2, got "
+                             f"num_samples={num_samples}, num_classes={num_classes}")
         self.beta, self.lam, self.clip = float(beta), float(lam), float(clip)
         self.reduction = _check_reduction(reduction)
         self.register_buffer("target", torch.zeros(int(num_samples), int(num_classes)))
@@ -227,17 +241,36 @@ class ELRLoss(nn.Module):
         self.last_reg: torch.Tensor | None = None
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Update the targets of the samples ``index`` ``[B]`` and return the batch's loss (see ``reduction``)."""
-        check_logits_labels(logits, labels, "ELRLoss")
-        index = torch.as_tensor(index, device=self.target.device)
+        """Update the targets of the samples ``index`` ``[B]`` (only with gradients on) and return the batch's loss
+        (see ``reduction``)."""
+        num_samples, num_classes = self.target.shape
+        check_logits_labels(logits, labels, "ELRLoss", num_classes)
+        index = self._checked_index(index, len(labels), num_samples)
+        targets = self.target
+        if not torch.is_grad_enabled():  # e.g. a validation loss: the helpers update a copy of the batch's rows
+            targets, index = self.target[index], torch.arange(len(index), device=index.device)
         if self.reduction == "mean":  # the official arithmetic, shared with the elr method
-            loss, ce, reg = elr_loss(logits, labels, self.target, index, beta=self.beta, lam=self.lam,
-                                     clip=self.clip)
+            loss, ce, reg = elr_loss(logits, labels, targets, index, beta=self.beta, lam=self.lam, clip=self.clip)
             self.last_ce, self.last_reg = ce.detach(), reg.detach()
             return loss
-        ce, reg = elr_per_sample(logits, labels, self.target, index, beta=self.beta, clip=self.clip)
+        ce, reg = elr_per_sample(logits, labels, targets, index, beta=self.beta, clip=self.clip)
         self.last_ce, self.last_reg = ce.detach().mean(), reg.detach().mean()
         return _reduce(ce + self.lam * reg, self.reduction)
+
+    def _checked_index(self, index, batch_size: int, num_samples: int) -> torch.Tensor:
+        """``index`` as a long tensor on the targets' device, else a ValueError (a user's trial: -1 read and wrote
+        the last sample's target in silence, num_samples an IndexError without a hint)."""
+        index = torch.as_tensor(index, device=self.target.device)
+        if index.shape != (batch_size,) or index.dtype.is_floating_point or index.dtype == torch.bool:
+            raise ValueError(f"ELRLoss: index must be the samples' integer indices [batch] ({batch_size} here), "
+                             f"got {index.dtype} of shape {list(index.shape)}")
+        bad = (index < 0) | (index >= num_samples)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"ELRLoss: index must lie in [0, num_samples) = [0, {num_samples}), got "
+                             f"{int(index[i])} at position {i}; the loader must yield each sample's index in the "
+                             "training set, e.g. TensorDataset(x, y, torch.arange(len(y)))")
+        return index.long()
 
     def extra_repr(self) -> str:
         n, c = self.target.shape

@@ -132,7 +132,10 @@ def predictor_state(trainer: Trainer, results: dict | None = None, *, weights: s
                   "eval_tta": str(cfg.train.eval_tta) if trainer.is_image else "none", **normalisation,
                   # feature rows that are a model's embeddings (an embeddings file of `noisyfit embed`): that
                   # embedder, so that new images can be embedded as the training rows were
-                  "source": json.loads(json.dumps(getattr(tr, "source", None) or {}, default=str)) or None},
+                  "source": json.loads(json.dumps(getattr(tr, "source", None) or {}, default=str)) or None,
+                  # a CSV's column names: new rows are matched to the columns by name, not by position
+                  "feature_names": None if trainer.is_image or getattr(tr, "feature_names", None) is None
+                  else [str(n) for n in tr.feature_names]},
         "precision": trainer.precision,
         "eval_batch_size": int(cfg.train.eval_batch_size),
         "record": {**record, "run_created": None if results is None else results.get("created")},
@@ -210,6 +213,8 @@ class Predictor:
         self.record = dict(state.get("record") or {})
         #: for feature rows that were embeddings of images: the embedder and the image size they were made with
         self.input_source = dict(inp.get("source") or {}) or None
+        #: the training table's column names (a CSV's header), or None: rows given with names are matched by them
+        self.feature_names = [str(n) for n in inp["feature_names"]] if inp.get("feature_names") else None
         self.batch_size = int(state.get("eval_batch_size") or 1024)
         run_precision = state.get("precision", "fp32")
         if precision == "auto":
@@ -372,6 +377,12 @@ class Predictor:
             x = self._images_of_any_size(x)
         elif self.embedder_path() is not None and _looks_like_images(x):
             x = self._embedded(x)
+        elif self.feature_names is not None and hasattr(x, "columns") and hasattr(x, "iloc"):  # a DataFrame
+            x = x.iloc[:, self.column_order([str(c) for c in x.columns])]
+        elif isinstance(x, (str, Path)):  # a table's file: read as an array it was 'an array of shape []'
+            raise PredictorError(f"got a path ({x}); this model takes {self.describe_input()}: read the file first "
+                                 "(e.g. pandas.read_csv(path), whose columns are matched by name), or run "
+                                 "`noisyfit predict RUN FILE`.")
         x = np.asarray(x)
         want = self.describe_input()
         if self.is_image:
@@ -399,7 +410,8 @@ class Predictor:
             raise PredictorError(f"got images of shape {list(x.shape)}, but this model was trained on feature "
                                  f"rows: it takes {want}.{self._embed_hint()}")
         if x.ndim != 2 or x.shape[1] != d:
-            raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}.")
+            one_row = " (one row? pass x.reshape(1, -1))" if x.ndim == 1 and len(x) == d else ""
+            raise PredictorError(f"got an array of shape {list(x.shape)}; this model takes {want}{one_row}.")
         if x.dtype.kind not in "biuf":
             raise PredictorError(f"got values of dtype {x.dtype}; this model takes numeric {want}.")
         x = np.asarray(x, dtype=np.float32)
@@ -408,6 +420,26 @@ class Predictor:
             raise PredictorError(f"row {int(bad[0])} has NaN or infinite values ({bad.size} such row(s)); fill or "
                                  "drop them first.")
         return x
+
+    def column_order(self, columns: list[str]) -> list[int]:
+        """Where each of the model's feature columns is among ``columns`` (a table's names, in its order), or
+        :class:`PredictorError` naming the missing and the unknown ones. A table whose columns are the training
+        table's in another order is read by name: by position its rows would be predicted wrong in silence."""
+        if self.feature_names is None:
+            return list(range(len(columns)))
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        if dup:
+            raise PredictorError(f"column(s) {dup} appear twice; give each column its own name.")
+        missing = [n for n in self.feature_names if n not in columns]
+        unknown = [c for c in columns if c not in self.feature_names]
+        if missing or unknown:
+            raise PredictorError(
+                f"the columns do not match the training table's {len(self.feature_names)} feature columns "
+                f"({', '.join(self.feature_names[:8])}{', ...' if len(self.feature_names) > 8 else ''}): "
+                + "; ".join(part for part in (f"missing {missing}" if missing else "",
+                                              f"not among them {unknown}" if unknown else "") if part)
+                + ". Give the same columns (in any order; they are matched by name).")
+        return [columns.index(n) for n in self.feature_names]
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()

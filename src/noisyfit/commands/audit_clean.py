@@ -49,7 +49,9 @@ def write_cleaned_labels(args, out: Path, issues, labelled, keep: np.ndarray | N
         return None
     path = save_noisy_labels(out / CLEANED_FILE, cleaning.result, data_name or labelled.name)
     s = cleaning.summary()
+    label_column = getattr(args, "label_column", None)  # a CSV's other label column: the train command needs it too
     log(f"{path}: {s['relabelled']} relabelled, {s['dropped']} dropped, {s['unchanged']} flagged but kept as "
-        f"given ({s['spec']}); train on it with `noisyfit train --dataset {data_name or 'DATA'} --noisy-labels {path}`"
+        f"given ({s['spec']}); train on it with `noisyfit train --dataset {data_name or 'DATA'} --noisy-labels {path}"
+        + (f" --label-column {label_column}`" if label_column not in (None, "label") else "`")
         + ("" if data_name else " (DATA: the data set these embeddings were made from)"))
     return {**s, "file": CLEANED_FILE}

@@ -13,7 +13,8 @@ DATA is one of
   and width are resized to the model's, with a note) or feature rows ``[N, D]`` as the run was trained on
   them (the model normalises them itself);
 * an ``.npz`` without labels (its ``x``, or ``x_test``, and optional ``ids``), or a ``.csv`` without a label
-  column (every column but ``id``, ``split``, ``true_label`` is a feature, in the training file's order);
+  column (every column but ``id``, ``split``, ``true_label`` is a feature; a run trained on a CSV matches them
+  to its training columns by name, in any order, and refuses missing or unknown ones);
   with labels, a bare ``.npz`` / ``.csv`` / folder path is read as ``npz:`` / ``csv:`` / ``folder:``.
 
 A run trained on the embeddings file of ``noisyfit embed`` (feature rows) takes images too: they are decoded at
@@ -77,6 +78,7 @@ class Inputs:
     true_labels: list[str] | None
     what: str  # for messages: "the test split of npz:data.npz"
     note: str | None = None  # printed before the predictions (e.g. what was resized)
+    columns: list[str] | None = None  # a table's feature column names, in the order of x's columns
 
 
 def _csv_to_stdout(args) -> bool:
@@ -332,6 +334,15 @@ def _checked(inputs: Inputs, model) -> Inputs:
     from noisyfit.predictor import PredictorError
 
     inputs = _resized(inputs, model)
+    if inputs.columns is not None and getattr(model, "feature_names", None) is not None:
+        try:
+            order = model.column_order(inputs.columns)
+        except PredictorError as err:
+            raise PredictorError(f"{inputs.what}: {err}") from None
+        if order != list(range(len(inputs.columns))):
+            inputs.x = np.asarray(inputs.x)[:, order]
+            moved = "its columns are in another order than the training table's: matched by name"
+            inputs.note = f"{inputs.note}; {moved}" if inputs.note else f"{inputs.what}: {moved}"
     try:
         inputs.x = model.check_inputs(inputs.x)
     except PredictorError as err:
@@ -410,7 +421,8 @@ def _dataset(spec: str, model, split: str, data_dir, label_column: str) -> Input
     names = list(data.class_names)
     ids = list(data.ids) if data.ids is not None else [str(i) for i in range(len(data))]
     true = None if data.true_labels is None else [names[k] for k in data.true_labels]
-    return Inputs(data.x, ids, [names[k] for k in data.labels], true, f"the {which} split of {spec}")
+    return Inputs(data.x, ids, [names[k] for k in data.labels], true, f"the {which} split of {spec}",
+                  columns=getattr(data, "feature_names", None))
 
 
 def _raw_npz(path: Path, split: str) -> Inputs | None:
@@ -437,6 +449,7 @@ def _raw_npz(path: Path, split: str) -> Inputs | None:
 def _raw_csv(path: Path, split: str, label_column: str) -> Inputs | None:
     """A CSV of feature rows without a label column; None when it has one (then it is a data set)."""
     from noisyfit.data.labeled import DataError
+    from noisyfit.data.tabular import check_header
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -445,7 +458,7 @@ def _raw_csv(path: Path, split: str, label_column: str) -> Inputs | None:
         raise DataError(f"{path}: cannot read ({err}); expected a UTF-8 CSV file with a header row.") from None
     if not rows:
         raise DataError(f"{path}: empty file; expected a header row and data rows.")
-    header = [h.strip() for h in rows[0]]
+    header = check_header(path, rows[0])
     if label_column in header:
         return None
     body = rows[1:]
@@ -469,4 +482,4 @@ def _raw_csv(path: Path, split: str, label_column: str) -> Inputs | None:
             except ValueError:
                 raise DataError(f"{path}: column {header[i]!r} must be numeric but the row of id {ids[k]!r} has "
                                 f"{r[i]!r}.") from None
-    return Inputs(x, ids, None, None, str(path))
+    return Inputs(x, ids, None, None, str(path), columns=[header[i] for i in features])

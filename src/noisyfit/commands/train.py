@@ -22,6 +22,7 @@ def register(sub) -> None:
                    help="fetch the official CIFAR archive when it is not in the data dir (= data.download=true)")
     p.add_argument("--noise", help="inject synthetic noise into the training labels, e.g. sym:0.4")
     p.add_argument("--noisy-labels", help="an .npz written by `noisyfit noise` to use as training labels")
+    p.add_argument("--label-column", help="label column of a csv: data set (default: label; data.label_column)")
     # not an option of train: said with the two commands to run (a user's natural first try)
     p.add_argument("--embedder", help=argparse.SUPPRESS)
     p.add_argument("--method", help="ce, gce, elr, ... (`noisyfit list`), or your own: path/file.py:ClassName or "

@@ -35,6 +35,9 @@ class LabeledData:
         How the inputs were made, when their file says so: an embeddings file of ``noisyfit embed`` gives
         ``{"embedder": <the embedder's settings>, "image_size": [H, W], "file": <the .npz>}``, which a run
         trained on it keeps in its ``model.pt`` so that ``noisyfit predict`` can embed new images the same way.
+    feature_names : list of str or None
+        The name of each feature column (a CSV's header), when the source has them: a run keeps them in its
+        ``model.pt``, so that new rows are matched to the columns by name, not by position.
     """
 
     x: np.ndarray
@@ -45,6 +48,7 @@ class LabeledData:
     name: str = "data"
     extra_labels: dict[str, np.ndarray] = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    feature_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -109,6 +113,9 @@ class LabeledData:
             check_labels(arr, c, name=field_name, where=self.name, row=row)
         if self.ids is not None and len(self.ids) != n:
             raise DataError(f"{self.name}: {len(self.ids)} ids for {n} examples.")
+        if self.feature_names is not None and (self.is_image or len(self.feature_names) != self.x.shape[1]):
+            raise DataError(f"{self.name}: {len(self.feature_names)} feature names for inputs of shape "
+                            f"{list(self.x.shape)}; give one name per feature column (or none).")
         for key, arr in self.extra_labels.items():
             if len(arr) != n:
                 raise DataError(f"{self.name}: extra label column {key!r} has {len(arr)} entries for {n}.")

@@ -186,13 +186,15 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
         return codes, names
     every = [v for vals in values.values() for v in vals]
     if declared is None:
-        ints = [_as_int(v) for v in every]
-        if all(i is not None for i in ints):
-            names = [str(i) for i in sorted(set(ints))]
+        # each distinct value read once (a CSV of 200,000 rows has a handful of them), then looked up per row
+        ints = {v: _as_int(v) for v in set(every)}
+        if all(i is not None for i in ints.values()):
+            names = [str(i) for i in sorted(set(ints.values()))]
         else:
-            names = sorted({_text(v) for v in every})
+            names = sorted({_text(v) for v in ints})
         index = {n: k for k, n in enumerate(names)}
-        codes = {col: np.array([index[_text(v)] for v in vals], dtype=np.int64) for col, vals in values.items()}
+        code_of = {v: index[_text(v)] for v in ints}
+        codes = {col: np.array([code_of[v] for v in vals], dtype=np.int64) for col, vals in values.items()}
         if warn_rare and codes:
             _warn_rare(codes, names, prefix, row)
     else:

@@ -44,7 +44,13 @@ def _unknown(name: str) -> DataError:
     if path_like and not Path(name).expanduser().exists():  # a typo in a path: that first, not the name list
         return DataError(f"{name!r}: no such file or folder (nor a data set name: {', '.join(_DESCRIPTIONS)}).")
     if path_like or Path(name).expanduser().exists():
-        # a path given without its kind: say which prefixes read files
+        # a path given without its kind: say which prefixes read files, and first the one this file needs
+        here = Path(name).expanduser()
+        kind = ("folder" if here.is_dir() else {".csv": "csv", ".npz": "npz", ".json": "list"}.get(here.suffix.lower()))
+        if kind and here.exists():
+            also = f" (or list:{name} if it lists image files)" if kind == "csv" else ""
+            return DataError(f"{name!r} is a file or folder, not a data set name: give its kind in front, "
+                             f"--dataset {kind}:{name}{also}")
         hint = " A path needs its kind in front: folder:PATH (images in class folders), csv:PATH, npz:PATH."
     return DataError(f"unknown dataset {name!r}; valid names: {', '.join(_DESCRIPTIONS)} "
                      f"(aliases: {aliases}).{hint}")

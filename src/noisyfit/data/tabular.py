@@ -251,37 +251,39 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
         raise DataError(f"{path}: cannot read ({err}); expected a UTF-8 CSV file with a header row.") from err
     if not rows:
         raise DataError(f"{path}: empty file; expected a header row and data rows.")
-    header = [h.strip() for h in rows[0]]
-    keep = [k for k in range(1, len(rows)) if any(c.strip() for c in rows[k])]  # blank lines are not examples
+    header = check_header(path, rows[0])
+    keep = [k for k in range(1, len(rows)) if "".join(rows[k]).strip()]  # blank lines are not examples
     body, lines = [rows[k] for k in keep], [lines[k] for k in keep]
     if label_column not in header:
         raise DataError(f"{path}: no label column {label_column!r} (columns: {', '.join(header)}). Rename "
-                        "the label column to 'label' or pass label_column=... (--label-column).")
+                        "the label column to 'label' or pass label_column=... (--label-column)."
+                        + _separator_hint(header))
     if not body:
         raise DataError(f"{path}: no data rows under the header.")
     for k, r in enumerate(body):
         if len(r) != len(header):
             raise DataError(f"{path}: data row {k + 1} has {len(r)} fields but the header has "
                             f"{len(header)}; fix the row (quote fields that contain commas).")
-    col = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
+    col = dict(zip(header, map(list, zip(*body))))  # column by column; float() ignores the spaces around a number
     special = {label_column, true_label_column, id_column, split_column}
     extra = [h for h in header if h.startswith("extra_") and h not in special]  # further labels (annotators)
     features = [h for h in header if h not in special and h not in extra]
     if not features:
         raise DataError(f"{path}: no feature columns besides {sorted(special & set(header))}.")
+    for h in set(header) - set(features):  # labels, ids and splits are read as text: without the spaces around
+        col[h] = [c.strip() for c in col[h]]
     x = np.empty((len(body), len(features)), dtype=np.float32)
     for j, h in enumerate(features):
-        for k, v in enumerate(col[h]):
-            try:
-                x[k, j] = float(v)
-            except ValueError:
-                what = "is empty" if v == "" else f"is {v!r}"
-                raise DataError(
-                    f"{path}: column {h!r} must be numeric but data row {k + 1} {what}. Every column "
-                    f"except {label_column!r}/{true_label_column!r}/{id_column!r}/{split_column!r} and extra_<name> "
-                    "label columns is a feature: encode it as numbers (e.g. one-hot), fill missing values, or drop "
-                    f"the column; if it holds further labels (an annotator's), name it 'extra_{h}'."
-                ) from None
+        k, v = _parse_column(col[h], x[:, j])
+        if k is not None:
+            text = v.strip()
+            not_a_number = text.lower().lstrip("+-") in ("nan", "inf", "infinity")
+            what = "is empty" if not text else f"is {text!r}" + (", not a number" if not_a_number else "")
+            raise DataError(
+                f"{path}: column {h!r} must be numeric but data row {k + 1} {what}. Every column "
+                f"except {label_column!r}/{true_label_column!r}/{id_column!r}/{split_column!r} and extra_<name> "
+                "label columns is a feature: encode it as numbers (e.g. one-hot), fill missing values, or drop "
+                f"the column; if it holds further labels (an annotator's), name it 'extra_{h}'.")
     ids = col[id_column] if id_column in col else [f"row{k}" for k in range(len(body))]
 
     def row(column: str, k: int) -> str:
@@ -303,10 +305,67 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
             out[s] = LabeledData(x=x[idx], labels=np.asarray(labels)[idx], class_names=names,
                                  true_labels=None if true is None else np.asarray(true)[idx],
                                  ids=[ids[i] for i in idx], name=f"{path.stem}/{s}",
-                                 extra_labels={h[len("extra_"):]: np.asarray(codes[h])[idx] for h in extra})
+                                 extra_labels={h[len("extra_"):]: np.asarray(codes[h])[idx] for h in extra},
+                                 feature_names=list(features))
     if "train" not in out:
         raise DataError(f"{path}: column {split_column!r} marks no row as 'train'.")
     return DatasetSplits(train=out["train"], test=out.get("test"))
+
+
+def check_header(path: Path, row: list[str]) -> list[str]:
+    """A CSV's header, stripped, refused with the fix when a column has no name or a name twice (the second
+    column of a name had silently replaced the first)."""
+    header = [h.strip() for h in row]
+    unnamed = [i + 1 for i, h in enumerate(header) if not h]
+    if unnamed:
+        index = (" (a first column without a name is usually a pandas index: write the file with "
+                 "df.to_csv(path, index=False))" if unnamed[0] == 1 else "")
+        raise DataError(f"{path}: column {unnamed[0]} of the header has no name{index}; drop it, or name it "
+                        "('id' if it identifies the rows).")
+    seen: dict[str, int] = {}
+    for i, h in enumerate(header):
+        if h in seen:
+            raise DataError(f"{path}: columns {seen[h] + 1} and {i + 1} are both named {h!r}; give each column "
+                            "its own name.")
+        seen[h] = i
+    return header
+
+
+def _separator_hint(header: list[str]) -> str:
+    """A hint when the header is one column holding another separator (a CSV written with ';' or tabs)."""
+    if len(header) != 1:
+        return ""
+    sep = next((s for s in (";", "\t", "|") if s in header[0]), None)
+    if sep is None:
+        return ""
+    shown = "a tab" if sep == "\t" else repr(sep)
+    return (f" The header reads as one column: the file seems to separate its columns with {shown}, and noisyfit "
+            "reads comma-separated files; convert it, e.g. pandas.read_csv(path, sep=...).to_csv(out, index=False).")
+
+
+def _parse_column(cells: list[str], out: np.ndarray) -> tuple[int | None, str]:
+    """Parse a column's text cells into ``out`` (float32); (row, cell) of the first that is not a finite number,
+    else (None, ""). One list of Python floats per column, assigned at once (assigning cell by cell into the
+    array took seconds on 200,000 rows); "nan" and "inf" parse as numbers but are refused here, as training on
+    them ends in a NaN loss."""
+    try:
+        values = np.array([float(v) for v in cells], dtype=np.float64)
+    except ValueError:
+        k = next(k for k, v in enumerate(cells) if not _is_float(v))
+        return k, cells[k]
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        return int(bad[0]), cells[int(bad[0])]
+    out[:] = values
+    return None, ""
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------- digits

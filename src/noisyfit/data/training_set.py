@@ -74,6 +74,27 @@ def predict_store(store, fn: Callable[[torch.Tensor], torch.Tensor], augmenter: 
     return D.all_gather_varlen(local)  # the tensor itself outside torch.distributed
 
 
+def class_indices(labels, device) -> torch.Tensor:
+    """``labels`` as ``long [N]`` class indices on ``device``, else a DataError naming the first bad value (a user's
+    trial: float labels were truncated in silence, np.linspace(0, 2, 50) became 0, 0, 0, ...; a label of -1 failed
+    only in training, as an IndexError). Floats that are whole numbers are taken. The upper end, num_classes, is
+    the method's: not known here."""
+    from .labeled import DataError
+
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1:
+        hint = " (one-hot? pass labels.argmax(1))" if labels.ndim == 2 else ""
+        raise DataError(f"labels must be one class index per example [N], got shape {list(labels.shape)}{hint}")
+    bad = labels < 0
+    if labels.dtype.is_floating_point:
+        bad |= (labels != labels.round()) | ~labels.isfinite()
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise DataError(f"labels must be class indices 0, 1, ..., num_classes - 1, got {labels[i].item()} at "
+                        f"position {i}; pass each example's class as a whole number (leave out unlabelled ones)")
+    return labels.to(device=device, dtype=torch.long)
+
+
 class TrainingSet:
     """The training samples of a run: given labels, batches by index and prediction passes in order.
 
@@ -111,7 +132,7 @@ class TrainingSet:
         """Examples as one tensor: ``uint8 [N, C, H, W]`` images (augmented and normalised with their channel
         statistics unless ``augmenter`` is given) or ``[N, D]`` feature rows (used as they are)."""
         x = torch.as_tensor(x)
-        labels = torch.as_tensor(labels, dtype=torch.long, device=x.device)
+        labels = class_indices(labels, x.device)
         image = x.ndim == 4
         if image and x.dtype != torch.uint8:
             from .labeled import DataError
@@ -140,7 +161,7 @@ class TrainingSet:
             labels = getattr(dataset, "targets", None)
         if labels is None:
             labels = [int(dataset[i][1]) for i in range(len(dataset))]
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
+        labels = class_indices(np.asarray(labels), device)
         store = StreamedStore(DatasetRows(dataset), device, workers)
         image = len(store.sample_shape) == 3
         if augmenter is None:

@@ -188,10 +188,12 @@ def check_pred_probs(labels, pred_probs, *, source: str = "pred_probs", true_lab
         q["warnings"] = [(
             f"{source}: its rows agree with the given labels only at chance level ({q['agreement']:.1%}, against "
             f"{q['chance']:.1%} expected from the class frequencies alone; kappa {q['kappa']:.2f}, "
-            f"{q['z']:.1f} standard errors above chance). The rows are most likely not in the order of the data "
-            "set's examples (an image folder is ordered by class, then file name: see the README), or the model "
-            "is no better than guessing. Write row i for example i (the ids of `noisyfit embed` and of "
-            "issues.csv give the order) before trusting these flags.")]
+            f"{abs(q['z']):.1f} standard errors {'above' if q['z'] >= 0 else 'below'} chance). The rows are most "
+            "likely not in the order of the data set's examples (an image folder is ordered by class, then file "
+            "name: see the README), or the columns not in the order of its classes (column k is class_names[k]: "
+            "the sorted label values unless the classes are declared, e.g. in <table>.classes.txt), or the model "
+            "is no better than guessing. Write row i for example i and column k for class k (the ids of "
+            "`noisyfit embed` and of issues.csv give the row order) before trusting these flags.")]
     _emit(q, log=log, warn=warn, stacklevel=stacklevel)
     return q
 

@@ -69,21 +69,34 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
         train_index, val_index = kept_rows(train_index, loaded), kept_rows(val_index, loaded)
     train = full.subset(train_index, name=f"{full.name}/train")
     val = full.subset(val_index, name=f"{full.name}/val") if n_val else None
-    _check_classes_present(train)
+    _check_classes_present(train, full, cfg.val_fraction, cfg.train_subset is not None)
     return RunData(train=train, val=val, test=splits.test, train_index=train_index, val_index=val_index,
                    noise_info=noise_info, source_name=full.name)
 
 
-def _check_classes_present(train: LabeledData) -> None:
+def _check_classes_present(train: LabeledData, full: LabeledData, val_fraction: float, subset: bool) -> None:
+    """Every class has a training example; else the error says where that class's examples went (a class of
+    one example drawn into the validation split had been blamed on the test split and the class list)."""
     counts = np.bincount(train.labels, minlength=train.num_classes)
-    empty = [train.class_names[i] for i in np.flatnonzero(counts == 0)]
-    if empty:
-        from noisyfit.data.labels import some
+    missing = np.flatnonzero(counts == 0)
+    if not missing.size:
+        return
+    from noisyfit.data.labels import some
 
-        raise DataError(f"{train.name}: no training example has class(es) {some([repr(e) for e in empty])} of the "
-                        f"{train.num_classes} classes ({some(train.class_names, 10)}); they occur only in the test "
-                        "split, the noise file or the declared class list. Add training examples of them, or "
-                        "remove them there (a class with no examples cannot be learned or audited).")
+    in_source = np.bincount(full.labels, minlength=full.num_classes)
+    held_out = [i for i in missing if in_source[i] > 0]
+    names = [repr(train.class_names[i]) for i in (held_out or missing)]
+    if held_out:
+        where = (f"the random validation split (data.val_fraction={val_fraction:g})" if val_fraction > 0 else "")
+        where += (" and " if where and subset else "") + ("the rows data.train_subset left out" if subset else "")
+        counted = ", ".join(f"{train.class_names[i]!r}: {in_source[i]}" for i in held_out[:5])
+        raise DataError(f"{full.name}: class(es) {some(names)} have no training example: all of their labelled "
+                        f"rows ({counted}) went to {where or 'rows dropped by the label file'}. Add examples of "
+                        "them, train without a hold-out (data.val_fraction=0), or drop those rows.")
+    raise DataError(f"{full.name}: no training example has class(es) {some(names)} of the "
+                    f"{train.num_classes} classes ({some(train.class_names, 10)}); they occur only in the test "
+                    "split, the noise file or the declared class list. Add training examples of them, or "
+                    "remove them there (a class with no examples cannot be learned or audited).")
 
 
 def to_device_tensor(data: LabeledData, device: torch.device) -> torch.Tensor:

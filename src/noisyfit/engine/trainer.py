@@ -101,11 +101,13 @@ def weak_model_warning(results: dict, cfg) -> str | None:
     flags alone are not said here: an audit says them (noisyfit.detect.guardrails.run_quality), and
     NoisyClassifier at fit."""
     num_classes = (results.get("data") or {}).get("num_classes") or 0
-    sel = results.get("selected") or {}
+    # without a validation split nothing is selected: its val_acc is the trainer's -1 placeholder, not an accuracy
+    # (read as one, every run without a hold-out was called near chance, a user trial)
+    sel = results.get("selected") or {} if (results.get("selected") or {}).get("epoch") is not None else {}
     fin = results.get("final") or {}
     acc, which = next(((v, k) for k, v in (("test", sel.get("test_acc")), ("validation", sel.get("val_acc")),
                                            ("test", fin.get("test_acc")), ("validation", fin.get("val_acc")))
-                       if v is not None), (None, None))
+                       if v is not None and v >= 0), (None, None))
     if acc is None or num_classes < 2:
         return None
     chance = 1.0 / num_classes
