@@ -3,6 +3,11 @@
 Zhang, Z. and Sabuncu, M. R. "Generalized Cross Entropy Loss for Training Deep Neural Networks with
 Noisy Labels." NeurIPS 2018. Loss ``(1 - p_y^q)/q`` with the paper's default q = 0.7. The paper's
 truncated variant (L_q with pruning threshold k) is not implemented.
+
+Provenance: we know of no code released by the authors, so this follows the paper's formula (eq. 6), not a code
+base. Departures (ours): p_y is clamped at 1e-7 before the power, so the gradient q * p_y^(q-1) stays finite when
+a softmax underflows to 0 (it only matters there); the backbone, optimiser, schedule and epochs are the presets'
+(configs/gce/: the protocols CE, GCE and SCE share), not the paper's training setup.
 """
 
 from __future__ import annotations
