@@ -150,6 +150,16 @@ def test_a_cleaned_file_of_data_without_a_truth_gives_a_run_no_truth(tmp_path):
     run = prepare_run_data(cfg, 0, DatasetSplits(own))
     assert run.train.true_labels is None
     np.testing.assert_array_equal(run.train.labels, cleaned.result.labels[run.train_index])
+    # the same rows with a true_label column since: the file fits them (checked against the given labels, not
+    # refused as other data, a user trial) and the run scores against that truth
+    graded = LabeledData(x, np.r_[GIVEN, 0, 1, 2], ["a", "b", "c"], true_labels=np.r_[TRUE, 0, 1, 2], name="own")
+    run = prepare_run_data(cfg, 0, DatasetSplits(graded))
+    np.testing.assert_array_equal(run.train.labels, cleaned.result.labels[run.train_index])
+    np.testing.assert_array_equal(run.train.true_labels, np.r_[TRUE, 0, 1, 2][run.train_index])
+    # other given labels than the audit's: refused, saying which labels differ
+    relabelled = LabeledData(x, np.r_[TRUE, 0, 1, 2], ["a", "b", "c"], name="own")
+    with pytest.raises(DataError, match="the labels the audit was given differ from the data's given labels"):
+        prepare_run_data(cfg, 0, DatasetSplits(relabelled))
     # a file made from data with a truth keeps it
     truth = LabeledData(x, np.r_[GIVEN, 0, 1, 2], ["a", "b", "c"], true_labels=np.r_[TRUE, 0, 1, 2], name="toy")
     known = clean_labels(_issues(), truth)

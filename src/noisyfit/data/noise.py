@@ -967,16 +967,20 @@ def attach_noisy_labels(data: LabeledData, result: NoiseResult) -> LabeledData:
     if result.num_classes != data.num_classes:
         raise DataError(f"{data.name}: noisy labels are for {result.num_classes} classes, the data has "
                         f"{data.num_classes}.")
-    true = data.true_labels if data.true_labels is not None else data.labels
+    # a cleaned file of `noisyfit audit` on data without a truth: its "true_labels" are the labels the audit was
+    # given, not a truth, so they are checked against the data's given labels (the same rows with a true_label
+    # column added had been refused as other data, a user trial), and a run scores only against a real truth
+    audit_reference = (result.info or {}).get("labels_known") is False
+    true = data.labels if audit_reference or data.true_labels is None else data.true_labels
     diff = np.flatnonzero(true != result.true_labels)
     if diff.size:
-        raise DataError(f"{data.name}: the noise file's true labels differ from the dataset's at {diff.size} "
-                        f"examples (first index {int(diff[0])}); it was made for other data or another "
-                        "example order. Regenerate it with `noisyfit noise`.")
-    if data.true_labels is None and (result.info or {}).get("labels_known") is False:
-        # a cleaned file of `noisyfit audit` on data without a truth: its "true_labels" are the labels the
-        # audit was given, not a truth, so a run on it must not score anything against them
-        return replace(data, labels=np.asarray(result.labels, dtype=np.int64))
+        which = ("the labels the audit was given differ from the data's given labels" if audit_reference else
+                 "the noise file's true labels differ from the dataset's")
+        raise DataError(f"{data.name}: {which} at {diff.size} examples (first index {int(diff[0])}); it was made "
+                        "for other data, another example order or another label column. Regenerate it (`noisyfit "
+                        "noise`, or `noisyfit audit --clean` on these data).")
+    if audit_reference:
+        return replace(data, labels=np.asarray(result.labels, dtype=np.int64))  # the data's own truth, if any, stays
     return data.with_labels(result.labels)
 
 
