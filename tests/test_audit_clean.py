@@ -233,6 +233,22 @@ def test_cleaned_label_file_round_trips_into_train(tmp_path, capsys):
     assert (~keep).sum() == len(dropped) + len(flagged_rows)
 
 
+def test_the_retraining_hint_names_the_label_column_the_audit_read(tmp_path, capsys):
+    # a reviewer's check: `audit --run` on a CSV run trained with --label-column printed a train command that
+    # failed ("no label column 'label'"); the column comes from the run's config there, from the flags otherwise
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    table = tmp_path / "my table.csv"
+    table.write_text("a,b,kind\n" + "".join(f"{v + rng.normal():.3f},{rng.normal():.3f},{v}\n" for v in y))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"csv:{table}", "--label-column", "kind", "--out", str(run), *TRAIN_FLAGS]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--run", str(run), "--clean", "relabel", "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    said = capsys.readouterr()
+    hint = next(line for line in (said.out + said.err).splitlines() if "train on it with" in line)
+    assert f"--dataset 'csv:{table}' --noisy-labels" in hint and hint.endswith(" --label-column kind`")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--clean", "relabel", "--clean-threshold", "0.8"], "a threshold applies to relabel-or-drop only"),
     (["--clean-threshold", "80"], "threshold 80.0: it is a probability of the suggested label, in [0, 1]."),

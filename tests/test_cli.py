@@ -191,6 +191,13 @@ def test_summary_says_what_besides_the_method_differs_between_runs():
         "1 (gce · c)",
         "note: s/epoch measured on different machines or devices (AMD EPYC, 2 cores, 2 threads; Intel Xeon, 2 cores, "
         "2 threads): compare times only within one machine"]
+    # long values are cut for the line but grouped whole; an empty model.args is every argument at its default
+    lines = setting_differences([("a", run(optim__milestones=list(range(40)), model__args={})),
+                                 ("b", run(optim__milestones=list(range(41)), model__args={"hidden": [16]}))])
+    assert lines == ["note: these runs differ in more than the method:",
+                     "  model.args.hidden = (not set) (a); [16] (b)",
+                     "  optim.milestones = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16... (a); "
+                     "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16... (b)"]
     # an older results.json without its settings is named, not compared
     old = run()
     del old["config"]

@@ -264,6 +264,9 @@ def test_csv_headers_and_cells_a_table_tool_writes_are_refused_with_the_fix(tmp_
         with pytest.raises(DataError, match=rf"column 'f2' must be numeric but data row 2 is '{cell.strip()}', "
                                             "not a number"):
             load_csv(f)
+    f.write_text("f1,f2,label\n1,2,a\n4,-1e39,b\n")  # a number float32 cannot hold had loaded as -inf
+    with pytest.raises(DataError, match="column 'f2' must be numeric but data row 2 is '-1e39', beyond float32's range"):
+        load_csv(f)
     f.write_text("f1,f2,label\n1, ,a\n")
     with pytest.raises(DataError, match="column 'f2' must be numeric but data row 1 is empty"):
         load_csv(f)
@@ -281,19 +284,28 @@ def test_csv_headers_and_cells_a_table_tool_writes_are_refused_with_the_fix(tmp_
         LabeledData(d.x, d.labels, d.class_names, feature_names=["a", "b", "c"])
 
 
-def test_a_class_whose_examples_all_went_to_the_validation_split_is_said_so():
+def test_a_class_without_training_rows_says_where_its_rows_went():
     from noisyfit.engine.run_data import _check_classes_present
 
-    full = LabeledData(np.zeros((5, 2), np.float32), [0, 0, 1, 1, 2], ["a", "b", "rare"], name="t/train")
-    with pytest.raises(DataError, match=r"t/train: class\(es\) 'rare' have no training example: all of their "
-                                        r"labelled rows \('rare': 1\) went to the random validation split "
-                                        r"\(data.val_fraction=0.05\).*data.val_fraction=0"):
-        _check_classes_present(full.subset(np.arange(4)), full, 0.05, subset=False)
+    full = LabeledData(np.zeros((7, 2), np.float32), [0, 0, 1, 1, 2, 0, 2], ["a", "b", "rare"], name="t/train")
+    # one 'rare' row in the validation split, the other outside the subset (a user trial: a one-row class in the
+    # validation split had been blamed on the test split and the class list)
+    kw = dict(val_index=np.array([4]), subset=np.array([0, 1, 2, 3, 4, 5]), dropped=None)
+    with pytest.raises(DataError, match=r"^t/train: class\(es\) 'rare' have no training example; their rows: 1 of "
+                                        r"'rare' in the validation split; 1 of 'rare' outside data.train_subset\. Add "
+                                        r"examples of them, or use train without a hold-out \(data.val_fraction=0\) "
+                                        r"or with a larger one or a larger data.train_subset, or none\.$"):
+        _check_classes_present(full.subset(np.array([0, 1, 2, 3, 5])), full, **kw)
+    # both dropped by a cleaned label file: only that is said (the hold-out is not the cause)
+    dropped = np.array([False, False, False, False, True, False, True])
+    with pytest.raises(DataError, match=r"their rows: 2 of 'rare' dropped by the label file\. Add examples of them, "
+                                        r"or use a label file that keeps them\.$"):
+        _check_classes_present(full.subset(np.arange(4)), full, val_index=np.array([5]), subset=None, dropped=dropped)
     # a class in the declared list only: the former message, which was right there
     declared = LabeledData(np.zeros((4, 2), np.float32), [0, 0, 1, 1], ["a", "b", "c"], name="t/train")
-    with pytest.raises(DataError, match="no training example has class\\(es\\) 'c' of the 3 classes"):
-        _check_classes_present(declared, declared, 0.05, subset=False)
-    _check_classes_present(full, full, 0.05, subset=False)  # every class there: nothing to say
+    with pytest.raises(DataError, match=r"no training example has class\(es\) 'c' of the 3 classes"):
+        _check_classes_present(declared, declared, val_index=np.array([], int), subset=None, dropped=None)
+    _check_classes_present(full, full, val_index=np.array([], int), subset=None, dropped=None)  # all there
 
 
 # ------------------------------------------------------------------------------ npz / npy

@@ -56,6 +56,11 @@ def test_a_data_frame_is_matched_by_name_in_python(table_run):
                                   model.predict(frame.to_numpy()))
     with pytest.raises(PredictorError, match=r"missing \['noise'\]\. Give the same columns"):
         model.predict(frame.drop(columns=["noise"]))
+    # a training-style table as pandas reads it: spaces around names, its id, label and annotator columns
+    table = frame.rename(columns={"width": " width"}).assign(id="r", label="a", extra_ann="b")
+    np.testing.assert_array_equal(model.predict(table), model.predict(frame.to_numpy()))
+    with pytest.raises(PredictorError, match=r"not among them \['kind'\]"):  # the label column by its own name
+        model.predict(frame.assign(kind="a"))
     # an array has no names: by position, as before
     assert model.predict(frame.to_numpy()[:, [3, 2, 1, 0]]).shape == (240,)
     # a file's path or a single row: what to do instead (were 'an array of shape []' and '[4]')

@@ -76,7 +76,7 @@ def test_labels_that_are_not_class_indices_are_refused_with_the_first_bad_one():
     # a user's trial: float labels were truncated in silence, a -1 failed only in training as an IndexError
     x = torch.zeros(50, 2)
     with pytest.raises(DataError, match=re.escape("labels must be class indices 0, 1, ..., num_classes - 1, got "
-                                                  "0.04081632653061224 at position 1; pass each example's class")):
+                                                  "0.0408163 at position 1; pass each example's class")):
         TrainingSet.from_tensors(x, np.linspace(0, 2, 50))
     with pytest.raises(DataError, match=re.escape("got -1 at position 2;")):
         TrainingSet.from_tensors(x[:4], torch.tensor([0, 2, -1, 1]))
@@ -90,6 +90,16 @@ def test_labels_that_are_not_class_indices_are_refused_with_the_first_bad_one():
     ds.targets = np.array([0.0, 1.5, 2.0, 1.0])
     with pytest.raises(DataError, match=re.escape("got 1.5 at position 1;")):
         TrainingSet.from_dataset(ds)
+    # without targets each item's label is read: a fraction there too (int() had truncated it in silence)
+    class RawLabels(PairDataset):
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+    with pytest.raises(DataError, match=re.escape("got 1.5 at position 1;")):
+        TrainingSet.from_dataset(RawLabels(images, torch.tensor([0.0, 1.5, 2.0, 1.0])))
+    assert TrainingSet.from_dataset(RawLabels(images, torch.tensor([0, 1, 2, 1]))).labels.tolist() == [0, 1, 2, 1]
+    with pytest.raises(DataError, match=re.escape("got 1e+20 at position 0;")):  # had wrapped to -2**63
+        TrainingSet.from_tensors(x[:2], [1e20, 0.0])
 
 
 def test_the_docstring_examples_run_as_written():

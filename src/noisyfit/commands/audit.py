@@ -180,7 +180,7 @@ def _feature_names(name: str | None, label_column: str | None) -> list[str] | No
     except (OSError, StopIteration):
         return None
     special = {label_column or "label", "true_label", "id", "split"}
-    return [h for h in header if h not in special]
+    return [h for h in header if h not in special and not h.startswith("extra_")]  # extra_*: further labels
 
 
 def _summary_table(issues, seconds: float, out: Path) -> None:
@@ -260,6 +260,9 @@ def cmd_audit(args) -> int:
     out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="audit", owned=AUDIT_FILES)
     progress = not args.no_progress
     data_name, data_dir = args.data, args.data_dir
+    # the label column the data are read with (--label-column, data.label_column=..., or a --run's config): the
+    # retraining hint of a cleaned file must name it too
+    label_column = _config(args, "ce").data.label_column
     train = None  # the source training set, for thumbnails / rows
     labelled, keep = None, None  # every source row with the labels audited, and rows dropped before: cleaned file
     extra: dict = {}
@@ -292,6 +295,7 @@ def cmd_audit(args) -> int:
         extra["model_quality"] = run_quality(run_results, log=audit_log)  # warns when over half is flagged
         run_backbone = ((run_results.get("config") or {}).get("model") or {}).get("backbone")
         run_cfg = (run_results.get("config") or {}).get("data", {})
+        label_column = run_cfg.get("label_column", "label") if args.run else label_column
         data_name = data_name or run_cfg.get("dataset")
         data_dir = data_dir or run_cfg.get("data_dir")
         try:
@@ -396,7 +400,7 @@ def cmd_audit(args) -> int:
 
     from noisyfit.commands.audit_clean import CLEANED_FILE, write_cleaned_labels
 
-    cleaned = write_cleaned_labels(args, out, issues, labelled, keep, data_name, _log_line)
+    cleaned = write_cleaned_labels(args, out, issues, labelled, keep, data_name, _log_line, label_column)
     files = {"issues": "issues.csv", "report": "report.html"}
     if cleaned:
         extra["cleaned_labels"] = cleaned
@@ -409,7 +413,8 @@ def cmd_audit(args) -> int:
                "files": files}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     inputs = train.x if train is not None else None
-    write_report(out / "report.html", issues, inputs=inputs, feature_names=_feature_names(data_name, args.label_column),
+    columns = getattr(train, "feature_names", None) or _feature_names(data_name, label_column)
+    write_report(out / "report.html", issues, inputs=inputs, feature_names=columns,
                  title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top,
                  feature_image=_feature_image_setting(args.feature_image, inputs),
                  why=extra.get("detector_choice", {}).get("why"),

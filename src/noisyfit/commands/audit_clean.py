@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def add_clean_options(p) -> None:
 
 
 def write_cleaned_labels(args, out: Path, issues, labelled, keep: np.ndarray | None, data_name: str | None,
-                         log) -> dict | None:
+                         log, label_column: str | None = None) -> dict | None:
     """Write OUT/cleaned_labels.npz; returns its summary for summary.json (None when not written).
 
     With ``--clean`` left at its default a detector that cannot support the default (no probabilities,
@@ -49,9 +50,10 @@ def write_cleaned_labels(args, out: Path, issues, labelled, keep: np.ndarray | N
         return None
     path = save_noisy_labels(out / CLEANED_FILE, cleaning.result, data_name or labelled.name)
     s = cleaning.summary()
-    label_column = getattr(args, "label_column", None)  # a CSV's other label column: the train command needs it too
     log(f"{path}: {s['relabelled']} relabelled, {s['dropped']} dropped, {s['unchanged']} flagged but kept as "
-        f"given ({s['spec']}); train on it with `noisyfit train --dataset {data_name or 'DATA'} --noisy-labels {path}"
-        + (f" --label-column {label_column}`" if label_column not in (None, "label") else "`")
+        f"given ({s['spec']}); train on it with `noisyfit train --dataset {shlex.quote(data_name or 'DATA')} "
+        f"--noisy-labels {shlex.quote(str(path))}"
+        # a CSV's other label column: the train command needs it too
+        + (f" --label-column {shlex.quote(label_column)}`" if label_column not in (None, "label") else "`")
         + ("" if data_name else " (DATA: the data set these embeddings were made from)"))
     return {**s, "file": CLEANED_FILE}

@@ -133,10 +133,10 @@ def setting_differences(rows) -> list[str]:
         for key in keys:
             values = [f.get(key, _UNSET) for f in flat]
             if any(v != values[0] for v in values):
-                groups: dict[str, list[str]] = {}
+                groups: dict[str, list[str]] = {}  # by the whole value: two long ones cut alike still differ
                 for (name, _), v in zip(known, values):
-                    groups.setdefault(_short(v), []).append(name)
-                out.append(f"{key} = " + "; ".join(f"{v} ({', '.join(names)})" for v, names in groups.items()))
+                    groups.setdefault(_text(v), []).append(name)
+                out.append(f"{key} = " + "; ".join(f"{_short(v)} ({', '.join(names)})" for v, names in groups.items()))
         return out
 
     keys = sorted({k for f in flat for k in f})
@@ -163,10 +163,13 @@ def setting_differences(rows) -> list[str]:
 _UNSET = object()  # a setting one run's config does not have (e.g. a backbone argument left at its default)
 
 
-def _short(value) -> str:
+def _text(value) -> str:
     if value is _UNSET:
         return "(not set)"
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -182,6 +185,6 @@ def _machine(r: dict, with_capability: bool) -> str:
 
 def _flatten(key: str, value) -> dict:
     """A nested setting as dotted keys (model.args.widths), so that a difference names the setting that differs."""
-    if isinstance(value, dict) and value:
+    if isinstance(value, dict):  # an empty one adds no key: model.args={} is every argument at its default
         return {k: v for sub, inner in value.items() for k, v in _flatten(f"{key}.{sub}", inner).items()}
     return {key: value}

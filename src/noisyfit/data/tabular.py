@@ -278,7 +278,8 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
         if k is not None:
             text = v.strip()
             not_a_number = text.lower().lstrip("+-") in ("nan", "inf", "infinity")
-            what = "is empty" if not text else f"is {text!r}" + (", not a number" if not_a_number else "")
+            why = ", not a number" if not_a_number else (", beyond float32's range" if _is_float(text) else "")
+            what = "is empty" if not text else f"is {text!r}{why}"
             raise DataError(
                 f"{path}: column {h!r} must be numeric but data row {k + 1} {what}. Every column "
                 f"except {label_column!r}/{true_label_column!r}/{id_column!r}/{split_column!r} and extra_<name> "
@@ -353,6 +354,8 @@ def _parse_column(cells: list[str], out: np.ndarray) -> tuple[int | None, str]:
     except ValueError:
         k = next(k for k, v in enumerate(cells) if not _is_float(v))
         return k, cells[k]
+    with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused below, as nan and inf are
+        values = values.astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         return int(bad[0]), cells[int(bad[0])]

@@ -85,12 +85,12 @@ def class_indices(labels, device) -> torch.Tensor:
     if labels.ndim != 1:
         hint = " (one-hot? pass labels.argmax(1))" if labels.ndim == 2 else ""
         raise DataError(f"labels must be one class index per example [N], got shape {list(labels.shape)}{hint}")
-    bad = labels < 0
+    bad = (labels < 0) | (labels >= 2**31)  # no data set has 2 billion classes: a value that large is a mistake
     if labels.dtype.is_floating_point:
         bad |= (labels != labels.round()) | ~labels.isfinite()
     if bad.any():
         i = int(bad.nonzero()[0])
-        raise DataError(f"labels must be class indices 0, 1, ..., num_classes - 1, got {labels[i].item()} at "
+        raise DataError(f"labels must be class indices 0, 1, ..., num_classes - 1, got {labels[i].item():g} at "
                         f"position {i}; pass each example's class as a whole number (leave out unlabelled ones)")
     return labels.to(device=device, dtype=torch.long)
 
@@ -160,7 +160,7 @@ class TrainingSet:
         if labels is None:
             labels = getattr(dataset, "targets", None)
         if labels is None:
-            labels = [int(dataset[i][1]) for i in range(len(dataset))]
+            labels = [float(dataset[i][1]) for i in range(len(dataset))]  # int() would truncate 1.5 unseen
         labels = class_indices(np.asarray(labels), device)
         store = StreamedStore(DatasetRows(dataset), device, workers)
         image = len(store.sample_shape) == 3

@@ -69,34 +69,54 @@ def prepare_run_data(cfg: DataConfig, seed: int, splits: DatasetSplits | None = 
         train_index, val_index = kept_rows(train_index, loaded), kept_rows(val_index, loaded)
     train = full.subset(train_index, name=f"{full.name}/train")
     val = full.subset(val_index, name=f"{full.name}/val") if n_val else None
-    _check_classes_present(train, full, cfg.val_fraction, cfg.train_subset is not None)
+    _check_classes_present(train, full, val_index=val_index, subset=order if cfg.train_subset is not None else None,
+                           dropped=None if loaded is None or loaded.keep is None else ~loaded.keep)
     return RunData(train=train, val=val, test=splits.test, train_index=train_index, val_index=val_index,
                    noise_info=noise_info, source_name=full.name)
 
 
-def _check_classes_present(train: LabeledData, full: LabeledData, val_fraction: float, subset: bool) -> None:
-    """Every class has a training example; else the error says where that class's examples went (a class of
-    one example drawn into the validation split had been blamed on the test split and the class list)."""
+def _check_classes_present(train: LabeledData, full: LabeledData, *, val_index: np.ndarray, subset: np.ndarray | None,
+                           dropped: np.ndarray | None) -> None:
+    """Every class has a training example; else the error says where that class's rows went: the validation split,
+    outside ``data.train_subset`` or dropped by the label file (``subset``: the rows the subset kept, None without
+    one; ``dropped``: a mask of the rows the label file drops, or None), with the fixes that apply. A class of one
+    example drawn into the validation split had been blamed on the test split and the class list (a user trial)."""
     counts = np.bincount(train.labels, minlength=train.num_classes)
     missing = np.flatnonzero(counts == 0)
     if not missing.size:
         return
     from noisyfit.data.labels import some
 
-    in_source = np.bincount(full.labels, minlength=full.num_classes)
-    held_out = [i for i in missing if in_source[i] > 0]
-    names = [repr(train.class_names[i]) for i in (held_out or missing)]
-    if held_out:
-        where = (f"the random validation split (data.val_fraction={val_fraction:g})" if val_fraction > 0 else "")
-        where += (" and " if where and subset else "") + ("the rows data.train_subset left out" if subset else "")
-        counted = ", ".join(f"{train.class_names[i]!r}: {in_source[i]}" for i in held_out[:5])
-        raise DataError(f"{full.name}: class(es) {some(names)} have no training example: all of their labelled "
-                        f"rows ({counted}) went to {where or 'rows dropped by the label file'}. Add examples of "
-                        "them, train without a hold-out (data.val_fraction=0), or drop those rows.")
-    raise DataError(f"{full.name}: no training example has class(es) {some(names)} of the "
-                    f"{train.num_classes} classes ({some(train.class_names, 10)}); they occur only in the test "
-                    "split, the noise file or the declared class list. Add training examples of them, or "
-                    "remove them there (a class with no examples cannot be learned or audited).")
+    def per_class(rows) -> np.ndarray:
+        return np.bincount(full.labels[np.asarray(rows, dtype=np.int64)], minlength=full.num_classes)
+
+    in_source = per_class(np.arange(len(full)))
+    held_out = [int(i) for i in missing if in_source[i] > 0]
+    if not held_out:
+        names = [repr(train.class_names[i]) for i in missing]
+        raise DataError(f"{full.name}: no training example has class(es) {some(names)} of the "
+                        f"{train.num_classes} classes ({some(train.class_names, 10)}); they occur only in the test "
+                        "split, the noise file or the declared class list. Add training examples of them, or "
+                        "remove them there (a class with no examples cannot be learned or audited).")
+    places = [(per_class(val_index), "in the validation split",
+               "train without a hold-out (data.val_fraction=0) or with a larger one")]
+    if subset is not None:
+        outside = np.setdiff1d(np.arange(len(full)), subset)
+        places.append((per_class(outside), "outside data.train_subset", "a larger data.train_subset, or none"))
+    if dropped is not None:
+        if subset is not None:  # a row outside the subset is said there, not twice
+            dropped = dropped & np.isin(np.arange(len(full)), subset)
+        places.append((per_class(np.flatnonzero(dropped)), "dropped by the label file",
+                       "a label file that keeps them"))
+    went, fixes = [], []
+    for counts_there, where, fix in places:
+        here = [f"{counts_there[i]} of {train.class_names[i]!r}" for i in held_out if counts_there[i]]
+        if here:
+            went.append(f"{', '.join(here)} {where}")
+            fixes.append(fix)
+    names = [repr(train.class_names[i]) for i in held_out]
+    raise DataError(f"{full.name}: class(es) {some(names)} have no training example; their rows: "
+                    f"{'; '.join(went)}. Add examples of them, or use {' or '.join(fixes)}.")
 
 
 def to_device_tensor(data: LabeledData, device: torch.device) -> torch.Tensor:
