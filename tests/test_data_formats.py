@@ -265,7 +265,8 @@ def test_csv_headers_and_cells_a_table_tool_writes_are_refused_with_the_fix(tmp_
                                             "not a number"):
             load_csv(f)
     f.write_text("f1,f2,label\n1,2,a\n4,-1e39,b\n")  # a number float32 cannot hold had loaded as -inf
-    with pytest.raises(DataError, match="column 'f2' must be numeric but data row 2 is '-1e39', beyond float32's range"):
+    with pytest.raises(DataError, match="column 'f2' must be numeric but data row 2 is '-1e39', beyond float32's "
+                                        "range"):
         load_csv(f)
     f.write_text("f1,f2,label\n1, ,a\n")
     with pytest.raises(DataError, match="column 'f2' must be numeric but data row 1 is empty"):
