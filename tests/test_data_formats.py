@@ -285,6 +285,38 @@ def test_csv_headers_and_cells_a_table_tool_writes_are_refused_with_the_fix(tmp_
         LabeledData(d.x, d.labels, d.class_names, feature_names=["a", "b", "c"])
 
 
+def test_annotator_columns_may_skip_items_and_new_values_are_warned_about(tmp_path):
+    # a labelling team's trial: an annotator's empty cell stopped the audit ("every row needs a label"), -1 in an
+    # npz became a class "-1" (119 items relabelled to it), and "Cat" beside "cat" a sixth class, in silence
+    from noisyfit.data.labels import DataWarning
+
+    f = tmp_path / "crowd.csv"
+    f.write_text("f,label,extra_a,extra_b\n1,cat,cat,\n2,dog,Cat,dog\n3,cat,,cat\n4,dog,dog,-1\n")
+    with pytest.warns(DataWarning, match=r"annotator column 'extra_a' has label\(s\) 'Cat' that no other label "
+                                         r"column has \(1 row\(s\)\): they became classes of their own"):
+        d = load_csv(f).train
+    assert d.class_names == ["Cat", "cat", "dog"]
+    np.testing.assert_array_equal(d.extra_labels["a"], [1, 0, -1, 2])  # -1: not annotated
+    np.testing.assert_array_equal(d.extra_labels["b"], [-1, 2, 1, -1])
+    f.write_text("f,label,extra_a\n1,-1,-1\n2,1,1\n3,1,\n")  # labels -1/1: there -1 is a class
+    d = load_csv(f).train
+    assert d.class_names == ["-1", "1"] and d.extra_labels["a"].tolist() == [0, 1, -1]
+    f.write_text("f,label,extra_a\n1,a,a\n2,,b\n")  # the given label itself is never optional
+    with pytest.raises(DataError, match="the label column 'label' is empty"):
+        load_csv(f)
+    arrays = dict(x=np.zeros((4, 2), np.float32), y=np.array([0, 1, 2, 1]), extra_a=np.array([0, -1, 2, 1]),
+                  extra_b=np.array([np.nan, 1, 2, 0]))
+    np.savez(tmp_path / "c.npz", **arrays)
+    d = load_npz(tmp_path / "c.npz").train
+    assert d.class_names == ["0", "1", "2"]
+    assert d.extra_labels["a"].tolist() == [0, -1, 2, 1] and d.extra_labels["b"].tolist() == [-1, 1, 2, 0]
+    np.savez(tmp_path / "d.npz", **arrays, class_names=np.array(["a", "b", "c"]))
+    assert load_npz(tmp_path / "d.npz").train.extra_labels["b"].tolist() == [-1, 1, 2, 0]
+    np.savez(tmp_path / "e.npz", **{**arrays, "extra_a": np.array([0, 5, 2, 1])}, class_names=np.array(["a", "b", "c"]))
+    with pytest.raises(DataError, match=r"extra_a\[1\] = 5 is outside \[0, 3\)"):
+        load_npz(tmp_path / "e.npz")
+
+
 def test_a_class_without_training_rows_says_where_its_rows_went():
     from noisyfit.engine.run_data import _check_classes_present
 

@@ -105,3 +105,34 @@ def test_cifar10n_three_annotators():
     mv = np.mean(majority_vote(ann, num_classes=10) == clean)
     ds = np.mean(dawid_skene(ann, num_classes=10, backend="builtin").labels == clean)
     assert 0.90 < mv < ds < 0.93
+
+
+@pytest.mark.skipif(importlib.util.find_spec("crowdkit") is not None, reason="crowd-kit is installed here")
+def test_the_crowdkit_backend_without_crowd_kit_exits_2_before_any_folder(tmp_path, capsys):
+    # a labelling team's trial: an ImportError traceback, exit 1, and an empty output folder
+    from noisyfit.cli import main
+
+    out = tmp_path / "audit"
+    assert main(["audit", "digits", "--annotators", "a,b", "--crowd-backend", "crowdkit", "--out", str(out)]) == 2
+    assert ("--crowd-backend crowdkit needs crowd-kit, which is not installed: pip install 'noisyfit[crowd]'"
+            in capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_annotator_columns_by_either_name_and_too_few_for_dawid_skene(tmp_path, capsys):
+    # a labelling team's trial: extra_a0 was 'no label column' with a CIFAR-10N hint, "," a shape error, and one
+    # annotator gave Dawid-Skene accuracies of 1.0 without a word
+    from noisyfit.cli import main
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    noisy = np.where(rng.random(60) < 0.8, y, (y + 1) % 3)
+    table = tmp_path / "crowd.csv"
+    table.write_text("f,label,extra_a0\n" + "".join(f"{v},{g},{v}\n" for v, g in zip(y, noisy)))
+    assert main(["audit", f"csv:{table}", "--annotators", "extra_a0", "--out", str(tmp_path / "a")]) == 0
+    assert "Dawid-Skene with 1 annotator(s) has too little agreement" in capsys.readouterr().err
+    assert main(["audit", f"csv:{table}", "--annotators", ",", "--out", str(tmp_path / "b")]) == 2
+    assert "--annotators names no column" in capsys.readouterr().err
+    assert main(["audit", f"csv:{table}", "--annotators", "a1", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "no annotator column(s) ['a1']; available: ['a0'] (a CSV's column extra_<name> is annotator <name>" in err

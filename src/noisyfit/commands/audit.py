@@ -105,8 +105,12 @@ def register(sub) -> None:
     t.add_argument("--device")
     t.add_argument("--precision")
     a = p.add_argument_group("annotators")
-    a.add_argument("--consensus", choices=("dawid_skene", "majority_vote"), default="dawid_skene")
-    a.add_argument("--crowd-backend", choices=("auto", "builtin", "crowdkit"), default="auto")
+    a.add_argument("--consensus", choices=("dawid_skene", "majority_vote"), default="dawid_skene",
+                   help="how --annotators' labels are combined: dawid_skene (default; weighs each annotator by its "
+                        "estimated confusion matrix) or majority_vote")
+    a.add_argument("--crowd-backend", choices=("auto", "builtin", "crowdkit"), default="auto",
+                   help="Dawid-Skene's EM: builtin (numpy), crowdkit (needs the crowd extra), auto (crowd-kit when "
+                        "installed)")
     from noisyfit.commands.audit_clean import add_clean_options
 
     add_clean_options(p)
@@ -248,6 +252,12 @@ def cmd_audit(args) -> int:
 
     t0 = time.time()
     _split_items(args)
+    if args.crowd_backend == "crowdkit":  # before any folder is made: it had ended in an ImportError traceback
+        import importlib.util
+
+        if importlib.util.find_spec("crowdkit") is None:
+            raise DataError("--crowd-backend crowdkit needs crowd-kit, which is not installed: pip install "
+                            "'noisyfit[crowd]', or leave --crowd-backend at auto (the built-in EM without it).")
     if args.feature_image not in ("auto", "off"):
         from noisyfit.report.feature_images import parse_shape
 
@@ -324,11 +334,23 @@ def cmd_audit(args) -> int:
                   f"`noisyfit audit DATA --run {run_dir} ...`.", file=sys.stderr)
     elif args.annotators:
         train = _load_train(args, data_name, data_dir)
-        cols = [c.strip() for c in args.annotators.split(",") if c.strip()]
+        cols = list(dict.fromkeys(c.strip() for c in args.annotators.split(",") if c.strip()))  # each once
+        if not cols:
+            raise DataError("--annotators names no column; give the annotators' columns, e.g. --annotators a,b,c")
+        # a CSV's extra_<name> column is annotator <name>: the column's own name is taken too
+        cols = [c[len("extra_"):] if c not in train.extra_labels and c.startswith("extra_") else c for c in cols]
         missing = [c for c in cols if c not in train.extra_labels]
         if missing:
-            raise DataError(f"{train.name}: no label column(s) {missing}; available: {sorted(train.extra_labels)} "
-                            "(CIFAR-10N has random1, random2, random3, aggre, worst).")
+            known = ("(CIFAR-10N has random1, random2, random3, aggre, worst)" if "random1" in train.extra_labels
+                     else "(a CSV's column extra_<name> is annotator <name>; an .npz's array extra_<name> too)")
+            raise DataError(f"{train.name}: no annotator column(s) {missing}; available: {sorted(train.extra_labels)} "
+                            f"{known}.")
+        if len(cols) < 3 and args.consensus == "dawid_skene":
+            # with one annotator EM cannot tell its errors from the given label's: it called one of 80% accuracy
+            # 100% right and relabelled every disagreement (a labelling team's trial)
+            audit_log(f"warning: Dawid-Skene with {len(cols)} annotator(s) has too little agreement to estimate "
+                      "each annotator's errors: its accuracies and posteriors come out overconfident. Use 3 or more "
+                      "annotators per item, or read the flags as plain disagreements (--consensus majority_vote).")
         labelled = train
         issues = consensus_issues({c: train.extra_labels[c] for c in cols}, given=train.labels,
                                   method=args.consensus, class_names=train.class_names,

@@ -223,6 +223,52 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
     return codes, names
 
 
+def encode_with_annotators(columns: Mapping[str, Sequence], annotators: Sequence[str], *, where: str = "",
+                           row: Callable[[str, int], str] | None = None, **kw) -> tuple[dict[str, np.ndarray], list[str]]:
+    """:func:`encode_labels` for a source whose ``annotators`` columns (``extra_<name>``) may skip items: an empty
+    cell, NaN or -1 there is "not annotated" and becomes the code -1 (what the consensus audit reads as missing), not
+    an error and not a class; -1 stays a class when the other label columns use it (labels -1/1). A value that
+    only annotators use becomes a class of its own, as declared nowhere else, so it is warned about (a crowd
+    worker's "Cat" beside "cat" had become a sixth class and a suggested label, in silence: a user trial)."""
+    prefix = f"{where}: " if where else ""
+    main_values = {_text(v) for col, vals in columns.items() if col not in annotators for v in vals
+                   if not _empty(v)}
+    minus_one_is_class = "-1" in main_values
+    kept: dict[str, np.ndarray] = {}
+    trimmed: dict[str, Sequence] = {}
+    for col, vals in columns.items():
+        if col not in annotators:
+            trimmed[col] = vals
+            continue
+        arr = vals if isinstance(vals, np.ndarray) else np.asarray(list(vals), dtype=object)
+        missing = np.array([_empty(v) or (not minus_one_is_class and _as_int(v) == -1) for v in arr], dtype=bool)
+        kept[col] = np.flatnonzero(~missing)
+        trimmed[col] = arr[kept[col]] if isinstance(vals, np.ndarray) else [arr[i] for i in kept[col]]
+    described = None if row is None else (lambda col, i: row(col, int(kept[col][i]) if col in kept else i))
+    codes, names = encode_labels(trimmed, where=where, row=described, **kw)
+    for col, rows in kept.items():
+        full = np.full(len(columns[col]), -1, dtype=np.int64)
+        full[rows] = codes[col]
+        codes[col] = full
+    if kw.get("declared") is None:
+        main_codes = {int(c) for col, c_arr in codes.items() if col not in annotators for c in np.unique(c_arr)}
+        for col in annotators:
+            extra = sorted({int(c) for c in np.unique(codes[col]) if c >= 0} - main_codes)
+            if extra:
+                n = int(np.isin(codes[col], extra).sum())
+                warnings.warn(DataWarning(
+                    f"{prefix}annotator column {col!r} has label(s) {some([repr(names[c]) for c in extra])} that no "
+                    f"other label column has ({n} row(s)): they became classes of their own, which an audit can "
+                    "suggest. If they are misspellings (Cat for cat) fix them; declare the classes (a class list "
+                    "file, or class_names) to have such values refused."), stacklevel=3)
+    return codes, names
+
+
+def _empty(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip()) or (
+        isinstance(v, (float, np.floating)) and not np.isfinite(v))
+
+
 def _whole_array(v) -> bool:
     """A numeric array of whole numbers (no NaN): its values are integers already."""
     if not isinstance(v, np.ndarray) or v.ndim != 1:

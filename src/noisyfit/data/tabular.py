@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .labeled import DataError, DatasetSplits, LabeledData
-from .labels import check_labels, encode_labels, some
+from .labels import check_labels, encode_with_annotators, some
 
 _LABEL_KEYS = ("y", "labels")
 
@@ -67,6 +67,15 @@ def _label_array(arr: np.ndarray) -> np.ndarray:
     return arr.astype(str) if arr.dtype.kind == "S" else arr
 
 
+def _annotation_missing(v: np.ndarray) -> np.ndarray:
+    """Which entries of a numeric annotator array are "not annotated": NaN or -1 (the consensus audit's convention)."""
+    if v.dtype.kind == "f":
+        return ~np.isfinite(v) | (v == -1)
+    if v.dtype.kind in "iu":
+        return v == -1
+    return np.zeros(len(v), dtype=bool)  # text: encode_with_annotators reads empty cells as missing
+
+
 def _npz_labels(a: dict[str, np.ndarray], keys: dict[str, str], ids: dict[str, list[str] | None],
                 where: str) -> tuple[dict[str, np.ndarray], list[str]]:
     """Every label array of an .npz as class indices with one mapping, and the class names.
@@ -80,11 +89,13 @@ def _npz_labels(a: dict[str, np.ndarray], keys: dict[str, str], ids: dict[str, l
         split_ids = ids.get(keys[col])
         return f"{col}[{i}]" + (f", id {split_ids[i]!r}" if split_ids is not None and i < len(split_ids) else "")
 
+    annotators = [k for k in columns if k.startswith("extra_")]  # may skip items: -1 or NaN there is "not annotated"
+    skipped = {k: _annotation_missing(columns[k]) for k in annotators}
     for col, v in columns.items():  # numbers must be whole: 0.5 is not a class
         if v.dtype.kind == "f":
-            check_labels(v, name=col, where=where)
+            check_labels(v[~skipped[col]] if col in skipped else v, name=col, where=where)
     if "class_names" not in a:
-        return encode_labels(columns, where=where, row=row)
+        return encode_with_annotators(columns, annotators, where=where, row=row)
     names = [str(c) for c in a["class_names"]]
     if all(v.dtype.kind in "iubf" for v in columns.values()):
         fix = (f"class_names lists {len(names)} classes ({some(names, 10)}), so labels are indices "
@@ -93,9 +104,17 @@ def _npz_labels(a: dict[str, np.ndarray], keys: dict[str, str], ids: dict[str, l
         for col, v in columns.items():
             split_ids = ids.get(keys[col])
             describe = (lambda i, s=split_ids: f"id {s[i]!r}") if split_ids is not None else None
-            codes[col] = check_labels(v, len(names), name=col, where=where, row=describe, hint=fix)
+            if col in skipped:  # an annotator's skipped items stay -1; the rest must be classes
+                given = np.flatnonzero(~skipped[col])
+                codes[col] = np.full(len(v), -1, dtype=np.int64)
+                codes[col][given] = check_labels(v[given], len(names), name=col, where=where, hint=fix,
+                                                 row=None if describe is None else (lambda i, d=describe, g=given:
+                                                                                    d(int(g[i]))))
+            else:
+                codes[col] = check_labels(v, len(names), name=col, where=where, row=describe, hint=fix)
         return codes, names
-    return encode_labels(columns, declared=names, where=where, row=row, declared_in="class_names")
+    return encode_with_annotators(columns, annotators, declared=names, where=where, row=row,
+                                  declared_in="class_names")
 
 
 def load_npz(path: str | os.PathLike) -> DatasetSplits:
@@ -292,8 +311,8 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
 
     declared = class_names if class_names is not None else declared_classes(path)
     label_cols = {h: col[h] for h in (label_column, true_label_column, *extra) if h in col}
-    codes, names = encode_labels(label_cols, declared=declared, where=str(path), row=row,
-                                 declared_in=str(classes_file(path)) if class_names is None else "class_names")
+    codes, names = encode_with_annotators(label_cols, extra, declared=declared, where=str(path), row=row,
+                                          declared_in=str(classes_file(path)) if class_names is None else "class_names")
     labels, true = codes[label_column], codes.get(true_label_column)
     split = np.array([s.lower() for s in col.get(split_column, ["train"] * len(body))])
     bad = sorted(set(split) - {"train", "test"})
