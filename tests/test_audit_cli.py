@@ -189,7 +189,7 @@ def test_annotators_against_consensus(tmp_path, capsys):
     assert summary["detection"]["f1"] > 0.85
     assert "<section id='annotators'>" in page
     bad = main(["audit", f"npz:{tmp_path / 'crowd.npz'}", "--annotators", "a,zz", "--out", str(tmp_path / "bad")])
-    assert bad == 2 and "no label column(s) ['zz']" in capsys.readouterr().err
+    assert bad == 2 and "no annotator column(s) ['zz']" in capsys.readouterr().err
 
 
 def test_annotator_columns_of_a_csv(tmp_path, capsys):

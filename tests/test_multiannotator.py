@@ -136,3 +136,16 @@ def test_annotator_columns_by_either_name_and_too_few_for_dawid_skene(tmp_path, 
     assert main(["audit", f"csv:{table}", "--annotators", "a1", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "no annotator column(s) ['a1']; available: ['a0'] (a CSV's column extra_<name> is annotator <name>" in err
+
+
+def test_majority_vote_keeps_a_given_label_in_a_tie_and_dawid_skene_reports_each_confusion():
+    # by hand: item 0 ties 1-1 between the given 0 and 1 (kept, not flagged); item 1 has 2 votes for 2 against
+    # the given 0 (flagged, suggested 2); item 2 agrees with its given label
+    ann = np.array([[0, 1, -1], [2, 2, 0], [1, 1, 1]])
+    issues = consensus_issues(ann, given=np.array([0, 0, 1]), method="majority_vote", class_names=list("abc"))
+    assert issues.is_issue.tolist() == [False, True, False] and int(issues.suggested[1]) == 2
+    # Dawid-Skene's per-annotator confusion rows are in the audit's info: a swap of two classes shows there
+    ann, true = crowd(seed=3)
+    ds = consensus_issues({f"a{k}": ann[:, k] for k in range(4)}, class_names=list("wxyz"), backend="builtin")
+    rows = ds.info["annotators"][0]["estimated_confusion"]
+    assert np.array(rows).shape == (4, 4) and np.allclose(np.sum(rows, axis=1), 1.0, atol=0.01)
