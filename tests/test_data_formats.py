@@ -298,6 +298,10 @@ def test_annotator_columns_may_skip_items_and_new_values_are_warned_about(tmp_pa
     assert d.class_names == ["Cat", "cat", "dog"]
     np.testing.assert_array_equal(d.extra_labels["a"], [1, 0, -1, 2])  # -1: not annotated
     np.testing.assert_array_equal(d.extra_labels["b"], [-1, 2, 1, -1])
+    (tmp_path / "crowd.classes.txt").write_text("cat\ndog\n")  # declared classes refuse it, naming the column
+    with pytest.raises(DataError, match=r"line 3 in column 'extra_a': 'Cat'"):
+        load_csv(f)
+    (tmp_path / "crowd.classes.txt").unlink()
     f.write_text("f,label,extra_a\n1,-1,-1\n2,1,1\n3,1,\n")  # labels -1/1: there -1 is a class
     d = load_csv(f).train
     assert d.class_names == ["-1", "1"] and d.extra_labels["a"].tolist() == [0, 1, -1]

@@ -306,8 +306,9 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
                 f"the column; if it holds further labels (an annotator's), name it 'extra_{h}'.")
     ids = col[id_column] if id_column in col else [f"row{k}" for k in range(len(body))]
 
-    def row(column: str, k: int) -> str:
-        return f"line {lines[k]}" + (f" (id {ids[k]!r})" if id_column in col else "")
+    def row(column: str, k: int) -> str:  # the column too when it is not the given labels' (an annotator's)
+        return (f"line {lines[k]}" + (f" (id {ids[k]!r})" if id_column in col else "")
+                + (f" in column {column!r}" if column != label_column else ""))
 
     declared = class_names if class_names is not None else declared_classes(path)
     label_cols = {h: col[h] for h in (label_column, true_label_column, *extra) if h in col}
