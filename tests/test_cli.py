@@ -189,8 +189,9 @@ def test_summary_says_what_besides_the_method_differs_between_runs():
         "  train.epochs = 10 (ce · a); 12 (ce · b, gce · c)",
         "note: different seeds; a difference between single runs may be seed noise: train.seed = 0 (ce · a, ce · b); "
         "1 (gce · c)",
-        "note: s/epoch measured on different machines or devices (AMD EPYC, 2 cores, 2 threads; Intel Xeon, 2 cores, "
-        "2 threads): compare times only within one machine"]
+        "note: s/epoch measured on different machines or devices (AMD EPYC (2 CPUs, torch threads: 2), torch ?, "
+        "device cpu; Intel Xeon (2 CPUs, torch threads: 2), torch ?, device cpu): compare times only within one "
+        "machine"]
     # long values are cut for the line but grouped whole; an empty model.args is every argument at its default
     lines = setting_differences([("a", run(optim__milestones=list(range(40)), model__args={})),
                                  ("b", run(optim__milestones=list(range(41)), model__args={"hidden": [16]}))])

@@ -86,9 +86,11 @@ def test_elr_loss_refuses_an_index_outside_its_targets_and_logits_of_another_wid
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"lam": -1}, "ELR needs lam >= 0 and 0 < clip < 0.5, got lam=-1, clip=0.0001"),
-    ({"clip": 0.5}, "ELR needs lam >= 0 and 0 < clip < 0.5, got lam=3.0, clip=0.5"),
-    ({"beta": 1.0}, "ELR needs 0 <= beta < 1, got beta=1.0"),  # was refused already
+    # the elr method's own intervals (ELR.hyper_ranges): one rule for the loss module and the method
+    ({"lam": -1}, "ELRLoss: lam=-1 is outside its allowed range [0, inf)"),
+    ({"clip": 0.5}, "ELRLoss: clip=0.5 is outside its allowed range (0, 0.5)"),
+    ({"lam": float("nan")}, "ELRLoss: lam=nan is outside its allowed range [0, inf)"),
+    ({"beta": 1.0}, "ELRLoss: beta=1.0 is outside its allowed range [0, 1)"),  # was refused already
     ({"num_samples": 0}, "ELRLoss needs num_samples >= 1 (the training-set size) and num_classes >= 2, got "
                          "num_samples=0, num_classes=3"),
     ({"num_classes": 1}, "ELRLoss needs num_samples >= 1 (the training-set size) and num_classes >= 2, got "

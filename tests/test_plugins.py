@@ -58,8 +58,10 @@ def test_gce_hand_values_and_reductions():
     assert GCELoss(q=0.5, reduction="sum")(logits, y).item() == pytest.approx(sum(per), abs=1e-6)
     # default q = 0.7 on p_y = 0.75
     assert GCELoss()(logits[:1], y[:1]).item() == pytest.approx((1 - 0.75 ** 0.7) / 0.7, abs=1e-6)
-    with pytest.raises(ValueError, match="0 < q <= 1"):
+    with pytest.raises(ValueError, match=r"GCELoss: q=0.0 is outside its allowed range \(0, 1\]"):
         GCELoss(q=0.0)
+    with pytest.raises(ValueError, match=r"SCELoss: beta=-1 is outside its allowed range \[0, inf\)"):
+        SCELoss(beta=-1)
     with pytest.raises(ValueError, match="reduction"):
         GCELoss(reduction="avg")
 

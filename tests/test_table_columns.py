@@ -28,7 +28,9 @@ def table_run(tmp_path_factory):
 def test_new_rows_are_matched_to_the_training_columns_by_name(table_run, capsys):
     root, frame, y = table_run
     frame.to_csv(root / "new.csv", index=False)
-    frame[["depth", "noise", "height", "width"]].to_csv(root / "shuffled.csv", index=False)
+    # shuffled, with an id and an annotator's column: neither is a feature (the loader's rule)
+    frame[["depth", "noise", "height", "width"]].assign(id=[f"r{i}" for i in range(len(frame))], extra_ann="a").to_csv(
+        root / "shuffled.csv", index=False)
     capsys.readouterr()
     assert main(["predict", str(root / "run"), str(root / "new.csv"), "--out", str(root / "p1.csv")]) == 0
     assert main(["predict", str(root / "run"), str(root / "shuffled.csv"), "--out", str(root / "p2.csv")]) == 0
@@ -36,7 +38,8 @@ def test_new_rows_are_matched_to_the_training_columns_by_name(table_run, capsys)
     assert "shuffled.csv: its columns are in another order than the training table's: matched by name" in out
     first, second = pd.read_csv(root / "p1.csv"), pd.read_csv(root / "p2.csv")
     assert (first["predicted"] == np.array(["a", "b", "c"])[y]).mean() > 0.9  # the run learned the table
-    pd.testing.assert_frame_equal(first, second)
+    assert second['id'].tolist() == [f'r{i}' for i in range(len(frame))]  # the file's ids are carried
+    pd.testing.assert_frame_equal(first.drop(columns='id'), second.drop(columns='id'))
     # a renamed or missing column is an error naming it, not a prediction from the wrong column
     frame.rename(columns={"depth": "Depth"}).to_csv(root / "renamed.csv", index=False)
     assert main(["predict", str(root / "run"), str(root / "renamed.csv")]) == 2
@@ -61,8 +64,11 @@ def test_a_data_frame_is_matched_by_name_in_python(table_run):
     np.testing.assert_array_equal(model.predict(table), model.predict(frame.to_numpy()))
     with pytest.raises(PredictorError, match=r"not among them \['kind'\]"):  # the label column by its own name
         model.predict(frame.assign(kind="a"))
-    # an array has no names: by position, as before
-    assert model.predict(frame.to_numpy()[:, [3, 2, 1, 0]]).shape == (240,)
+    # an array has no names: read by position, as a table of the training names in that order would be
+    swapped = frame.to_numpy()[:, [3, 2, 1, 0]]
+    by_position = model.predict(swapped)
+    np.testing.assert_array_equal(by_position, model.predict(pd.DataFrame(swapped, columns=frame.columns)))
+    assert (by_position != model.predict(frame.to_numpy())).any()  # so the order mattered
     # a file's path or a single row: what to do instead (were 'an array of shape []' and '[4]')
     with pytest.raises(PredictorError, match=r"got a path \(new.csv\); this model takes feature rows of 4 values.*"
                                              r"pandas.read_csv\(path\)"):

@@ -31,6 +31,8 @@ A plain loop (``x, y, index`` batches; any model that returns logits)::
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -49,6 +51,15 @@ REDUCTIONS = ("mean", "sum", "none")
 
 # The registered methods' hyper-parameter defaults (the paper defaults), so that both stay one number.
 _GCE = GeneralizedCrossEntropy.Hyper()
+
+
+def _check_method_ranges(who: str, method, **values) -> None:
+    """``values`` inside the intervals ``method`` declares for its hyper-parameters (``Method.hyper_ranges``): one
+    rule for a loss module and the method that trains with it, else a ValueError naming ``who``."""
+    try:
+        method.check_hyper_ranges(dataclasses.replace(method.Hyper(), **values))
+    except ValueError as err:
+        raise ValueError(f"{who}: {str(err).split(': ', 1)[1]}") from None
 _SCE = SymmetricCrossEntropy.Hyper()
 _ELR = ELR.Hyper()
 _PLR = PLRHyper()
@@ -113,8 +124,7 @@ class GCELoss(nn.Module):
 
     def __init__(self, q: float = _GCE.q, reduction: str = "mean"):
         super().__init__()
-        if not 0.0 < q <= 1.0:
-            raise ValueError(f"GCE needs 0 < q <= 1, got q={q}")
+        _check_method_ranges("GCELoss", GeneralizedCrossEntropy, q=q)
         self.q = float(q)
         self.reduction = _check_reduction(reduction)
 
@@ -155,6 +165,7 @@ class SCELoss(nn.Module):
     def __init__(self, alpha: float = _SCE.alpha, beta: float = _SCE.beta, num_classes: int | None = None,
                  reduction: str = "mean"):
         super().__init__()
+        _check_method_ranges("SCELoss", SymmetricCrossEntropy, alpha=alpha, beta=beta)
         self.alpha, self.beta = float(alpha), float(beta)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.reduction = _check_reduction(reduction)
@@ -226,10 +237,7 @@ class ELRLoss(nn.Module):
     def __init__(self, num_samples: int, num_classes: int, beta: float = _ELR.beta, lam: float = _ELR.lam,
                  clip: float = _ELR.clip, reduction: str = "mean"):
         super().__init__()
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"ELR needs 0 <= beta < 1, got beta={beta}")
-        if not (lam >= 0.0 and 0.0 < clip < 0.5):  # the elr method's hyper_ranges; "not" also catches nan
-            raise ValueError(f"ELR needs lam >= 0 and 0 < clip < 0.5, got lam={lam}, clip={clip}")
+        _check_method_ranges("ELRLoss", ELR, beta=beta, lam=lam, clip=clip)
         if num_samples < 1 or num_classes < 2:
             raise ValueError(f"ELRLoss needs num_samples >= 1 (the training-set size) and num_classes >= 2, got "
                              f"num_samples={num_samples}, num_classes={num_classes}")

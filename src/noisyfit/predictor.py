@@ -379,7 +379,10 @@ class Predictor:
             x = self._embedded(x)
         elif self.feature_names is not None and hasattr(x, "columns") and hasattr(x, "iloc"):  # a DataFrame
             # names as the CSV loader reads them: stripped, and the id/split/label columns of a table are no features
-            x = x.iloc[:, self.column_order([str(c).strip() for c in x.columns], skip_bookkeeping=True)]
+            from noisyfit.data.tabular import feature_columns
+
+            names = [str(c).strip() for c in x.columns]
+            x = x.iloc[:, self.column_order(names, features=feature_columns(names))]
         elif isinstance(x, (str, Path)):  # a table's file: read as an array it was 'an array of shape []'
             by_name = ", whose columns are matched by name" if self.feature_names is not None else ""
             raise PredictorError(f"got a path ({x}); this model takes {self.describe_input()}: read the file first "
@@ -422,20 +425,19 @@ class Predictor:
                                  "drop them first.")
         return x
 
-    def column_order(self, columns: list[str], *, skip_bookkeeping: bool = False) -> list[int]:
+    def column_order(self, columns: list[str], *, features: list[str] | None = None) -> list[int]:
         """Where each of the model's feature columns is among ``columns`` (a table's names, in its order), or
         :class:`PredictorError` naming the missing and the unknown ones. A table whose columns are the training
-        table's in another order is read by name: by position its rows would be predicted wrong in silence. With
-        ``skip_bookkeeping`` a table's ``id``, ``split``, ``label``, ``true_label`` and ``extra_*`` columns are
-        left out, as the CSV loader leaves them out of the features."""
+        table's in another order is read by name: by position its rows would be predicted wrong in silence.
+        ``features``: the names among ``columns`` that are features (default: all); the others, a table's id and
+        label columns, are not called unknown."""
         if self.feature_names is None:
             return list(range(len(columns)))
         dup = sorted({c for c in columns if columns.count(c) > 1})
         if dup:
             raise PredictorError(f"column(s) {dup} appear twice; give each column its own name.")
         missing = [n for n in self.feature_names if n not in columns]
-        unknown = [c for c in columns if c not in self.feature_names
-                   and not (skip_bookkeeping and (c in _TABLE_BOOKKEEPING or c.startswith("extra_")))]
+        unknown = [c for c in (columns if features is None else features) if c not in self.feature_names]
         if missing or unknown:
             raise PredictorError(
                 f"the columns do not match the training table's {len(self.feature_names)} feature columns "
@@ -474,10 +476,6 @@ class Predictor:
     def predict(self, x, *, batch_size: int | None = None) -> np.ndarray:
         """Class indices ``int64 [N]`` (argmax of the logits, as the trainer's accuracies count them)."""
         return self.logits(x, batch_size=batch_size).argmax(1).numpy()
-
-
-#: columns of a table that are not features (the CSV loader's defaults): a DataFrame read from a training-style CSV
-_TABLE_BOOKKEEPING = frozenset({"id", "split", "label", "true_label"})
 
 
 def _user_stacklevel() -> int:

@@ -56,12 +56,9 @@ def _n_text(cell: Cell) -> str:
 
 # ------------------------------------------------------------------------------------------ evidence
 def _machine_text(run: StoredRun) -> str:
-    m = run.data.get("machine") or {}
-    comp = run.data.get("compute") or {}
-    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    return (f"{m.get('cpu', '?')} ({m.get('cpu_count', '?')} CPUs, "
-            f"torch threads: {m.get('torch_threads', '?')})"
-            f"{gpu}, torch {m.get('torch', '?')}, device {comp.get('device', '?')}")
+    from noisyfit.engine.machine import machine_text
+
+    return machine_text(run.data)
 
 
 def _counted(counter: Counter) -> str:

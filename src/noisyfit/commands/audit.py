@@ -24,7 +24,6 @@ audit's files first) is given.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -172,19 +171,6 @@ def _load_train(args, name: str | None, data_dir: str | None):
                         "every row of DATA in order; audit the original labels, a file written with `--clean "
                         "relabel`, or use the out-of-fold or --method audit, which leave dropped rows out.")
     return train
-
-
-def _feature_names(name: str | None, label_column: str | None) -> list[str] | None:
-    """Column names of a csv: source (every column but label / true_label / id / split)."""
-    if not name or not name.lower().startswith("csv:"):
-        return None
-    try:
-        with open(Path(name[4:]).expanduser(), newline="", encoding="utf-8-sig") as f:
-            header = [h.strip() for h in next(csv.reader(f))]
-    except (OSError, StopIteration):
-        return None
-    special = {label_column or "label", "true_label", "id", "split"}
-    return [h for h in header if h not in special and not h.startswith("extra_")]  # extra_*: further labels
 
 
 def _summary_table(issues, seconds: float, out: Path) -> None:
@@ -346,8 +332,8 @@ def cmd_audit(args) -> int:
             raise DataError(f"{train.name}: no annotator column(s) {missing}; available: {sorted(train.extra_labels)} "
                             f"{known}.")
         if len(cols) < 3 and args.consensus == "dawid_skene":
-            # with one annotator EM cannot tell its errors from the given label's: it called one of 80% accuracy
-            # 100% right and relabelled every disagreement (a labelling team's trial)
+            # with one annotator EM cannot tell its errors from the given label's: in a labelling team's trial it
+            # called a mediocre annotator perfect and relabelled every disagreement (observed, not a benchmark)
             audit_log(f"warning: Dawid-Skene with {len(cols)} annotator(s) has too little agreement to estimate "
                       "each annotator's errors: its accuracies and posteriors come out overconfident. Use 3 or more "
                       "annotators per item, or read the flags as plain disagreements (--consensus majority_vote).")
@@ -435,8 +421,7 @@ def cmd_audit(args) -> int:
                "files": files}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     inputs = train.x if train is not None else None
-    columns = getattr(train, "feature_names", None) or _feature_names(data_name, label_column)
-    write_report(out / "report.html", issues, inputs=inputs, feature_names=columns,
+    write_report(out / "report.html", issues, inputs=inputs, feature_names=getattr(train, "feature_names", None),
                  title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top,
                  feature_image=_feature_image_setting(args.feature_image, inputs),
                  why=extra.get("detector_choice", {}).get("why"),

@@ -449,7 +449,7 @@ def _raw_npz(path: Path, split: str) -> Inputs | None:
 def _raw_csv(path: Path, split: str, label_column: str) -> Inputs | None:
     """A CSV of feature rows without a label column; None when it has one (then it is a data set)."""
     from noisyfit.data.labeled import DataError
-    from noisyfit.data.tabular import check_header
+    from noisyfit.data.tabular import check_header, feature_columns, parse_column
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -473,13 +473,11 @@ def _raw_csv(path: Path, split: str, label_column: str) -> Inputs | None:
         which = _choose(split, "test" in marks, str(path))
         keep = [k for k, m in enumerate(marks) if m == which]
         body, ids = [body[k] for k in keep], [ids[k] for k in keep]
-    features = [i for i, h in enumerate(header) if h not in ("id", "split", "true_label")]
-    x = np.empty((len(body), len(features)), dtype=np.float32)
-    for k, r in enumerate(body):
-        for j, i in enumerate(features):
-            try:
-                x[k, j] = float(r[i])
-            except ValueError:
-                raise DataError(f"{path}: column {header[i]!r} must be numeric but the row of id {ids[k]!r} has "
-                                f"{r[i]!r}.") from None
-    return Inputs(x, ids, None, None, str(path), columns=[header[i] for i in features])
+    names = feature_columns(header)  # the loader's rule: not id, split, true_label or extra_<name>
+    x = np.empty((len(body), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        k, cell = parse_column([r[col[name]] for r in body], x[:, j])
+        if k is not None:
+            raise DataError(f"{path}: column {name!r} must be a finite number but the row of id {ids[k]!r} has "
+                            f"{cell.strip()!r}.")
+    return Inputs(x, ids, None, None, str(path), columns=names)

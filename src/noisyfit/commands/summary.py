@@ -152,8 +152,9 @@ def setting_differences(rows) -> list[str]:
         lines += [f"  {d}" for d in diff]
     if diff := differing(seed_keys):
         lines.append("note: different seeds; a difference between single runs may be seed noise: " + diff[0])
-    cpus = {(r.get("machine") or {}).get("cpu_capability") for _, r in known}
-    machines = {_machine(r, with_capability=None not in cpus) for _, r in known}
+    from noisyfit.engine.machine import machine_text
+
+    machines = {machine_text(r) for _, r in known}
     if len(machines) > 1:
         lines.append("note: s/epoch measured on different machines or devices (" + "; ".join(sorted(machines)) +
                      "): compare times only within one machine")
@@ -171,16 +172,6 @@ def _text(value) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _machine(r: dict, with_capability: bool) -> str:
-    """Where a run's seconds were measured: the device, and on a CPU its model, cores, threads and (when every run
-    recorded it) its vector unit."""
-    m, device = r.get("machine") or {}, str((r.get("compute") or {}).get("device", "cpu"))
-    if not device.startswith("cpu"):
-        return f"{device} {m.get('gpu') or ''}".strip()
-    where = f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} threads"
-    return where + (f", {m.get('cpu_capability')}" if with_capability else "")
 
 
 def _flatten(key: str, value) -> dict:

@@ -166,8 +166,7 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
     prefix = f"{where}: " if where else ""
     values = {k: list(v) for k, v in columns.items()}
     for col, vals in values.items():  # empty cells and NaN are unlabelled rows, not a class
-        empty = [i for i, v in enumerate(vals) if (isinstance(v, (float, np.floating)) and not np.isfinite(v))
-                 or (isinstance(v, str) and not v.strip())]
+        empty = [i for i, v in enumerate(vals) if _empty(v)]
         if empty:
             rows = [_describe(row, col, i) for i in empty]
             raise DataError(f"{prefix}the label column {col!r} is empty in {some(rows)}; every row needs a label "

@@ -286,14 +286,15 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
     col = dict(zip(header, map(list, zip(*body))))  # column by column; float() ignores the spaces around a number
     special = {label_column, true_label_column, id_column, split_column}
     extra = [h for h in header if h.startswith("extra_") and h not in special]  # further labels (annotators)
-    features = [h for h in header if h not in special and h not in extra]
+    features = feature_columns(header, label_column=label_column, true_label_column=true_label_column,
+                               id_column=id_column, split_column=split_column)
     if not features:
         raise DataError(f"{path}: no feature columns besides {sorted(special & set(header))}.")
     for h in set(header) - set(features):  # labels, ids and splits are read as text: without the spaces around
         col[h] = [c.strip() for c in col[h]]
     x = np.empty((len(body), len(features)), dtype=np.float32)
     for j, h in enumerate(features):
-        k, v = _parse_column(col[h], x[:, j])
+        k, v = parse_column(col[h], x[:, j])
         if k is not None:
             text = v.strip()
             not_a_number = text.lower().lstrip("+-") in ("nan", "inf", "infinity")
@@ -333,6 +334,15 @@ def load_csv(path: str | os.PathLike, *, label_column: str = "label", true_label
     return DatasetSplits(train=out["train"], test=out.get("test"))
 
 
+def feature_columns(header: list[str], *, label_column: str = "label", true_label_column: str = "true_label",
+                    id_column: str = "id", split_column: str = "split") -> list[str]:
+    """The feature columns of a table's header, in order: all but the label, true-label, id and split columns and
+    the ``extra_<name>`` label columns (the one rule of :func:`load_csv`, ``noisyfit predict`` and a
+    predictor given a DataFrame)."""
+    special = {label_column, true_label_column, id_column, split_column}
+    return [h for h in header if h not in special and not h.startswith("extra_")]
+
+
 def check_header(path: Path, row: list[str]) -> list[str]:
     """A CSV's header, stripped, refused with the fix when a column has no name or a name twice (the second
     column of a name had silently replaced the first)."""
@@ -364,7 +374,7 @@ def _separator_hint(header: list[str]) -> str:
             "reads comma-separated files; convert it, e.g. pandas.read_csv(path, sep=...).to_csv(out, index=False).")
 
 
-def _parse_column(cells: list[str], out: np.ndarray) -> tuple[int | None, str]:
+def parse_column(cells: list[str], out: np.ndarray) -> tuple[int | None, str]:
     """Parse a column's text cells into ``out`` (float32); (row, cell) of the first that is not a finite number,
     else (None, ""). One list of Python floats per column, assigned at once (assigning cell by cell into the
     array took seconds on 200,000 rows); "nan" and "inf" parse as numbers but are refused here, as training on

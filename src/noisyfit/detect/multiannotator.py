@@ -300,7 +300,7 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
     elif method == "majority_vote":
         counts = vote_counts(ann, c)
         # a tie that includes the given label does not contradict it: the given label stays the consensus (a tie
-        # broken at random had flagged and relabelled such items, 98% of them rightly labelled: a user trial)
+        # broken at random had flagged and relabelled such items, most of them rightly labelled: a user trial)
         tie_kept = counts[np.arange(len(given)), given] == counts.max(axis=1)
         probs, consensus = counts / counts.sum(axis=1, keepdims=True), np.where(tie_kept, given, mv)
     else:

@@ -65,6 +65,17 @@ def machine_info(device: torch.device | None = None) -> dict:
     return info
 
 
+def machine_text(results: dict) -> str:
+    """Where a results file's seconds were measured, in one line: CPU, cores, threads, GPU, torch, device (the bench
+    report's Machines line, and `noisyfit summary`'s check that runs' times compare)."""
+    m = results.get("machine") or {}
+    comp = results.get("compute") or {}
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"{m.get('cpu', '?')} ({m.get('cpu_count', '?')} CPUs, "
+            f"torch threads: {m.get('torch_threads', '?')})"
+            f"{gpu}, torch {m.get('torch', '?')}, device {comp.get('device', '?')}")
+
+
 def peak_memory_mb(device: torch.device) -> dict:
     """Peak resident memory of this process (CPU) and peak allocated tensor memory (CUDA)."""
     out = {}
