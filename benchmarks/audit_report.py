@@ -177,6 +177,22 @@ def main(argv=None) -> int:
                 f"{pct(c['detection']['f1'])} | {pct(c['detection']['auroc'])} | "
                 f"{pct(c['detection']['estimated_noise_rate'])} | {pct(c['detection']['true_noise_rate'])} | "
                 f"{pct(c['detection'].get('suggestion_accuracy'))} | {c['seconds']:.0f} |"]
+    review = audit_dir / "annotator-review.json"
+    if review.exists() and args.label_set == "worst":
+        rv = json.loads(review.read_text())
+        out += ["", "### Labels kept although most annotators did not give them", "",
+                "Beside its flags, the annotator audit lists in `review.csv` the items whose given label the "
+                "consensus keeps although at most half of their annotators gave it (a 1-1-1 split: a label kept "
+                "without a majority). From `benchmarks/annotator_review.py` (labels only, all 50,000 training "
+                "images, built-in EM; random1..3 audit each label set, so random1 is also one of its own "
+                "annotators): how many items each list holds and the share of them whose given label is wrong. "
+                "(CIFAR-10N's worst takes a wrong annotation whenever one exists, so a worst label that a minority "
+                "gave is wrong by construction; aggre and random1 are the informative rows.)",
+                "", "| label set | consensus | flagged | wrong among flagged | to review | wrong among them | "
+                "the rest | wrong among the rest |", "|---|---|---|---|---|---|---|---|",
+                *[f"| {r['label_set']} | {r['consensus'].replace('_', ' ')} | {r['flagged']:,} | "
+                  f"{pct(r['flagged_wrong_share'])} | {r['review']:,} | {pct(r['review_wrong_share'])} | "
+                  f"{r['rest']:,} | {pct(r['rest_wrong_share'])} |" for r in rv["rows"]]]
     # one file per label set: worst keeps the name AUDIT.md that the READMEs cite
     path = HERE / ("AUDIT.md" if args.label_set == "worst" else f"AUDIT-{args.label_set}.md")
     path.write_text("\n".join(out) + "\n")

@@ -149,3 +149,53 @@ def test_majority_vote_keeps_a_given_label_in_a_tie_and_dawid_skene_reports_each
     ds = consensus_issues({f"a{k}": ann[:, k] for k in range(4)}, class_names=list("wxyz"), backend="builtin")
     rows = ds.info["annotators"][0]["estimated_confusion"]
     assert np.array(rows).shape == (4, 4) and np.allclose(np.sum(rows, axis=1), 1.0, atol=0.01)
+
+
+def test_contested_items_kept_by_the_consensus_are_listed_for_review(tmp_path):
+    # by hand (majority vote): item 0 splits 1-1-1 and item 3 ties 1-1, both keeping the given 0 (review); item 1
+    # is 2 of 3 for the given label (fine); item 2 is 2 of 3 against it (flagged, never in review); item 4 agrees
+    ann = np.array([[0, 1, 2], [0, 0, 1], [1, 1, 0], [0, 1, -1], [0, 0, 0]])
+    issues = consensus_issues(ann, given=np.zeros(5, int), method="majority_vote", class_names=list("abc"))
+    assert issues.is_issue.tolist() == [False, False, True, False, False]
+    assert issues.review.tolist() == [True, False, False, True, False]
+    assert [r["index"] for r in issues.records(which="review")] == [0, 3]  # vote share 1/3 before 1/2
+    assert issues.reasons[0] == ("kept a (vote share 0.333), but only 1 of 3 annotators gave it; votes: annotator0=a, "
+                                 "annotator1=b, annotator2=c")
+    assert issues.summary()["num_review"] == 2
+    issues.write_csv(tmp_path / "review.csv", which="review")
+    lines = (tmp_path / "review.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[1].startswith("0,0,0,a,0,a,")
+    from noisyfit.report.html import render_report
+
+    page = render_report(issues)
+    assert "To review: 2 contested item(s)" in page and page.count("<tr><td>", page.index("id='review-table'")) == 2
+    # Dawid-Skene: the review set is exactly the unflagged items whose given label had at most half the votes
+    ann, _ = crowd(seed=2)
+    given = ann[:, 3].copy()
+    given[given < 0] = 0
+    ds = consensus_issues(ann, given=given, backend="builtin")
+    counted = np.array([[np.sum(row == k) for k in range(4)] for row in ann])
+    minority = counted[np.arange(len(given)), given] <= (ann >= 0).sum(axis=1) / 2
+    assert ds.review.tolist() == (minority & ~ds.is_issue).tolist() and 0 < ds.review.sum() < len(given)
+    with pytest.raises(ValueError, match="review marks flagged examples"):
+        type(ds)(**{**ds.__dict__, "review": ds.is_issue.copy()})
+
+
+def test_the_cli_writes_review_csv_beside_issues_csv(tmp_path, capsys):
+    from noisyfit.cli import main
+
+    table = tmp_path / "crowd.csv"
+    rows = [(0, 0, 1, 2), (0, 0, 0, 1), (1, 1, 1, 0), (2, 2, 2, 2)] * 5  # label, three annotators
+    table.write_text("f,label,extra_a,extra_b,extra_c\n" + "".join(f"{k},{g},{a},{b},{c}\n"
+                                                                   for k, (g, a, b, c) in enumerate(rows)))
+    out = tmp_path / "audit"
+    assert main(["audit", f"csv:{table}", "--annotators", "a,b,c", "--consensus", "majority_vote",
+                 "--out", str(out)]) == 0
+    assert "5 item(s) kept their label although at most half of their annotators gave it" in capsys.readouterr().err
+    review = (out / "review.csv").read_text().splitlines()
+    assert len(review) == 6 and all(line.split(",")[0] in {"0", "4", "8", "12", "16"} for line in review[1:])
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_review"] == 5 and summary["files"]["review"] == "review.csv"
+    assert "id='review-table'" in (out / "report.html").read_text()

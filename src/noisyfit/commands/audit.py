@@ -16,7 +16,8 @@ Sources of evidence (one at a time):
 * none of these:         the default detector, :data:`DEFAULT_METHOD` trained once on everything and its own
   flags (see :data:`DEFAULT_WHY`: the evidence for the choice, recorded in summary.json).
 
-Writes OUT/issues.csv, OUT/summary.json, OUT/report.html and OUT/cleaned_labels.npz (the flagged
+Writes OUT/issues.csv, OUT/summary.json, OUT/report.html (with --annotators also OUT/review.csv: items
+whose label was kept although at most half of their annotators gave it) and OUT/cleaned_labels.npz (the flagged
 examples relabelled or dropped, ``--clean``; `noisyfit train --noisy-labels` reads it). OUT must be new
 or empty unless ``--resume`` (continue: finished folds, the --method run) or ``--overwrite`` (delete the
 audit's files first) is given.
@@ -415,6 +416,11 @@ def cmd_audit(args) -> int:
         files["cleaned_labels"] = CLEANED_FILE
     seconds = time.time() - t0
     issues.write_csv(out / "issues.csv")
+    if issues.review is not None:  # the annotator audit's contested items: kept, but a minority gave the label
+        issues.write_csv(out / "review.csv", which="review")
+        files["review"] = "review.csv"
+        _log_line(f"{int(issues.review.sum()):,} item(s) kept their label although at most half of their "
+                  f"annotators gave it: {out / 'review.csv'} lists them for a person to look at")
     summary = {"schema": "noisyfit.audit/1", "noisyfit_version": __version__, "command": ["noisyfit", *sys.argv[1:]],
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": data_name, "mode": mode,
                **issues.summary(), **extra, "seconds": seconds,

@@ -16,7 +16,7 @@ from pathlib import Path
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best_model.pt", "model.pt", "results.json",
              "per_sample.npz", "tensorboard")
 #: what `noisyfit audit` writes into its --out folder
-AUDIT_FILES = ("issues.csv", "summary.json", "report.html", "pred_probs.npy", "folds", "run", "embeddings.npz",
+AUDIT_FILES = ("issues.csv", "review.csv", "summary.json", "report.html", "pred_probs.npy", "folds", "run", "embeddings.npz",
                "pred_probs.npz", "cleaned_labels.npz")
 #: bookkeeping `noisyfit bench` writes into a run folder before it starts `noisyfit train` there; hidden
 #: files (names starting with ".") do not count either

@@ -53,6 +53,12 @@ class LabelIssues:
     suggested_confidence : ndarray of float (N,) or None
         The detector's probability of its suggested label (pred_probs, a run's final probabilities, a
         consensus posterior); None when it has none. Cleaning relabels above a threshold on it.
+    review : ndarray of bool (N,) or None
+        Examples not flagged that a person should still look at (an annotator audit: items whose kept label
+        only a minority of the annotators gave); None when the detector has no such notion. Their reasons
+        are in ``reasons`` too; ``review.csv`` lists them.
+    review_rule : str or None
+        The review rule in words.
     """
 
     is_issue: np.ndarray
@@ -71,6 +77,8 @@ class LabelIssues:
     true_labels: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     suggested_confidence: np.ndarray | None = None
+    review: np.ndarray | None = None
+    review_rule: str | None = None
 
     def __repr__(self) -> str:
         # the dataclass repr printed every array and reason: 334,000 characters for 5,000 rows in a notebook
@@ -80,6 +88,13 @@ class LabelIssues:
 
     def __post_init__(self) -> None:
         self.is_issue = np.asarray(self.is_issue, dtype=bool)
+        if self.review is not None:
+            self.review = np.asarray(self.review, dtype=bool)
+            if len(self.review) != len(self.is_issue):
+                raise ValueError(f"LabelIssues.review has {len(self.review)} entries for {len(self.is_issue)} "
+                                 "examples")
+            if np.any(self.review & self.is_issue):
+                raise ValueError("LabelIssues.review marks flagged examples; it is for examples not flagged")
         self.given = np.asarray(self.given, dtype=np.int64)
         self.suggested = np.asarray(self.suggested, dtype=np.int64)
         self.scores = np.asarray(self.scores, dtype=np.float64)
@@ -118,15 +133,26 @@ class LabelIssues:
     def name(self, k: int) -> str:
         return self.class_names[k] if 0 <= k < len(self.class_names) else str(k)
 
-    def records(self, top: int | None = None) -> list[dict]:
-        """One dict per flagged example (columns as in issues.csv), most suspicious first."""
-        pos = self.issue_positions()[:top]
+    def review_positions(self) -> np.ndarray:
+        """Positions of the examples to review (``review``), lowest score first; empty without a review."""
+        if self.review is None:
+            return np.zeros(0, dtype=np.int64)
+        pos = np.flatnonzero(self.review)
+        return pos[np.argsort(self.scores[pos], kind="stable")]
+
+    def records(self, top: int | None = None, *, which: str = "issues") -> list[dict]:
+        """One dict per flagged example (columns as in issues.csv), most suspicious first; ``which="review"``:
+        the examples to review instead (review.csv)."""
+        if which not in ("issues", "review"):
+            raise ValueError(f"which={which!r}; use 'issues' or 'review'")
+        pos = (self.issue_positions() if which == "issues" else self.review_positions())[:top]
         conf = self.suggested_confidence
         return [{"index": int(self.index[p]), "id": self.ids[p] if self.ids is not None else str(int(self.index[p])),
                  "given": int(self.given[p]), "given_label": self.name(int(self.given[p])),
                  "suggested": int(self.suggested[p]), "suggested_label": self.name(int(self.suggested[p])),
                  "suggested_confidence": None if conf is None else float(conf[p]),
-                 "score": float(self.scores[p]), "reason": self.reasons.get(int(p), self.rule)}
+                 "score": float(self.scores[p]),
+                 "reason": self.reasons.get(int(p), self.rule if which == "issues" else self.review_rule)}
                 for p in pos]
 
     def to_pandas(self):
@@ -166,13 +192,15 @@ class LabelIssues:
         return out
 
     # ------------------------------------------------------------------ files
-    def write_csv(self, path: str | Path) -> Path:
-        """``issues.csv``: one row per flagged example, most suspicious first."""
+    def write_csv(self, path: str | Path, *, which: str = "issues") -> Path:
+        """``issues.csv``: one row per flagged example, most suspicious first (``which="review"``: review.csv,
+        the examples to review, same columns)."""
         path = Path(path)
+        rows = self.records(which=which)
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
             w.writeheader()
-            for r in self.records():
+            for r in rows:
                 r["score"] = f"{r['score']:.6g}"
                 conf = r["suggested_confidence"]
                 r["suggested_confidence"] = "" if conf is None else f"{conf:.4g}"
@@ -185,7 +213,9 @@ class LabelIssues:
                 "threshold": self.threshold, "num_examples": len(self), "num_issues": self.num_issues,
                 "estimated_noise_rate": self.estimated_noise_rate, "flag_rate": float(self.is_issue.mean()),
                 "class_names": list(self.class_names), "noise": self.noise.to_dict() if self.noise else None,
-                "per_class": self.per_class(), "detection": self.detection_metrics(), "info": _jsonable(self.info)}
+                "per_class": self.per_class(), "detection": self.detection_metrics(), "info": _jsonable(self.info),
+                **({"num_review": int(self.review.sum()), "review_rule": self.review_rule}
+                   if self.review is not None else {})}
 
 
 def _jsonable(v):

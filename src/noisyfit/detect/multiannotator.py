@@ -284,8 +284,9 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
     -------
     LabelIssues
         Flag = consensus differs from the given label; score = the consensus probability of the given
-        label (posterior or vote share); suggested = the consensus; ``info`` holds per-annotator quality
-        and, with ``true_labels``, the consensus accuracies.
+        label (posterior or vote share); suggested = the consensus; ``review`` = items not flagged whose
+        given label at most half of their annotators gave (contested, for a person to look at);
+        ``info`` holds per-annotator quality and, with ``true_labels``, the consensus accuracies.
     """
     ann, names, c = annotation_matrix(annotations, num_classes=len(class_names) if class_names else None)
     cls = names_or_indices(class_names, c)
@@ -293,27 +294,38 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
     given = mv if given is None else check_labels(given, c, name="given")
     if len(given) != len(ann):
         raise DetectInputError(f"given has {len(given)} labels for {len(ann)} annotated examples.")
+    rows = np.arange(len(given))
+    counts = vote_counts(ann, c)
+    given_votes, num_votes = counts[rows, given], counts.sum(axis=1)
     ds = None
     if method == "dawid_skene":
         ds = dawid_skene(ann, num_classes=c, backend=backend)
         probs, consensus = ds.posteriors, ds.labels
     elif method == "majority_vote":
-        counts = vote_counts(ann, c)
         # a tie that includes the given label does not contradict it: the given label stays the consensus (a tie
         # broken at random had flagged and relabelled such items, most of them rightly labelled: a user trial)
-        tie_kept = counts[np.arange(len(given)), given] == counts.max(axis=1)
-        probs, consensus = counts / counts.sum(axis=1, keepdims=True), np.where(tie_kept, given, mv)
+        tie_kept = given_votes == counts.max(axis=1)
+        probs, consensus = counts / num_votes[:, None], np.where(tie_kept, given, mv)
     else:
         raise ValueError(f"method={method!r}; use 'dawid_skene' or 'majority_vote'")
-    rows = np.arange(len(given))
     scores = probs[rows, given]
     flags = consensus != given
     what = "Dawid-Skene posterior" if ds is not None else "vote share"
+    # kept but contested: the given label stays (consensus), yet no majority of the item's annotators gave it
+    # (a 1-1-1 split, a 1-1 tie, or Dawid-Skene trusting one annotator over two); a labelling team reviews these,
+    # which the flags alone never show (a user trial)
+    review = ~flags & (given_votes <= num_votes / 2)
     reasons = {}
+
+    def votes(i: int) -> str:
+        return ", ".join(f"{names[a]}={cls[ann[i, a]]}" for a in range(ann.shape[1]) if ann[i, a] >= 0)
+
     for i in np.flatnonzero(flags).tolist():
-        votes = ", ".join(f"{names[a]}={cls[ann[i, a]]}" for a in range(ann.shape[1]) if ann[i, a] >= 0)
         reasons[i] = (f"{method}: consensus {cls[consensus[i]]} ({what} {probs[i, consensus[i]]:.3f}) != given "
-                      f"{cls[given[i]]} ({scores[i]:.3f}); votes: {votes}")
+                      f"{cls[given[i]]} ({scores[i]:.3f}); votes: {votes(i)}")
+    for i in np.flatnonzero(review).tolist():
+        reasons[i] = (f"kept {cls[given[i]]} ({what} {scores[i]:.3f}), but only {int(given_votes[i])} of "
+                      f"{int(num_votes[i])} annotators gave it; votes: {votes(i)}")
     # soft joint of (given, consensus posterior): the consensus as the estimate of the true label
     joint = np.zeros((c, c))
     np.add.at(joint, given, probs)
@@ -333,4 +345,6 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
                        rule=f"the {method.replace('_', ' ')} consensus differs from the given label",
                        score_name=f"{what} of the given label", noise=noise,
                        ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info,
-                       suggested_confidence=probs[rows, consensus])
+                       suggested_confidence=probs[rows, consensus], review=review,
+                       review_rule="not flagged (the consensus keeps the given label), but at most half of the "
+                                   "item's annotators gave that label")

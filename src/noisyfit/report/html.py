@@ -139,6 +139,22 @@ def _annotator_section(issues: LabelIssues) -> str:
                                  if acc_text else "") + "</section>")
 
 
+def _review_section(issues: LabelIssues, limit: int = 200) -> str:
+    """Examples not flagged but worth a look (an annotator audit's contested items), lowest score first."""
+    if issues.review is None:
+        return ""
+    n = int(issues.review.sum())
+    rows = "".join(f"<tr><td>{r['index']}</td><td class='l id'>{_e(r['id'])}</td><td class='l'>{_e(r['given_label'])}"
+                   f"</td><td>{r['score']:.3f}</td><td class='l'>{_e(r['reason'])}</td></tr>"
+                   for r in issues.records(limit, which="review"))
+    more = f" The first {limit} are shown; review.csv lists all {n:,}." if n > limit else ""
+    table = ("<table id='review-table'><tr><th>index</th><th class='l'>id</th><th class='l'>kept label</th>"
+             f"<th>score</th><th class='l'>votes</th></tr>{rows}</table>") if n else ""
+    return (f"<section id='review'><h2>To review: {n:,} contested item(s)</h2><p class='note'>Not flagged: "
+            f"{_e(issues.review_rule)}. The annotators disagree about these items, so the kept label is the least "
+            f"certain of the unflagged ones; lowest score first.{more}</p>{table}</section>")
+
+
 def _gallery(issues: LabelIssues, images: np.ndarray, top: int) -> str:
     cards = []
     for r in issues.records(top):
@@ -228,7 +244,7 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
          "(lowest score). Given label in red, suggested label in green; the reason says which signal fired, "
          f"its value and threshold. Every flagged example is in the table below (and in an audit's issues.csv).</p>"
          f"{suspects}</section>"),
-        flagged_table.flagged_section(issues),
+        flagged_table.flagged_section(issues), _review_section(issues),
         f"</main><script>{_SCRIPT}{flagged_table.SCRIPT}</script></body></html>",
     ]
     return "".join(parts)
