@@ -243,6 +243,7 @@ def own_loop_accuracies():
 # (not a committed benchmark), so a change that halves either method's gain fails here.
 ELR_MARGIN = 0.10
 COTEACHING_MARGIN = 0.05
+PEMM_MARGIN = 0.05  # seeds 0-3 of the sweep: PEMM 0.926-0.948 against CE 0.801-0.839
 
 
 def test_own_loop_elr_beats_ce(own_loop_accuracies):
@@ -253,6 +254,11 @@ def test_own_loop_elr_beats_ce(own_loop_accuracies):
 def test_own_loop_coteaching_beats_ce(own_loop_accuracies):
     acc = own_loop_accuracies
     assert acc["coteaching"] - acc["ce"] >= COTEACHING_MARGIN, acc
+
+
+def test_own_loop_pemm_beats_ce(own_loop_accuracies):
+    acc = own_loop_accuracies
+    assert acc["pemm"] - acc["ce"] >= PEMM_MARGIN, acc
 
 
 def test_the_loss_modules_refuse_logits_and_labels_that_do_not_pair():
@@ -290,3 +296,45 @@ def test_elr_loss_per_sample_reductions_by_hand():
     torch.testing.assert_close(mean(logits, labels, index), by_hand.mean())
     with pytest.raises(ValueError, match="reduction must be one of"):
         ELRLoss(num_samples=6, num_classes=4, reduction="avg")
+
+
+def test_pemm_loss_hand_value_the_methods_terms_and_centres_pushed_apart():
+    from noisyfit.losses import PEMMLoss
+    from noisyfit.methods.base import get_method_class
+    from noisyfit.methods.pemm import PEMM
+    from noisyfit.models.backbones import create_backbone
+
+    crit = PEMMLoss()
+    hp = PEMM.Hyper()
+    assert (crit.hp.alpha, crit.hp.beta, crit.hp.pe_weight, crit.hp.ga_weight) == (hp.alpha, hp.beta, 2.0, 1.0)
+    # by hand, d = 1: centres +1.5 and -1.5 (norms 1.5, distance 3), a feature on centre 0 with label 0;
+    # z = -(h - mu)^2 = [0, -9]; phi(r) = r^-3 - r^-2: phi(1.5) = -4/27, phi(3) = -2/27
+    centres, h, y = torch.tensor([[1.5], [-1.5]]), torch.tensor([[1.5]]), torch.tensor([0])
+    z = -(h - centres.T) ** 2
+    p1 = math.exp(-9) / (1 + math.exp(-9))
+    sce = 0.1 * math.log(1 + math.exp(-9)) + 1.0 * -math.log(1e-4) * p1
+    pe = -4 / 27 + -2 / 27
+    ga = (1.5 - 1.5 * (1 - 2 * p1)) ** 2  # the mixture p0 mu0 + p1 mu1 misses h by 3 p1
+    assert crit(h, z, y, centres).item() == pytest.approx(sce + 2.0 * pe + ga, rel=1e-5)
+    assert crit.last_terms["loss_pe"].item() == pytest.approx(pe, rel=1e-6)
+    # the same loss as `--method pemm` on the same batch (eval mode: no dropout in either)
+    torch.manual_seed(0)
+    method = get_method_class("pemm")({}, 3, 8, lambda: create_backbone("mlp", num_classes=3, input_shape=(4,),
+                                                                       hidden=[5]))
+    method.eval()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    feats, logits = method.head.forward_with_features(method.net.forward_features(x))
+    assert crit(feats, logits, y, method.centres).item() == pytest.approx(method.losses(x, y)["loss"].item(), rel=1e-6)
+    # the potential energy pushes two centres closer than 1.5 apart
+    m = torch.tensor([[1.5, 0.0], [1.5, 0.5]], requires_grad=True)
+    hb = torch.tensor([[1.5, 0.0], [1.5, 0.5]])
+    crit(hb, -torch.cdist(hb, m) ** 2, torch.tensor([0, 1]), m).backward()
+    with torch.no_grad():
+        stepped = m - 0.05 * m.grad
+    assert torch.dist(stepped[0], stepped[1]) > torch.dist(m[0], m[1])
+    with pytest.raises(ValueError, match="pe_s > pe_t > 0"):
+        PEMMLoss(pe_s=2.0, pe_t=3.0)
+    with pytest.raises(ValueError, match="PEMMLoss: .*ga_weight"):
+        PEMMLoss(ga_weight=-1.0)
+    with pytest.raises(ValueError, match="must pair"):
+        crit(torch.zeros(2, 3), torch.zeros(2, 2), torch.tensor([0, 1]), centres)

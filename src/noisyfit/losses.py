@@ -9,6 +9,9 @@ paper defaults, so a loss here and ``noisyfit train --method NAME`` compute the 
 * :class:`ELRLoss` -- early-learning regularisation (Liu et al., NeurIPS 2020); keeps per-sample
   targets, so its ``forward`` takes the samples' indices.
 * :class:`PLRLoss` -- the pseudo-label relaxed contrastive loss of PLReMix (Liu et al., WACV 2025).
+* :class:`PEMMLoss` -- PEMM's loss on a distance head (Wang et al. 2024): SCE on the distance logits, a
+  potential energy that keeps the class centres apart, and an alignment of each feature with its posterior's
+  mixture of centres; the head is :class:`noisyfit.models.heads.distance.DistanceHead`.
 * :class:`CARLoss` -- CAR's confidence-interpolated loss with per-sample target estimation (Lu et al. 2021, as
   its authors released it in their NAL code); it takes a confidence ``tau`` per sample from a one-unit sigmoid
   branch of your model (:class:`noisyfit.models.heads.confidence.ConfidenceHead`) and the samples' indices.
@@ -40,12 +43,13 @@ from noisyfit.methods.car import (CAR, VARIANT_DEFAULTS, VARIANTS, car_initial_t
                                   car_target_step)
 from noisyfit.methods.elr import ELR, elr_loss, elr_per_sample
 from noisyfit.methods.gce import GeneralizedCrossEntropy
+from noisyfit.methods.pemm import PEMM, pemm_loss_terms
 from noisyfit.methods.plr_plugin import PLRHyper, kappa_at
 from noisyfit.methods.sce import SymmetricCrossEntropy
 from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, plr_negative_mask
 from noisyfit.ops.losses import generalized_cross_entropy, symmetric_cross_entropy
 
-__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss", "CARLoss"]
+__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss", "CARLoss", "PEMMLoss"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -64,6 +68,7 @@ _SCE = SymmetricCrossEntropy.Hyper()
 _ELR = ELR.Hyper()
 _PLR = PLRHyper()
 _CAR = CAR.Hyper()
+_PEMM = PEMM.Hyper()
 
 
 def _check_reduction(reduction: str) -> str:
@@ -434,3 +439,78 @@ class CARLoss(nn.Module):
         n, c = self.targets.shape
         return (f"num_samples={n}, num_classes={c}, lam={self.lam}, beta={self.beta}, m={self.m}, es={self.es}, "
                 f"update_every={self.update_every}, variant={self.variant!r}")
+
+
+class PEMMLoss(nn.Module):
+    """PEMM's loss for your own loop: a distance head's logits trained with SCE, plus a potential energy on its
+    class centres and an alignment of each feature with its posterior-weighted mixture of centres.
+
+    Wang, Z., Yang, W., Liu, Z. and Jia, Z. "Potential Energy based Mixture Model for Noisy Label Learning."
+    arXiv:2405.01186, 2024 (official code Ralph-Finn/PEMM). It computes what ``--method pemm`` does (the same
+    function, ``pemm_loss_terms``; its docstring lists the departures from the official code)::
+
+        loss = SCE(z, y) + pe_weight * L_PE(M) + ga_weight * mean((h - softmax(z) M)^2)
+
+    where ``z_c = -||h - mu_c||^2`` are the logits of a
+    :class:`~noisyfit.models.heads.distance.DistanceHead` (``h`` its feature after ReLU and dropout, ``M`` its
+    centres) and ``L_PE`` pulls the centres' norms and mutual distances towards 1.5. Your model's last linear
+    layer becomes the head: ``DistanceHead(feature_dim, num_classes, dropout=0.2)`` (PEMM's dropout), and
+    ``head.forward_with_features(features)`` gives ``(h, z)``. The official optimiser settings (SGD with Nesterov
+    momentum, lr 0.01, gradient-norm clip 5, a cosine schedule) are the method's presets, not part of the loss.
+
+    Parameters
+    ----------
+    alpha, beta : float
+        SCE's weights of CE and reverse CE (0.1, 1.0).
+    pe_weight, ga_weight : float
+        Weights of the potential energy and of the alignment term (2.0, 1.0).
+    pe_s, pe_t, pe_clip_min, pe_clip_max : float
+        The potential ``r^-s - r^-t`` (minimum at ``(s/t)^(1/(s-t))``: 1.5) and the clip of each of its terms
+        (3, 2, -1.5, 1000).
+
+    The result is a batch mean (the potential energy is one number per batch, so there is no per-sample
+    reduction). ``last_terms`` holds the three terms of the last call (detached), for logging; the flag rule of
+    ``--method pemm`` is ``z.argmax(1) != y``.
+
+    Examples
+    --------
+    >>> head = DistanceHead(256, 10, dropout=0.2)                  # doctest: +SKIP
+    >>> criterion = PEMMLoss()
+    >>> h, z = head.forward_with_features(body(xb))                # doctest: +SKIP
+    >>> loss = criterion(h, z, yb, head.centres)                   # doctest: +SKIP
+    """
+
+    def __init__(self, *, alpha: float = _PEMM.alpha, beta: float = _PEMM.beta, pe_weight: float = _PEMM.pe_weight,
+                 ga_weight: float = _PEMM.ga_weight, pe_s: float = _PEMM.pe_s, pe_t: float = _PEMM.pe_t,
+                 pe_clip_min: float = _PEMM.pe_clip_min, pe_clip_max: float = _PEMM.pe_clip_max):
+        super().__init__()
+        self.hp = dataclasses.replace(_PEMM, alpha=float(alpha), beta=float(beta), pe_weight=float(pe_weight),
+                                      ga_weight=float(ga_weight), pe_s=float(pe_s), pe_t=float(pe_t),
+                                      pe_clip_min=float(pe_clip_min), pe_clip_max=float(pe_clip_max))
+        _check_method_ranges("PEMMLoss", PEMM, alpha=self.hp.alpha, beta=self.hp.beta, pe_weight=self.hp.pe_weight,
+                             ga_weight=self.hp.ga_weight)
+        if not self.hp.pe_s > self.hp.pe_t > 0:  # else phi has no minimum: the centres would not settle
+            raise ValueError(f"PEMMLoss: needs pe_s > pe_t > 0 (phi then has its minimum at "
+                             f"(pe_s / pe_t)^(1 / (pe_s - pe_t))), got pe_s={pe_s}, pe_t={pe_t}")
+        if not pe_clip_min < pe_clip_max:
+            raise ValueError(f"PEMMLoss: needs pe_clip_min < pe_clip_max, got {pe_clip_min} and {pe_clip_max}")
+        #: the three terms of the last call (detached), for logging
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                centres: torch.Tensor) -> torch.Tensor:
+        """The batch's loss from a distance head's ``(features, logits) = head.forward_with_features(f)`` and
+        ``head.centres``."""
+        check_logits_labels(logits, labels, "PEMMLoss", num_classes=centres.shape[0] if centres.ndim == 2 else None)
+        if centres.ndim != 2 or features.ndim != 2 or features.shape[1] != centres.shape[1] \
+                or len(features) != len(logits):
+            raise ValueError(f"PEMMLoss: features [batch, d], logits [batch, C] and centres [C, d] must pair, got "
+                             f"{list(features.shape)}, {list(logits.shape)} and {list(centres.shape)}")
+        terms = pemm_loss_terms(features, logits, labels, centres, self.hp)
+        self.last_terms = {k: v.detach() for k, v in terms.items() if k != "loss"}
+        return terms["loss"]
+
+    def extra_repr(self) -> str:
+        hp = self.hp
+        return (f"alpha={hp.alpha}, beta={hp.beta}, pe_weight={hp.pe_weight}, ga_weight={hp.ga_weight}, "
+                f"pe_s={hp.pe_s}, pe_t={hp.pe_t}")

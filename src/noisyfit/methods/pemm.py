@@ -84,6 +84,18 @@ def alignment_loss(h: torch.Tensor, probs: torch.Tensor, centres: torch.Tensor) 
         return (h.float() - mix).pow(2).mean()
 
 
+def pemm_loss_terms(h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, centres: torch.Tensor,
+                    hp: "PEMM.Hyper") -> dict[str, torch.Tensor]:
+    """PEMM's three loss terms and their weighted sum for one batch: ``h`` the distance head's feature (after its
+    ReLU and dropout), ``logits`` its distance logits, ``centres`` its ``[C, d]`` centres (what
+    ``DistanceHead.forward_with_features`` and ``.centres`` give). Shared by the method and ``noisyfit.losses``."""
+    cls = symmetric_cross_entropy(logits, y, alpha=hp.alpha, beta=hp.beta).mean()
+    pe = potential_energy(centres, s=hp.pe_s, t=hp.pe_t, clip_min=hp.pe_clip_min, clip_max=hp.pe_clip_max)
+    ga = alignment_loss(h, torch.softmax(logits, dim=1), centres)
+    total = cls + hp.pe_weight * pe + hp.ga_weight * ga
+    return {"loss": total, "loss_sce": cls, "loss_pe": pe, "loss_ga": ga}
+
+
 @register_method("pemm")
 class PEMM(Method):
     """Distance classifier with potential-energy regularised centres, trained with SCE."""
@@ -133,14 +145,8 @@ class PEMM(Method):
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three loss terms and their weighted sum for one batch (training mode)."""
-        hp = self.hp
         h, logits = self.head.forward_with_features(self.net.forward_features(x))
-        cls = symmetric_cross_entropy(logits, y, alpha=hp.alpha, beta=hp.beta).mean()
-        pe = potential_energy(self.centres, s=hp.pe_s, t=hp.pe_t, clip_min=hp.pe_clip_min,
-                              clip_max=hp.pe_clip_max)
-        ga = alignment_loss(h, torch.softmax(logits, dim=1), self.centres)
-        total = cls + hp.pe_weight * pe + hp.ga_weight * ga
-        return {"loss": total, "loss_sce": cls, "loss_pe": pe, "loss_ga": ga}
+        return pemm_loss_terms(h, logits, y, self.centres, self.hp)
 
     def training_step(self, batch, epoch):
         out = self.losses(batch.x, batch.y)
