@@ -63,6 +63,9 @@ def register(sub) -> None:
     src.add_argument("--run", metavar="RUN_DIR", help="audit a finished `noisyfit train --out RUN_DIR`")
     src.add_argument("--annotators", metavar="COLS", help="comma-separated label columns (extra labels of DATA), "
                                                           "e.g. random1,random2,random3")
+    p.add_argument("--multi-label", metavar="LABELS.csv",
+                   help="multi-label audit of --pred-probs: a CSV whose 'labels' column holds each example's classes "
+                        "separated by '|' (optional id, true_labels); one-vs-rest confident learning per class")
     from noisyfit.commands.embed_options import add_audit_options
 
     add_audit_options(p, src)  # --embedder FILE (a model, or the embeddings of `noisyfit embed`) and its settings
@@ -253,8 +256,15 @@ def cmd_audit(args) -> int:
         from noisyfit.detect.clean import check_threshold
 
         check_threshold(args.clean or "relabel-or-drop", args.clean_threshold)  # as early
+    if args.multi_label and (args.data or args.method or args.run or args.oof or args.annotators or args.embedder):
+        raise DataError("--multi-label reads its labels from LABELS.csv and audits --pred-probs; it takes no DATA, "
+                        "--method, --run, --oof, --annotators or --embedder.")
     # the folder first: a typo in --out must not cost a K-fold training
     out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="audit", owned=AUDIT_FILES)
+    if args.multi_label:
+        from noisyfit.commands.audit_multilabel import audit_multilabel
+
+        return audit_multilabel(args, out, _log_line)
     progress = not args.no_progress
     data_name, data_dir = args.data, args.data_dir
     # the label column the data are read with (--label-column, data.label_column=..., or a --run's config): the

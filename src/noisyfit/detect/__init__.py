@@ -17,16 +17,18 @@ from noisyfit.detect.from_run import issues_from_run
 from noisyfit.detect.issues import LabelIssues
 from noisyfit.detect.multiannotator import (DawidSkeneResult, annotator_quality, consensus_issues, dawid_skene,
                                             majority_vote)
+from noisyfit.detect.multilabel import MultiLabelIssues, multilabel_issues
 from noisyfit.detect.oof import OutOfFold, out_of_fold, out_of_fold_pred_probs
 from noisyfit.detect.rank import find_top_issues, label_quality_scores, order_label_issues
 from noisyfit.detect.validation import DetectInputError, load_pred_probs
 from noisyfit.detect.clean import Cleaning, clean_labels
 
 __all__ = [
-    "FILTERS", "Cleaning", "DawidSkeneResult", "DetectInputError", "LabelIssues", "NoiseEstimate", "OutOfFold",
+    "FILTERS", "Cleaning", "DawidSkeneResult", "DetectInputError", "LabelIssues", "MultiLabelIssues", "NoiseEstimate",
+    "OutOfFold",
     "annotator_quality", "audit_label_issues", "calibrate_confident_joint", "clean_labels", "compute_confident_joint",
     "confident_thresholds", "consensus_issues", "dawid_skene", "estimate_joint", "estimate_noise",
     "find_label_issues", "find_top_issues", "issues_from_run", "label_quality_scores", "load_pred_probs",
-    "majority_vote", "num_label_issues", "order_label_issues", "out_of_fold", "out_of_fold_pred_probs",
+    "majority_vote", "multilabel_issues", "num_label_issues", "order_label_issues", "out_of_fold", "out_of_fold_pred_probs",
     "prune_counts",
 ]

@@ -1,0 +1,243 @@
+"""Label errors in multi-label data: each example may carry several classes, or none.
+
+A multi-label label is a set of classes per example, here a boolean matrix ``[N, K]`` (or a list of class-index
+lists); the model's probabilities are one independent probability per class (``sigmoid`` outputs), so rows need
+not sum to 1. The audit treats every class as its own binary problem (one-vs-rest), as cleanlab's
+``multilabel_classification`` does: confident learning (:func:`~noisyfit.detect.audit_label_issues`) on the
+given "has class k" bit with the probabilities ``[1 - p_k, p_k]``. An entry ``(i, k)`` is flagged when that binary
+audit flags example ``i``: class k given but probably absent (*remove*), or absent but probably there (*add*).
+An example is a label issue when any of its entries is flagged.
+
+Per-example score (higher = more likely right): the per-class self-confidences (the probability of each given
+bit) aggregated as cleanlab documents its default, an exponential moving average over the scores sorted from
+highest to lowest with weight ``alpha = 0.8`` on each newer term, so the least confident class weighs most
+(``aggregator="min"``: just the lowest). This follows cleanlab's documentation (multilabel_classification.rank);
+the code is ours.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from noisyfit.detect.validation import DetectInputError
+
+MULTILABEL_CSV_COLUMNS = ("index", "id", "given_labels", "suggested_labels", "remove", "add", "score", "reason")
+
+
+def label_matrix(labels, num_classes: int | None = None, *, name: str = "labels") -> np.ndarray:
+    """``bool [N, K]`` from a 0/1 (or bool) numpy matrix or a list of class-index lists (``[[0, 2], [], [1]]``;
+    a Python list is always read as index lists, as ``[[0, 1], [1, 0]]`` would be ambiguous)."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 2:  # a matrix; Python lists are index lists
+        arr = np.asarray(labels)
+        if not np.isin(arr, (0, 1)).all():
+            raise DetectInputError(f"{name}: a multi-label matrix holds 0/1 (or bool) per class; found "
+                                   f"{sorted(set(np.unique(arr).tolist()) - {0, 1})[:3]}")
+        if num_classes is not None and arr.shape[1] != num_classes:
+            raise DetectInputError(f"{name}: {arr.shape[1]} columns for {num_classes} classes")
+        return arr.astype(bool)
+    try:
+        rows = [list(r) for r in labels]
+    except TypeError:
+        raise DetectInputError(f"{name}: one class per example (single-label); a multi-label audit takes a set of "
+                               "classes per example (a 0/1 matrix [N, K] or lists of class indices); for one label "
+                               "per example use audit_label_issues") from None
+    top = max((max(r) for r in rows if r), default=-1)
+    k = num_classes if num_classes is not None else top + 1
+    out = np.zeros((len(rows), k), dtype=bool)
+    for i, r in enumerate(rows):
+        for c in r:
+            if isinstance(c, (bool, np.bool_)) or int(c) != c or not 0 <= int(c) < k:
+                raise DetectInputError(f"{name}: example {i} has class {c!r}; classes are indices 0..{k - 1} "
+                                       "(a 0/1 matrix is read as a matrix only when it is a numpy array)")
+            out[i, int(c)] = True
+    return out
+
+
+def aggregate_scores(class_scores: np.ndarray, *, aggregator: Literal["ema", "min"] = "ema",
+                     alpha: float = 0.8) -> np.ndarray:
+    """One score per example from ``[N, K]`` per-class scores: ``min``, or the exponential moving average over
+    each row sorted from highest to lowest (``ema = s_1``, then ``ema = alpha s_t + (1 - alpha) ema``)."""
+    if aggregator == "min":
+        return class_scores.min(axis=1)
+    if aggregator != "ema":
+        raise ValueError(f"aggregator={aggregator!r}; use 'ema' or 'min'")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    ordered = -np.sort(-class_scores, axis=1)  # highest first: the lowest comes last and weighs most
+    ema = ordered[:, 0].copy()
+    for t in range(1, ordered.shape[1]):
+        ema = alpha * ordered[:, t] + (1.0 - alpha) * ema
+    return ema
+
+
+@dataclass
+class MultiLabelIssues:
+    """Result of a multi-label audit.
+
+    Attributes
+    ----------
+    is_issue : ndarray of bool (N,)
+        Examples with at least one flagged entry.
+    given, suggested : ndarray of bool (N, K)
+        The given label sets and the sets with every flagged entry switched.
+    entry_flags : ndarray of bool (N, K)
+        Which (example, class) entries look wrong.
+    class_scores : ndarray (N, K)
+        Probability of each given bit (``p_k`` where k is given, ``1 - p_k`` where not).
+    scores : ndarray (N,)
+        Per-example score (aggregated ``class_scores``; lower = more suspicious).
+    class_names : list of str
+    reasons : dict of int to str
+    per_class : list of dict
+        Per class: examples given it, entries flagged for removal / addition, the binary audit's noise estimate.
+    ids : list of str, optional
+    true_labels : ndarray of bool (N, K), optional
+    info : dict
+    """
+
+    is_issue: np.ndarray
+    given: np.ndarray
+    suggested: np.ndarray
+    entry_flags: np.ndarray
+    class_scores: np.ndarray
+    scores: np.ndarray
+    class_names: list[str]
+    reasons: dict[int, str]
+    per_class: list[dict]
+    ids: list[str] | None = None
+    true_labels: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"MultiLabelIssues({self.num_issues:,} of {len(self):,} examples flagged, "
+                f"{int(self.entry_flags.sum()):,} entries, {len(self.class_names)} classes; .records() for the rows)")
+
+    def __len__(self) -> int:
+        return len(self.is_issue)
+
+    @property
+    def num_issues(self) -> int:
+        return int(self.is_issue.sum())
+
+    def _names(self, row: np.ndarray) -> str:
+        return "|".join(self.class_names[k] for k in np.flatnonzero(row))
+
+    def records(self, top: int | None = None) -> list[dict]:
+        """One dict per flagged example, lowest score first: the label sets as ``a|b``, the classes to remove and
+        to add, the score and the reason."""
+        pos = np.flatnonzero(self.is_issue)
+        pos = pos[np.argsort(self.scores[pos], kind="stable")][:top]
+        return [{"index": int(i), "id": self.ids[i] if self.ids is not None else str(int(i)),
+                 "given_labels": self._names(self.given[i]), "suggested_labels": self._names(self.suggested[i]),
+                 "remove": self._names(self.entry_flags[i] & self.given[i]),
+                 "add": self._names(self.entry_flags[i] & ~self.given[i]),
+                 "score": float(self.scores[i]), "reason": self.reasons.get(int(i), "")} for i in pos]
+
+    def write_csv(self, path: str | Path) -> Path:
+        """``issues.csv`` of a multi-label audit (columns :data:`MULTILABEL_CSV_COLUMNS`)."""
+        path = Path(path)
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(MULTILABEL_CSV_COLUMNS))
+            w.writeheader()
+            for r in self.records():
+                w.writerow({**r, "score": f"{r['score']:.6g}"})
+        return path
+
+    def detection_metrics(self) -> dict | None:
+        """Against ``true_labels``: precision / recall / F1 of the flagged entries and of the flagged examples,
+        the AUROC of the example scores, and the true share of wrong entries and examples."""
+        if self.true_labels is None:
+            return None
+        from noisyfit.metrics import detection_metrics
+
+        wrong_entry = self.given != self.true_labels
+        entries = detection_metrics(wrong_entry.ravel(), flags=self.entry_flags.ravel(),
+                                    clean_scores=self.class_scores.ravel())
+        examples = detection_metrics(wrong_entry.any(axis=1), flags=self.is_issue, clean_scores=self.scores)
+        return {"entries": entries, "examples": examples}
+
+    def summary(self) -> dict:
+        return {"detector": self.info.get("detector"), "rule": self.info.get("rule"), "multi_label": True,
+                "num_examples": len(self), "num_issues": self.num_issues,
+                "num_flagged_entries": int(self.entry_flags.sum()), "flag_rate": float(self.is_issue.mean()),
+                "class_names": list(self.class_names), "per_class": self.per_class,
+                "detection": self.detection_metrics(),
+                "info": {k: v for k, v in self.info.items() if k not in ("detector", "rule")}}
+
+
+def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None = None,
+                      filter_by: str = "prune_by_noise_rate", min_examples_per_class: int = 1,
+                      aggregator: Literal["ema", "min"] = "ema", alpha: float = 0.8, ids: Sequence[str] | None = None,
+                      true_labels=None) -> MultiLabelIssues:
+    """Audit multi-label data one class at a time (one-vs-rest confident learning).
+
+    Parameters
+    ----------
+    labels : bool/0-1 array (N, K), or list of class-index lists
+        The given label sets.
+    pred_probs : array (N, K)
+        Out-of-sample probability of each class (independent, e.g. sigmoid outputs; rows need not sum to 1).
+    class_names : sequence of str, optional
+    filter_by : str
+        The confident-learning filter of every binary audit (see :func:`~noisyfit.detect.find_label_issues`).
+    min_examples_per_class : int
+        Per binary audit: leave at least this many examples with and without the class.
+    aggregator, alpha
+        The per-example score (module doc).
+    ids : sequence of str, optional
+    true_labels : like ``labels``, optional
+        The true label sets, for :meth:`MultiLabelIssues.detection_metrics`.
+
+    Returns
+    -------
+    MultiLabelIssues
+    """
+    from noisyfit.detect.filter import audit_label_issues
+
+    probs = np.asarray(pred_probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise DetectInputError(f"pred_probs must be [N examples, K classes], got shape {probs.shape}")
+    n, k = probs.shape
+    if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise DetectInputError("pred_probs must be probabilities in [0, 1] (one sigmoid per class), not logits")
+    given = label_matrix(labels, k)
+    if len(given) != n:
+        raise DetectInputError(f"labels has {len(given)} rows but pred_probs has {n}")
+    truth = label_matrix(true_labels, k, name="true_labels") if true_labels is not None else None
+    names = list(class_names) if class_names is not None else [str(c) for c in range(k)]
+    if len(names) != k:
+        raise DetectInputError(f"{len(names)} class names for {k} columns of pred_probs")
+    flags = np.zeros((n, k), dtype=bool)
+    per_class, reasons_by_row = [], {}
+    for c in range(k):
+        bits = given[:, c].astype(np.int64)
+        binary = np.stack([1.0 - probs[:, c], probs[:, c]], axis=1)
+        entry = {"class": c, "name": names[c], "examples": int(bits.sum())}
+        if bits.min() == bits.max():  # every example has (or lacks) the class: nothing to contrast
+            per_class.append({**entry, "remove": 0, "add": 0, "estimated_noise_rate": None,
+                              "note": "every example has the same bit; not audited"})
+            continue
+        found = audit_label_issues(bits, binary, filter_by=filter_by, min_examples_per_class=min_examples_per_class,
+                                   class_names=[f"not {names[c]}", names[c]], check_quality=False)
+        flags[:, c] = found.is_issue
+        per_class.append({**entry, "remove": int((found.is_issue & (bits == 1)).sum()),
+                          "add": int((found.is_issue & (bits == 0)).sum()),
+                          "estimated_noise_rate": float(found.estimated_noise_rate)})
+        for i in np.flatnonzero(found.is_issue).tolist():
+            what = (f"{names[c]} given, p={probs[i, c]:.3f}" if bits[i] else f"{names[c]} missing, p={probs[i, c]:.3f}")
+            reasons_by_row.setdefault(i, []).append(what)
+    class_scores = np.where(given, probs, 1.0 - probs)
+    scores = aggregate_scores(class_scores, aggregator=aggregator, alpha=alpha)
+    reasons = {i: "; ".join(parts) for i, parts in reasons_by_row.items()}
+    return MultiLabelIssues(is_issue=flags.any(axis=1), given=given, suggested=given ^ flags, entry_flags=flags,
+                            class_scores=class_scores, scores=scores, class_names=names, reasons=reasons,
+                            per_class=per_class, ids=list(ids) if ids is not None else None, true_labels=truth,
+                            info={"detector": f"one-vs-rest confident learning ({filter_by})",
+                                  "rule": "an entry is flagged when the binary audit of its class flags the example",
+                                  "aggregator": aggregator, "alpha": alpha})

@@ -1,0 +1,89 @@
+"""Multi-label audit: one-vs-rest confident learning, the per-example score, files and input errors."""
+
+import numpy as np
+import pytest
+
+from noisyfit.detect.multilabel import aggregate_scores, label_matrix, multilabel_issues
+from noisyfit.detect.validation import DetectInputError
+
+
+def test_one_vs_rest_flags_by_hand():
+    # class 0: p = [.9 .8 .1 .2 .95], given bits [1 1 0 0 0]: t(has) = .85, t(not) = mean(.9 .8 .05) = .583;
+    #   example 4 lacks it with p .95 >= .85 -> add 0; nothing else crosses a threshold
+    # class 1: p = [.1 .7 .2 .9 .1], bits [0 0 0 1 1]: t(has) = .5, t(not) = mean(.9 .3 .8) = .667;
+    #   example 1 lacks it with p .7 >= .5 -> add 1; example 4 has it with 1 - p = .9 >= .667 -> remove 1
+    probs = np.array([[.9, .1], [.8, .7], [.1, .2], [.2, .9], [.95, .1]])
+    labels = [[0], [0], [], [1], [1]]
+    found = multilabel_issues(labels, probs, class_names=["cat", "dog"], filter_by="confident_learning")
+    assert found.is_issue.tolist() == [False, True, False, False, True]
+    assert found.entry_flags.tolist() == [[False, False], [False, True], [False, False], [False, False], [True, True]]
+    assert found.suggested[4].tolist() == [True, False] and found.suggested[1].tolist() == [True, True]
+    # scores: the given bits' probabilities, highest first, EMA with alpha .8: example 4 [.1, .05] -> .06,
+    # example 1 [.8, .3] -> .4; the lowest first in the records
+    assert found.scores[4] == pytest.approx(0.8 * 0.05 + 0.2 * 0.1) and found.scores[1] == pytest.approx(0.4)
+    rows = found.records()
+    assert [(r["index"], r["given_labels"], r["suggested_labels"], r["remove"], r["add"]) for r in rows] == [
+        (4, "dog", "cat", "dog", "cat"), (1, "cat", "cat|dog", "", "dog")]
+    assert rows[0]["reason"] == "cat missing, p=0.950; dog given, p=0.100"
+    assert [(c["remove"], c["add"]) for c in found.per_class] == [(0, 1), (1, 1)]
+
+
+def test_aggregators_and_label_forms():
+    s = np.array([[0.9, 0.2, 0.5]])
+    # sorted high to low .9 .5 .2: ema = .9 -> .8 * .5 + .2 * .9 = .58 -> .8 * .2 + .2 * .58 = .276
+    assert aggregate_scores(s)[0] == pytest.approx(0.276) and aggregate_scores(s, aggregator="min")[0] == 0.2
+    np.testing.assert_array_equal(label_matrix([[0, 2], [], [1]], 3), [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(label_matrix(np.array([[1, 0, 1]])), [[True, False, True]])
+    with pytest.raises(DetectInputError, match="example 1 has class 3"):
+        label_matrix([[0], [3]], 3)
+    with pytest.raises(DetectInputError, match="single-label"):
+        label_matrix(np.array([0, 1, 2]), 3)
+    with pytest.raises(DetectInputError, match="holds 0/1"):
+        label_matrix(np.array([[0, 2]]), 2)
+    with pytest.raises(DetectInputError, match="not logits"):
+        multilabel_issues([[0], [1]], np.array([[2.0, -1.0], [0.1, 0.3]]))
+
+
+def test_planted_entry_errors_are_found_and_scored():
+    rng = np.random.default_rng(0)
+    n, k = 3000, 5
+    truth = rng.random((n, k)) < 0.3
+    # a decent out-of-sample model: the true bit shifts the logit by 4
+    probs = 1 / (1 + np.exp(-(np.where(truth, 2.0, -2.0) + rng.normal(0, 1.2, (n, k)))))
+    flip = rng.random((n, k)) < 0.08
+    given = truth ^ flip
+    found = multilabel_issues(given, probs, true_labels=truth)
+    det = found.detection_metrics()
+    assert det["entries"]["precision"] > 0.8 and det["entries"]["recall"] > 0.6, det["entries"]
+    assert det["examples"]["auroc"] > 0.9, det["examples"]
+    # the flagged entries are mostly the flipped ones, and switching them fixes more entries than it breaks
+    assert (found.suggested != truth).sum() < 0.5 * (given != truth).sum()
+
+
+def test_the_cli_audits_a_label_file_with_its_probabilities(tmp_path, capsys):
+    import json
+
+    from noisyfit.cli import main
+
+    # the hand example above, as files: class order from labels.classes.txt (dog before cat here)
+    (tmp_path / "labels.csv").write_text("id,labels,true_labels\na,cat,cat\nb,cat,cat|dog\nc,,\nd,dog,dog\n"
+                                         "e,dog,cat\n")
+    (tmp_path / "labels.classes.txt").write_text("dog\ncat\n")
+    np.save(tmp_path / "p.npy", np.array([[.1, .9], [.7, .8], [.2, .1], [.9, .2], [.1, .95]]))
+    out = tmp_path / "audit"
+    assert main(["audit", "--multi-label", str(tmp_path / "labels.csv"), "--pred-probs", str(tmp_path / "p.npy"),
+                 "--filter-by", "confident_learning", "--out", str(out)]) == 0
+    assert "2 of 5 examples flagged (3 entries); entries: precision 1.000, recall 1.000" in capsys.readouterr().err
+    rows = (out / "issues.csv").read_text().splitlines()
+    assert rows[0] == "index,id,given_labels,suggested_labels,remove,add,score,reason"
+    assert rows[1].startswith("4,e,dog,cat,dog,cat,0.06,") and rows[2].startswith("1,b,cat,dog|cat,,dog,0.4,")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["multi_label"] and summary["num_flagged_entries"] == 3
+    assert "id='flagged'" in (out / "report.html").read_text()
+    # errors: no probabilities, a class outside the declared list, a row count that does not match
+    assert main(["audit", "--multi-label", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "x")]) == 2
+    assert "add --pred-probs" in capsys.readouterr().err
+    (tmp_path / "labels.classes.txt").write_text("dog\n")
+    assert main(["audit", "--multi-label", str(tmp_path / "labels.csv"), "--pred-probs", str(tmp_path / "p.npy"),
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "class(es) ['cat'] are not in" in capsys.readouterr().err
