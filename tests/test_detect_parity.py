@@ -112,3 +112,28 @@ def test_cleanlab_backend_returns_cleanlabs_own_flags():
     assert issues.detector.startswith("cleanlab ")
     assert all("cleanlab find_label_issues" in r for r in issues.reasons.values())
     assert np.all(issues.suggested[issues.is_issue] != labels[issues.is_issue])
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "confident_learning", "predicted_neq_given"])
+def test_multilabel_parity_flags_entries_and_scores(filter_by):
+    from cleanlab.multilabel_classification import filter as cl_multilabel
+    from cleanlab.multilabel_classification import get_label_quality_scores
+
+    from noisyfit.detect import multilabel_issues
+
+    rng = np.random.default_rng(2)
+    n, k = 1500, 4
+    truth = rng.random((n, k)) < 0.3
+    probs = 1 / (1 + np.exp(-(np.where(truth, 2.0, -2.0) + rng.normal(0, 1.2, (n, k)))))
+    given = truth ^ (rng.random((n, k)) < 0.08)
+    given[:3] = False  # examples without any class
+    lists = [np.flatnonzero(r).tolist() for r in given]
+    ours = multilabel_issues(given, probs, filter_by=filter_by)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flags = cl_filter.find_label_issues(lists, probs, multi_label=True, filter_by=filter_by)
+        per_class = cl_multilabel.find_multilabel_issues_per_class(lists, probs, filter_by=filter_by)
+        scores = get_label_quality_scores(lists, probs)
+    np.testing.assert_array_equal(ours.is_issue, flags)
+    np.testing.assert_array_equal(ours.entry_flags, np.asarray(per_class))
+    np.testing.assert_allclose(ours.scores, scores, atol=1e-12)
