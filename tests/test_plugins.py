@@ -338,3 +338,52 @@ def test_pemm_loss_hand_value_the_methods_terms_and_centres_pushed_apart():
         PEMMLoss(ga_weight=-1.0)
     with pytest.raises(ValueError, match="must pair"):
         crit(torch.zeros(2, 3), torch.zeros(2, 2), torch.tensor([0, 1]), centres)
+
+
+def test_jump_teaching_loss_by_hand_and_the_methods_steps():
+    from noisyfit.data.batches import Batch
+    from noisyfit.losses import JumpTeachingLoss
+    from noisyfit.methods.base import get_method_class
+    from noisyfit.models.backbones import create_backbone
+
+    crit = JumpTeachingLoss(num_samples=2, num_classes=2, warmup_epochs=1)
+    assert (crit.tau, crit.temperature, crit.bits) == (1e-3, 2.0, 32)
+    # sample 0: its code at 0.99 x its codeword (every bit loses -log 0.995: variance 0, clean), logits agree;
+    # sample 1: a code half right, half wrong (variance large) and logits against its label (not clean)
+    half = torch.cat([torch.ones(16), -torch.ones(16)])
+    code = torch.stack([0.99 * crit.codes[0], 0.99 * crit.codes[1] * half])
+    z, y, idx = torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1]), torch.tensor([0, 1])
+    warm = crit(z, code, y, idx, epoch=0)  # warm-up: every sample, plain mean; decisions stored
+    assert crit.last_selection.tolist() == [True, True] and crit.jump.flags.tolist() == [True, False]
+    ce0, bce0 = math.log(1 + math.exp(-1)), -math.log(0.995)  # CE of z / T = [1, 0] for label 0
+    ce1, bce1 = math.log(1 + math.e), (-math.log(0.995) - math.log(0.005)) / 2  # half its bits at 0.005
+    assert warm.item() == pytest.approx((ce0 + bce0 + ce1 + bce1) / 2, rel=1e-5)
+    later = crit(z, code, y, idx, epoch=1)  # the epoch-0 decisions: only sample 0, summed over B = 2
+    assert crit.last_selection.tolist() == [True, False]
+    assert later.item() == pytest.approx((ce0 + bce0) / 2, rel=1e-5)
+    # the same losses and stored decisions as `--method jump_teaching` (weak view only, no dropout)
+    torch.manual_seed(0)
+    n, c = 12, 3
+    method = get_method_class("jump_teaching")({"warmup_epochs": 1, "blend_alpha": 0.0, "code_dropout": 0.0,
+                                                 "tau": 0.05}, c, n,
+                                                lambda: create_backbone("mlp", num_classes=c, input_shape=(4,),
+                                                                        hidden=[8], batchnorm=False))
+    x, y = torch.randn(n, 4), torch.randint(0, c, (n,))
+    crit = JumpTeachingLoss(n, c, warmup_epochs=1, tau=0.05)
+
+    class _Views:
+        def weak(self, x, index=None):
+            return x
+
+    for epoch in range(3):
+        for part in (torch.arange(0, 6), torch.arange(6, 12)):
+            want = method.training_step(Batch(index=part, y=y[part], raw=x[part], augmenter=_Views()), epoch)
+            feats, logits = method.net.features_and_logits(x[part])
+            got = crit(logits, method.code_head(feats), y[part], part, epoch)
+            assert got.item() == pytest.approx(want["loss"].item(), rel=1e-6)
+            assert torch.equal(crit.last_selection, method.last_selection)
+    assert torch.equal(crit.jump.flags, method.jump.flags)
+    with pytest.raises(ValueError, match="code must be"):
+        crit(logits, torch.zeros(6, 5), y[part], part, 0)
+    with pytest.raises(ValueError, match="JumpTeachingLoss: .*jump_rate"):
+        JumpTeachingLoss(4, 2, jump_rate=2.0)

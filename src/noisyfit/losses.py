@@ -12,6 +12,9 @@ paper defaults, so a loss here and ``noisyfit train --method NAME`` compute the 
 * :class:`PEMMLoss` -- PEMM's loss on a distance head (Wang et al. 2024): SCE on the distance logits, a
   potential energy that keeps the class centres apart, and an alignment of each feature with its posterior's
   mixture of centres; the head is :class:`noisyfit.models.heads.distance.DistanceHead`.
+* :class:`JumpTeachingLoss` -- Jump-teaching's loss and selection (Ji et al., AAAI 2026): CE on tempered logits plus
+  a code head's per-bit BCE against the label's Hadamard codeword, on the samples selected at their *previous*
+  visit; it takes a code from :class:`noisyfit.models.heads.code.CodeHead` and the samples' indices.
 * :class:`CARLoss` -- CAR's confidence-interpolated loss with per-sample target estimation (Lu et al. 2021, as
   its authors released it in their NAL code); it takes a confidence ``tau`` per sample from a one-unit sigmoid
   branch of your model (:class:`noisyfit.models.heads.confidence.ConfidenceHead`) and the samples' indices.
@@ -43,13 +46,14 @@ from noisyfit.methods.car import (CAR, VARIANT_DEFAULTS, VARIANTS, car_initial_t
                                   car_target_step)
 from noisyfit.methods.elr import ELR, elr_loss, elr_per_sample
 from noisyfit.methods.gce import GeneralizedCrossEntropy
+from noisyfit.methods.jump_teaching import JumpTeaching, jump_teaching_loss
 from noisyfit.methods.pemm import PEMM, pemm_loss_terms
 from noisyfit.methods.plr_plugin import PLRHyper, kappa_at
 from noisyfit.methods.sce import SymmetricCrossEntropy
 from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, plr_negative_mask
 from noisyfit.ops.losses import generalized_cross_entropy, symmetric_cross_entropy
 
-__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss", "CARLoss", "PEMMLoss"]
+__all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss", "CARLoss", "PEMMLoss", "JumpTeachingLoss"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -69,6 +73,7 @@ _ELR = ELR.Hyper()
 _PLR = PLRHyper()
 _CAR = CAR.Hyper()
 _PEMM = PEMM.Hyper()
+_JUMP = JumpTeaching.Hyper()
 
 
 def _check_reduction(reduction: str) -> str:
@@ -514,3 +519,87 @@ class PEMMLoss(nn.Module):
         hp = self.hp
         return (f"alpha={hp.alpha}, beta={hp.beta}, pe_weight={hp.pe_weight}, ga_weight={hp.ga_weight}, "
                 f"pe_s={hp.pe_s}, pe_t={hp.pe_t}")
+
+
+class JumpTeachingLoss(nn.Module):
+    """Jump-teaching for your own loop: one network selects its training samples from an earlier state of itself.
+
+    Ji, K., Cheng, F., Wang, Z., Huang, B. "Jump-teaching: Combating Sample Selection Bias via Temporal
+    Disagreement", AAAI 2026 (arXiv:2405.17137; official code ky-ji/Jump-teaching). It computes what
+    ``--method jump_teaching`` does (the same function, ``jump_teaching_loss``; the method's docstring lists the
+    departures from the official code). Your model gets a second head on its features,
+    :class:`~noisyfit.models.heads.code.CodeHead` ``(feature_dim, bits)``, whose soft code ``h`` is trained against
+    the given label's Hadamard codeword (``codes``). Per sample, with ``l`` its per-bit BCE::
+
+        clean = Var_k(l_k) < tau  or  argmax(z) == y          (decided now, applied at the next visit)
+        loss  = sum over the batch's stored clean samples of (CE(z / T, y) + mean_k l_k) / B
+
+    and in the first ``warmup_epochs`` epochs the plain mean over every sample (the decisions are stored from the
+    first visit on). Never-seen samples start unselected, as in the official code. The paper also blends each
+    image's weak and strong views after warm-up (``lam ~ Beta(5, 5)``, ``lam = max(lam, 1 - lam)``): that is your
+    input pipeline's part.
+
+    Parameters
+    ----------
+    num_samples, num_classes : int
+        Training-set size (``index`` in ``[0, num_samples)``) and C.
+    warmup_epochs, tau, temperature, code_bits, jump_rate : optional
+        As ``--method jump_teaching`` (30, 1e-3, 2.0, None = 32 bits up to 32 classes, 1.0 = the released code).
+
+    Attributes
+    ----------
+    codes : Tensor
+        ``[C, K]`` ±1 codebook; ``bits`` = K, the ``CodeHead``'s output size.
+    jump : JumpSelection
+        The per-sample table of decisions (``jump.flags``: True = selected at the sample's last visit, so
+        ``~jump.flags`` are the flags of ``--method jump_teaching``).
+    last_selection : Tensor
+        The mask the last call's loss used.
+
+    Examples
+    --------
+    >>> crit = JumpTeachingLoss(num_samples=len(y), num_classes=10)
+    >>> code_head = CodeHead(feature_dim, crit.bits)               # doctest: +SKIP
+    >>> for epoch in range(epochs):                                # doctest: +SKIP
+    ...     for xb, yb, ib in loader:
+    ...         f = body(xb)
+    ...         loss = crit(classifier(f), code_head(f), yb, ib, epoch)
+    """
+
+    def __init__(self, num_samples: int, num_classes: int, *, warmup_epochs: int = _JUMP.warmup_epochs,
+                 tau: float = _JUMP.tau, temperature: float = _JUMP.temperature, code_bits: int | None = None,
+                 jump_rate: float = _JUMP.jump_rate):
+        super().__init__()
+        from noisyfit.ops.hadamard import default_code_bits, hadamard_codes
+        from noisyfit.ops.jump import JumpSelection
+
+        _check_method_ranges("JumpTeachingLoss", JumpTeaching, warmup_epochs=warmup_epochs, tau=tau,
+                             temperature=temperature, code_bits=code_bits, jump_rate=jump_rate)
+        self.warmup_epochs, self.tau, self.temperature = int(warmup_epochs), float(tau), float(temperature)
+        bits = int(code_bits) if code_bits is not None else default_code_bits(num_classes)
+        self.register_buffer("codes", hadamard_codes(num_classes, bits))
+        self.jump = JumpSelection(int(num_samples), jump_rate=float(jump_rate), initial=False)
+        self.last_selection = torch.zeros(0, dtype=torch.bool)
+
+    @property
+    def bits(self) -> int:
+        return self.codes.shape[1]
+
+    def forward(self, logits: torch.Tensor, code: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+                epoch: int) -> torch.Tensor:
+        """The batch's loss: ``logits`` the classifier's (untempered) ``[B, C]``, ``code`` the code head's ``[B, K]``
+        in (-1, 1), ``epoch`` counted from 0."""
+        check_logits_labels(logits, labels, "JumpTeachingLoss", num_classes=self.codes.shape[0])
+        if code.ndim != 2 or code.shape != (len(logits), self.bits):
+            raise ValueError(f"JumpTeachingLoss: code must be [batch, {self.bits}] (the CodeHead's output), got "
+                             f"{list(code.shape)}")
+        index = torch.as_tensor(index, device=self.jump.flags.device)
+        out = jump_teaching_loss(logits.float() / self.temperature, code.float(), labels, index, self.codes,
+                                 self.jump, tau=self.tau, warm=epoch < self.warmup_epochs)
+        self.last_selection = out["used"]
+        return out["loss"]
+
+    def extra_repr(self) -> str:
+        return (f"num_samples={self.jump.flags.shape[0]}, num_classes={self.codes.shape[0]}, bits={self.bits}, "
+                f"warmup_epochs={self.warmup_epochs}, tau={self.tau}, temperature={self.temperature}, "
+                f"jump_rate={self.jump.jump_rate}")

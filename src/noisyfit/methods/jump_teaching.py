@@ -112,6 +112,33 @@ def jump_teaching_clean(bit_losses: torch.Tensor, logits: torch.Tensor, labels: 
     return low_variance | agrees
 
 
+def jump_teaching_loss(z: torch.Tensor, h: torch.Tensor, y: torch.Tensor, index: torch.Tensor, codes: torch.Tensor,
+                       jump: JumpSelection, *, tau: float, warm: bool, rule=None) -> dict[str, torch.Tensor]:
+    """One Jump-teaching step's loss and selection (shared by the method and ``noisyfit.losses``).
+
+    ``z`` tempered classifier logits ``[B, C]``, ``h`` the code head's soft code ``[B, K]``, ``codes`` the
+    ``[C, K]`` codebook, ``jump`` the per-sample flag table. The fresh decision of this pass is stored for the
+    samples' next visit (in warm-up too, as the code does); after warm-up the loss uses the flags ``jump``
+    returns (stale with jump rate 1): ``sum_S (CE_i + mean_k l_ik) / B``, else the mean over the batch.
+    ``rule(bit_losses, z, y)`` replaces the clean rule (:func:`jump_teaching_clean` with ``tau``) when given.
+    Returns ``loss``, ``used`` (the mask the loss used), ``fresh`` and ``bit_losses``.
+    """
+    bit_losses = bitwise_bce(h, codes[y], clamp=CODE_CLAMP)  # [B, K]
+    with torch.no_grad():
+        fresh = jump_teaching_clean(bit_losses, z, y, tau) if rule is None else rule(bit_losses, z, y)
+    stale_or_fresh = jump(index, fresh)
+    per_sample = F.cross_entropy(z, y, reduction="none") + bit_losses.mean(dim=1)
+    if warm:
+        used = torch.ones_like(fresh)
+        loss = per_sample.mean()
+    else:
+        used = stale_or_fresh
+        # (|S|/B) * (mean_S CE + mean_{S,K} BCE) == sum_S (CE_i + mean_k l_ik) / B; an empty S
+        # gives a zero loss that still has a graph (every DDP rank then reduces the same grads).
+        loss = (per_sample * used.float()).sum() / len(y)
+    return {"loss": loss, "used": used, "fresh": fresh, "bit_losses": bit_losses}
+
+
 def max_bit_variance(bits: int, clamp: float = CODE_CLAMP) -> float:
     """An upper bound of Var_k(l_ik): each bit loss lies in [0, -log(clamp/2)], so var <= L^2/4 * K/(K-1)."""
     top = -np.log(clamp / 2.0)
@@ -191,21 +218,9 @@ class JumpTeaching(Method):
     def training_step(self, batch, epoch):
         warm = epoch < self.hp.warmup_epochs
         z, h = self.forward_heads(self._input(batch, warm))
-        y = batch.y
-        bit_losses = bitwise_bce(h, self.codes[y], clamp=CODE_CLAMP)  # [B, K]
-        with torch.no_grad():
-            fresh = self.fresh_flags(batch, z, bit_losses)
-        # Always store this pass's decision for the next visit (also during warm-up, as the code does).
-        stale_or_fresh = self.jump(batch.index, fresh)
-        per_sample = F.cross_entropy(z, y, reduction="none") + bit_losses.mean(dim=1)
-        if warm:
-            used = torch.ones_like(fresh)
-            loss = per_sample.mean()
-        else:
-            used = stale_or_fresh
-            # (|S|/B) * (mean_S CE + mean_{S,K} BCE) == sum_S (CE_i + mean_k l_ik) / B; an empty S
-            # gives a zero loss that still has a graph (every DDP rank then reduces the same grads).
-            loss = (per_sample * used.float()).sum() / len(y)
+        out = jump_teaching_loss(z, h, batch.y, batch.index, self.codes, self.jump, tau=self.hp.tau, warm=warm,
+                                 rule=lambda bit_losses, z_, y_: self.fresh_flags(batch, z_, bit_losses))
+        loss, used, fresh, bit_losses = out["loss"], out["used"], out["fresh"], out["bit_losses"]
         self.last_selection = used  # the mask this step's loss used (for inspection and tests)
         self.epoch_selected.write(batch.index, used)
         return {"loss": loss, "selected": float(used.float().mean()),
