@@ -60,15 +60,14 @@ def main() -> int:
     data_dir = resolve_data_dir()
     if data_dir is None:
         raise SystemExit("no data folder: set $NOISYFIT_DATA_DIR to the folder holding cifar-n/CIFAR-10_human.pt")
-    result = measure(data_dir)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
     if OUT.exists():
         raise SystemExit(f"{OUT} exists (a committed result is never replaced); move it first to measure again")
+    result = measure(data_dir)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     for r in result["rows"]:
         print(f"{r['label_set']:8s} {r['consensus']:13s} flagged {r['flagged']:6d} ({r['flagged_wrong_share']}) "
-              f"review {r['review']:5d} ({r['review_wrong_share']:.3f}) rest {r['rest']:6d} "
-              f"({r['rest_wrong_share']:.3f})")
+              f"review {r['review']:5d} ({r['review_wrong_share']}) rest {r['rest']:6d} ({r['rest_wrong_share']:.3f})")
     print(f"wrote {OUT}")
     return 0
 

@@ -86,4 +86,43 @@ def test_the_cli_audits_a_label_file_with_its_probabilities(tmp_path, capsys):
     (tmp_path / "labels.classes.txt").write_text("dog\n")
     assert main(["audit", "--multi-label", str(tmp_path / "labels.csv"), "--pred-probs", str(tmp_path / "p.npy"),
                  "--out", str(tmp_path / "y")]) == 2
-    assert "class(es) ['cat'] are not in" in capsys.readouterr().err
+    assert ("5 label(s) are not one of the 1 declared classes (dog): line 2: 'cat', line 3: 'cat', line 2 in column "
+            "'true_labels': 'cat'" in capsys.readouterr().err)
+
+
+def test_columns_out_of_order_and_numeric_class_names(tmp_path, capsys):
+    from noisyfit.cli import main
+
+    rng = np.random.default_rng(1)
+    n, k = 600, 12
+    truth = rng.random((n, k)) < 0.3
+    probs = 1 / (1 + np.exp(-(np.where(truth, 2.5, -2.5) + rng.normal(0, 1.0, (n, k)))))
+    # classes named 0..11: their columns follow numeric order (text order put 10 and 11 before 2: a reviewer's trial)
+    (tmp_path / "l.csv").write_text("labels\n" + "".join("|".join(str(c) for c in np.flatnonzero(r)) + "\n"
+                                                         for r in truth))
+    np.save(tmp_path / "p.npy", probs)
+    args = ["audit", "--multi-label", str(tmp_path / "l.csv"), "--pred-probs", str(tmp_path / "p.npy")]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "sorted order (0, 1, 2, 3, 4, 5, 6, 7...)" in err and "warning" not in err
+    # two columns swapped: the audit says so instead of flagging in silence
+    swapped = probs.copy()
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]
+    np.save(tmp_path / "s.npy", swapped)
+    assert main(["audit", "--multi-label", str(tmp_path / "l.csv"), "--pred-probs", str(tmp_path / "s.npy"),
+                 "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the probability column of '1' ranks class '0' better than that class's own column" in err
+    assert "Before you act on these flags" in (tmp_path / "b" / "report.html").read_text()
+    # options that a multi-label audit would ignore are refused before any folder is made
+    assert main([*args, "--clean", "relabel", "--out", str(tmp_path / "c")]) == 2
+    assert "it does not take --clean" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    # a label that is a torch tensor or a 0/1 Python list is not misread as index lists
+    import torch
+
+    found = multilabel_issues(torch.tensor(truth.astype(int)), probs, check_quality=False)
+    assert found.given.tolist() == truth.tolist()
+    with pytest.raises(DetectInputError, match="ambiguous|reads as a 0/1 matrix"):
+        multilabel_issues(truth.astype(int).tolist(), probs)
+    with pytest.raises(DetectInputError, match="ids has 1 entries for 600"):
+        multilabel_issues(truth, probs, ids=["a"])

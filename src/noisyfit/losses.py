@@ -506,11 +506,11 @@ class PEMMLoss(nn.Module):
                 centres: torch.Tensor) -> torch.Tensor:
         """The batch's loss from a distance head's ``(features, logits) = head.forward_with_features(f)`` and
         ``head.centres``."""
-        check_logits_labels(logits, labels, "PEMMLoss", num_classes=centres.shape[0] if centres.ndim == 2 else None)
-        if centres.ndim != 2 or features.ndim != 2 or features.shape[1] != centres.shape[1] \
-                or len(features) != len(logits):
+        if centres.ndim != 2 or features.ndim != 2 or logits.ndim != 2 or features.shape[1] != centres.shape[1] \
+                or len(features) != len(logits) or logits.shape[1] != centres.shape[0]:
             raise ValueError(f"PEMMLoss: features [batch, d], logits [batch, C] and centres [C, d] must pair, got "
                              f"{list(features.shape)}, {list(logits.shape)} and {list(centres.shape)}")
+        check_logits_labels(logits, labels, "PEMMLoss")
         terms = pemm_loss_terms(features, logits, labels, centres, self.hp)
         self.last_terms = {k: v.detach() for k, v in terms.items() if k != "loss"}
         return terms["loss"]

@@ -13,6 +13,7 @@ Sources of evidence (one at a time):
   default 5; ``--epochs``; CE by default), saved as OUT/pred_probs.npy, then confident learning. Each finished
   fold is kept in OUT/folds/, so a killed audit re-run with ``--resume`` trains only the folds it had not
   finished;
+* ``--multi-label FILE``: several classes per example, audited one class at a time against ``--pred-probs``;
 * none of these:         the default detector, :data:`DEFAULT_METHOD` trained once on everything and its own
   flags (see :data:`DEFAULT_WHY`: the evidence for the choice, recorded in summary.json).
 
@@ -256,9 +257,10 @@ def cmd_audit(args) -> int:
         from noisyfit.detect.clean import check_threshold
 
         check_threshold(args.clean or "relabel-or-drop", args.clean_threshold)  # as early
-    if args.multi_label and (args.data or args.method or args.run or args.oof or args.annotators or args.embedder):
-        raise DataError("--multi-label reads its labels from LABELS.csv and audits --pred-probs; it takes no DATA, "
-                        "--method, --run, --oof, --annotators or --embedder.")
+    if args.multi_label:  # before the folder: what it would ignore is refused
+        from noisyfit.commands.audit_multilabel import check_multilabel_args
+
+        check_multilabel_args(args)
     # the folder first: a typo in --out must not cost a K-fold training
     out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite, command="audit", owned=AUDIT_FILES)
     if args.multi_label:
@@ -429,8 +431,9 @@ def cmd_audit(args) -> int:
     if issues.review is not None:  # the annotator audit's contested items: kept, but a minority gave the label
         issues.write_csv(out / "review.csv", which="review")
         files["review"] = "review.csv"
-        _log_line(f"{int(issues.review.sum()):,} item(s) kept their label although at most half of their "
-                  f"annotators gave it: {out / 'review.csv'} lists them for a person to look at")
+        if issues.review.any():
+            _log_line(f"{int(issues.review.sum()):,} item(s) kept their label although at most half of their "
+                      f"annotators gave it: {out / 'review.csv'} lists them for a person to look at")
     summary = {"schema": "noisyfit.audit/1", "noisyfit_version": __version__, "command": ["noisyfit", *sys.argv[1:]],
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": data_name, "mode": mode,
                **issues.summary(), **extra, "seconds": seconds,

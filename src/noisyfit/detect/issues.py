@@ -55,7 +55,7 @@ class LabelIssues:
         consensus posterior); None when it has none. Cleaning relabels above a threshold on it.
     review : ndarray of bool (N,) or None
         Examples not flagged that a person should still look at (an annotator audit: items whose kept label
-        only a minority of the annotators gave); None when the detector has no such notion. Their reasons
+        at most half of their annotators gave); None when the detector has no such notion. Their reasons
         are in ``reasons`` too; ``review.csv`` lists them.
     review_rule : str or None
         The review rule in words.

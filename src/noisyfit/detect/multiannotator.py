@@ -346,5 +346,5 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
                        score_name=f"{what} of the given label", noise=noise,
                        ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info,
                        suggested_confidence=probs[rows, consensus], review=review,
-                       review_rule="not flagged (the consensus keeps the given label), but at most half of the "
-                                   "item's annotators gave that label")
+                       review_rule="the consensus keeps the given label, but at most half of the item's annotators "
+                                   "gave it")

@@ -33,30 +33,39 @@ MULTILABEL_CSV_COLUMNS = ("index", "id", "given_labels", "suggested_labels", "re
 
 
 def label_matrix(labels, num_classes: int | None = None, *, name: str = "labels") -> np.ndarray:
-    """``bool [N, K]`` from a 0/1 (or bool) numpy matrix or a list of class-index lists (``[[0, 2], [], [1]]``;
-    a Python list is always read as index lists, as ``[[0, 1], [1, 0]]`` would be ambiguous)."""
-    if isinstance(labels, np.ndarray) and labels.ndim == 2:  # a matrix; Python lists are index lists
-        arr = np.asarray(labels)
-        if not np.isin(arr, (0, 1)).all():
-            raise DetectInputError(f"{name}: a multi-label matrix holds 0/1 (or bool) per class; found "
-                                   f"{sorted(set(np.unique(arr).tolist()) - {0, 1})[:3]}")
+    """``bool [N, K]`` from a 0/1 (or bool) matrix (numpy, torch, pandas or scipy sparse) or a Python list of
+    class-index lists (``[[0, 2], [], [1]]``). A Python list whose rows all hold K values of 0/1 is refused as
+    ambiguous (a matrix, or index lists?): pass ``np.asarray(labels)`` for a matrix."""
+    if hasattr(labels, "toarray"):  # scipy sparse
+        labels = labels.toarray()
+    if not isinstance(labels, (list, tuple)):  # an array-like: numpy, torch, pandas
+        arr = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
+        if arr.ndim != 2:
+            raise DetectInputError(f"{name}: got shape {list(arr.shape)}; a multi-label audit takes a set of classes "
+                                   "per example: a 0/1 matrix [N, K] or lists of class indices (one label per "
+                                   "example is single-label: use audit_label_issues)")
+        if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
+            found = sorted(set(np.unique(arr).tolist()) - {0, 1}, key=str)[:3]
+            raise DetectInputError(f"{name}: a multi-label matrix holds 0/1 (or bool) per class; found {found}")
         if num_classes is not None and arr.shape[1] != num_classes:
             raise DetectInputError(f"{name}: {arr.shape[1]} columns for {num_classes} classes")
         return arr.astype(bool)
-    try:
-        rows = [list(r) for r in labels]
-    except TypeError:
-        raise DetectInputError(f"{name}: one class per example (single-label); a multi-label audit takes a set of "
-                               "classes per example (a 0/1 matrix [N, K] or lists of class indices); for one label "
-                               "per example use audit_label_issues") from None
-    top = max((max(r) for r in rows if r), default=-1)
-    k = num_classes if num_classes is not None else top + 1
+    rows = []
+    for i, r in enumerate(labels):
+        if np.ndim(r) != 1:
+            raise DetectInputError(f"{name}: example {i} is {r!r}; each example needs a list of class indices (a "
+                                   "label per example is single-label: use audit_label_issues)")
+        rows.append(list(r))
+    k = num_classes if num_classes is not None else max((max(r) for r in rows if r), default=-1) + 1
+    if rows and all(len(r) == k for r in rows) and all(v in (0, 1) for r in rows for v in r) and k > 1:
+        raise DetectInputError(f"{name}: every row holds {k} values of 0/1, which reads as a 0/1 matrix and as class "
+                               "index lists alike; pass np.asarray(labels) for a matrix")
     out = np.zeros((len(rows), k), dtype=bool)
     for i, r in enumerate(rows):
         for c in r:
-            if isinstance(c, (bool, np.bool_)) or int(c) != c or not 0 <= int(c) < k:
-                raise DetectInputError(f"{name}: example {i} has class {c!r}; classes are indices 0..{k - 1} "
-                                       "(a 0/1 matrix is read as a matrix only when it is a numpy array)")
+            if isinstance(c, (str, bool, np.bool_)) or not float(c).is_integer() or not 0 <= int(c) < k:
+                raise DetectInputError(f"{name}: example {i} has class {c!r}; classes are indices 0..{k - 1} (map "
+                                       "class names to their column of pred_probs first)")
             out[i, int(c)] = True
     return out
 
@@ -76,6 +85,49 @@ def aggregate_scores(class_scores: np.ndarray, *, aggregator: Literal["ema", "mi
     for t in range(1, ordered.shape[1]):
         ema = alpha * ordered[:, t] + (1.0 - alpha) * ema
     return ema
+
+
+def class_aurocs(given: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``[K, K]``: entry (k, j) is the AUROC of probability column j for the given bit of class k (rank formula,
+    ties averaged; NaN where every example has, or lacks, class k). The diagonal is each column on its own class."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(probs, axis=0)
+    pos = given.sum(axis=0).astype(np.float64)
+    neg = len(given) - pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (given.T.astype(np.float64) @ ranks - (pos * (pos + 1) / 2)[:, None]) / (pos * neg)[:, None]
+
+
+def check_multilabel_probs(given: np.ndarray, probs: np.ndarray, names: Sequence[str], *,
+                           warn: bool = True) -> dict:
+    """Guardrails of a multi-label audit: each probability column against its class, and columns that fit another
+    class better (columns out of class order ruin an audit without a sound). Returns ``class_auroc`` and
+    ``warnings`` (also emitted as :class:`~noisyfit.detect.guardrails.QualityWarning` when ``warn``)."""
+    import warnings as _warnings
+
+    from noisyfit.detect.guardrails import QualityWarning
+
+    auc = class_aurocs(given, probs)
+    own = np.diag(auc)
+    messages = []
+    for k in range(len(names)):
+        if not np.isfinite(own[k]):
+            continue
+        others = np.where(np.arange(len(names)) == k, -np.inf, np.nan_to_num(auc[k], nan=-np.inf))
+        j = int(np.argmax(others))
+        if others[j] > 0.6 and others[j] >= own[k] + 0.1:
+            messages.append(f"the probability column of {names[j]!r} ranks class {names[k]!r} better than that "
+                            f"class's own column (AUROC {others[j]:.2f} against {own[k]:.2f}): are the columns of "
+                            "pred_probs in the order of the classes?")
+        elif own[k] < 0.55:
+            messages.append(f"the probabilities of class {names[k]!r} barely separate the examples given it from the "
+                            f"others (AUROC {own[k]:.2f}): its flags are mostly guesses")
+    if warn:
+        for m in messages:
+            _warnings.warn(QualityWarning(m), stacklevel=3)
+    return {"class_auroc": {n: (None if not np.isfinite(a) else float(a)) for n, a in zip(names, own)},
+            "warnings": messages}
 
 
 @dataclass
@@ -176,7 +228,7 @@ class MultiLabelIssues:
 def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None = None,
                       filter_by: str = "prune_by_noise_rate", min_examples_per_class: int = 1,
                       aggregator: Literal["ema", "min"] = "ema", alpha: float = 0.8, ids: Sequence[str] | None = None,
-                      true_labels=None) -> MultiLabelIssues:
+                      true_labels=None, check_quality: bool = True) -> MultiLabelIssues:
     """Audit multi-label data one class at a time (one-vs-rest confident learning).
 
     Parameters
@@ -195,6 +247,10 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
     ids : sequence of str, optional
     true_labels : like ``labels``, optional
         The true label sets, for :meth:`MultiLabelIssues.detection_metrics`.
+    check_quality : bool
+        Warn (:class:`~noisyfit.detect.guardrails.QualityWarning`) when a probability column fits another class
+        better than its own (columns out of order), barely separates its class, or when over half the examples
+        are flagged; the figures and messages are in ``info["model_quality"]`` either way.
 
     Returns
     -------
@@ -208,9 +264,13 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
     n, k = probs.shape
     if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
         raise DetectInputError("pred_probs must be probabilities in [0, 1] (one sigmoid per class), not logits")
+    if n == 0:
+        raise DetectInputError("pred_probs has no rows: nothing to audit")
     given = label_matrix(labels, k)
     if len(given) != n:
         raise DetectInputError(f"labels has {len(given)} rows but pred_probs has {n}")
+    if ids is not None and len(ids) != n:
+        raise DetectInputError(f"ids has {len(ids)} entries for {n} examples")
     truth = label_matrix(true_labels, k, name="true_labels") if true_labels is not None else None
     names = list(class_names) if class_names is not None else [str(c) for c in range(k)]
     if len(names) != k:
@@ -234,6 +294,17 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
         for i in np.flatnonzero(found.is_issue).tolist():
             what = (f"{names[c]} given, p={probs[i, c]:.3f}" if bits[i] else f"{names[c]} missing, p={probs[i, c]:.3f}")
             reasons_by_row.setdefault(i, []).append(what)
+    quality = check_multilabel_probs(given, probs, names, warn=check_quality)
+    if flags.any(axis=1).mean() > 0.5:
+        msg = (f"{flags.any(axis=1).mean():.0%} of the examples are flagged: more than half, which usually means "
+               "probabilities that do not belong to these rows or a weak model, not that many labels are wrong")
+        quality["warnings"].append(msg)
+        if check_quality:
+            import warnings as _warnings
+
+            from noisyfit.detect.guardrails import QualityWarning
+
+            _warnings.warn(QualityWarning(msg), stacklevel=2)
     class_scores = np.where(given, probs, 1.0 - probs)
     scores = aggregate_scores(class_scores, aggregator=aggregator, alpha=alpha)
     reasons = {i: "; ".join(parts) for i, parts in reasons_by_row.items()}
@@ -242,4 +313,4 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
                             per_class=per_class, ids=list(ids) if ids is not None else None, true_labels=truth,
                             info={"detector": f"one-vs-rest confident learning ({filter_by})",
                                   "rule": "an entry is flagged when the binary audit of its class flags the example",
-                                  "aggregator": aggregator, "alpha": alpha})
+                                  "aggregator": aggregator, "alpha": alpha, "model_quality": quality})

@@ -150,9 +150,10 @@ def _review_section(issues: LabelIssues, limit: int = 200) -> str:
     more = f" The first {limit} are shown; review.csv lists all {n:,}." if n > limit else ""
     table = ("<table id='review-table'><tr><th>index</th><th class='l'>id</th><th class='l'>kept label</th>"
              f"<th>score</th><th class='l'>votes</th></tr>{rows}</table>") if n else ""
-    return (f"<section id='review'><h2>To review: {n:,} contested item(s)</h2><p class='note'>Not flagged: "
-            f"{_e(issues.review_rule)}. The annotators disagree about these items, so the kept label is the least "
-            f"certain of the unflagged ones; lowest score first.{more}</p>{table}</section>")
+    what = ("The annotators split on these items, so their kept labels are worth a second look; lowest score "
+            f"first.{more}" if n else "No item is contested.")
+    return (f"<section id='review'><h2>To review: {n:,} contested item(s)</h2><p class='note'>Not flagged, but "
+            f"{_e(issues.review_rule)}. {what}</p>{table}</section>")
 
 
 def _gallery(issues: LabelIssues, images: np.ndarray, top: int) -> str:
