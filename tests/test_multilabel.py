@@ -126,3 +126,21 @@ def test_columns_out_of_order_and_numeric_class_names(tmp_path, capsys):
         multilabel_issues(truth.astype(int).tolist(), probs)
     with pytest.raises(DetectInputError, match="ids has 1 entries for 600"):
         multilabel_issues(truth, probs, ids=["a"])
+
+
+@pytest.mark.filterwarnings("ignore:the probabilities of class")  # random rows: no class is predicted
+def test_softmax_rows_and_per_class_pairs_are_named(tmp_path, capsys):
+    from noisyfit.cli import main
+    from noisyfit.detect.guardrails import QualityWarning
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4), 200)  # softmax rows
+    given = rng.random((200, 4)) < 0.4
+    with pytest.warns(QualityWarning, match="sums to 1, as a single-label model's softmax"):
+        multilabel_issues(given, p)
+    (tmp_path / "l.csv").write_text("labels\n" + "".join("|".join("abcd"[c] for c in np.flatnonzero(r)) + "\n"
+                                                         for r in given))
+    np.save(tmp_path / "p.npy", np.stack([1 - p, p], axis=2).transpose(1, 0, 2))  # [K, N, 2]
+    assert main(["audit", "--multi-label", str(tmp_path / "l.csv"), "--pred-probs", str(tmp_path / "p.npy"),
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "np.stack([p[:, 1] for p in probs], axis=1)" in capsys.readouterr().err

@@ -144,6 +144,10 @@ def audit_multilabel(args, out: Path, log) -> int:
     path = Path(args.multi_label)
     sets, ids, true_sets = read_label_sets(path)
     probs = np.asarray(load_pred_probs(args.pred_probs), dtype=np.float64)
+    if probs.ndim == 3 and probs.shape[2] == 2 and probs.shape[1] == len(sets):
+        raise DataError(f"{args.pred_probs}: shape {list(probs.shape)}, one [N, 2] array per class as scikit-learn's "
+                        "MultiOutputClassifier.predict_proba returns; save the probability of each class being "
+                        "present: np.save(path, np.stack([p[:, 1] for p in probs], axis=1)).")
     if probs.ndim != 2 or len(probs) != len(sets):
         raise DataError(f"{args.pred_probs}: shape {list(probs.shape)}, but {path} has {len(sets)} examples; one "
                         "row per example, in the file's order, one column per class.")

@@ -123,6 +123,9 @@ def check_multilabel_probs(given: np.ndarray, probs: np.ndarray, names: Sequence
         elif own[k] < 0.55:
             messages.append(f"the probabilities of class {names[k]!r} barely separate the examples given it from the "
                             f"others (AUROC {own[k]:.2f}): its flags are mostly guesses")
+    if probs.shape[1] > 2 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+        messages.append("every row of pred_probs sums to 1, as a single-label model's softmax does; a multi-label "
+                        "model gives each class its own probability (a sigmoid per class)")
     if warn:
         for m in messages:
             _warnings.warn(QualityWarning(m), stacklevel=3)
