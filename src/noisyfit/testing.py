@@ -103,7 +103,10 @@ def check_method(method: str, *, overrides: list[str] | tuple[str, ...] = (), ep
     splits = DatasetSplits(LabeledData(x, y, names, name="blobs"), LabeledData(xt, yt, names, name="blobs-test"))
     over = ["model.backbone=mlp", "model.args.hidden=[32]", f"train.epochs={epochs}", "train.batch_size=64",
             "train.progress=false", "train.tensorboard=false", "train.precision=fp32", "train.device=cpu",
-            "optim.lr=0.05", "data.noise=sym:0.3", f"method.name={method}", *overrides]
+            "optim.lr=0.05", "data.noise=sym:0.3", f"method.name={method}",
+            # 80 validation examples (the default 5% = 40 warned that its epoch choice is chance) and one thread
+            # (a tiny MLP; two threads warned about other processes): warnings about this check, not the method
+            "data.val_fraction=0.1", "train.threads=1", *overrides]
     with tempfile.TemporaryDirectory(prefix="noisyfit-check-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         full = Trainer(load_config(None, over), root / "straight", splits=splits, quiet=True).fit()
