@@ -128,7 +128,8 @@ def test_columns_out_of_order_and_numeric_class_names(tmp_path, capsys):
         multilabel_issues(truth, probs, ids=["a"])
 
 
-@pytest.mark.filterwarnings("ignore:the probabilities of class")  # random rows: no class is predicted
+@pytest.mark.filterwarnings("ignore:the probabilities of class")  # random rows: no class is predicted, and
+@pytest.mark.filterwarnings("ignore:.* of the examples are flagged")  # most are flagged
 def test_softmax_rows_and_per_class_pairs_are_named(tmp_path, capsys):
     from noisyfit.cli import main
     from noisyfit.detect.guardrails import QualityWarning
