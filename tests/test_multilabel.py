@@ -28,6 +28,20 @@ def test_one_vs_rest_flags_by_hand():
     assert [(c["remove"], c["add"]) for c in found.per_class] == [(0, 1), (1, 1)]
 
 
+def test_class_aurocs_equal_scikit_learns():
+    from sklearn.metrics import roc_auc_score
+
+    from noisyfit.detect.multilabel import class_aurocs
+
+    rng = np.random.default_rng(4)
+    given = rng.random((300, 3)) < 0.4
+    probs = np.round(np.clip(given * 0.3 + rng.random((300, 3)) * 0.7, 0, 1), 2)  # rounded: ties on purpose
+    auc = class_aurocs(given, probs)
+    want = [[roc_auc_score(given[:, k], probs[:, j]) for j in range(3)] for k in range(3)]
+    np.testing.assert_allclose(auc, want, atol=1e-12)
+    assert np.isnan(class_aurocs(np.ones((4, 1), bool), np.random.default_rng(0).random((4, 1))))[0, 0]
+
+
 def test_aggregators_and_label_forms():
     s = np.array([[0.9, 0.2, 0.5]])
     # sorted high to low .9 .5 .2: ema = .9 -> .8 * .5 + .2 * .9 = .58 -> .8 * .2 + .2 * .58 = .276

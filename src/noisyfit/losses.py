@@ -51,6 +51,8 @@ from noisyfit.methods.pemm import PEMM, pemm_loss_terms
 from noisyfit.methods.plr_plugin import PLRHyper, kappa_at
 from noisyfit.methods.sce import SymmetricCrossEntropy
 from noisyfit.ops.contrastive import PLR_FORMS, contrastive_loss, plr_negative_mask
+from noisyfit.ops.hadamard import default_code_bits, hadamard_codes
+from noisyfit.ops.jump import JumpSelection
 from noisyfit.ops.losses import generalized_cross_entropy, symmetric_cross_entropy
 
 __all__ = ["GCELoss", "SCELoss", "ELRLoss", "PLRLoss", "CARLoss", "PEMMLoss", "JumpTeachingLoss"]
@@ -570,9 +572,6 @@ class JumpTeachingLoss(nn.Module):
                  tau: float = _JUMP.tau, temperature: float = _JUMP.temperature, code_bits: int | None = None,
                  jump_rate: float = _JUMP.jump_rate):
         super().__init__()
-        from noisyfit.ops.hadamard import default_code_bits, hadamard_codes
-        from noisyfit.ops.jump import JumpSelection
-
         _check_method_ranges("JumpTeachingLoss", JumpTeaching, warmup_epochs=warmup_epochs, tau=tau,
                              temperature=temperature, code_bits=code_bits, jump_rate=jump_rate)
         self.warmup_epochs, self.tau, self.temperature = int(warmup_epochs), float(tau), float(temperature)

@@ -118,23 +118,24 @@ def _report(found, title: str) -> str:
                    f"</td><td class='l'>{e(r['suggested_labels'])}</td><td>{r['score']:.3f}</td>"
                    f"<td class='l'>{e(r['reason'])}</td></tr>" for r in found.records(500))
     more = f" The first 500 of {found.num_issues:,} are shown; issues.csv lists all." if found.num_issues > 500 else ""
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + e(title) + "</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:24px}table{border-collapse:collapse}td,th{padding:3px 8px;"
-            "border-bottom:1px solid #ddd;text-align:right}.l{text-align:left}</style></head><body>"
-            f"<h1>{e(title)}</h1><p>{e(found.info['detector'])}: {e(found.info['rule'])}. {found.num_issues:,} of "
-            f"{len(found):,} examples flagged ({int(found.entry_flags.sum()):,} entries).</p>"
+    from noisyfit.report.html import _CSS  # one look for every report of the audit
+
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + e(title) + "</title>"
+            f"<style>{_CSS}</style></head><body><header><h1>{e(title)}</h1><p>{e(found.info['detector'])}: "
+            f"{e(found.info['rule'])}. {found.num_issues:,} of {len(found):,} examples flagged "
+            f"({int(found.entry_flags.sum()):,} entries).</p></header><main>"
             + (f"<section id='cautions'><h2>Before you act on these flags</h2><ul>{cautions}</ul></section>"
                if cautions else "")
-            + "<h2>Per class</h2><table><tr><th class='l'>class</th><th>examples</th><th>to remove</th><th>to add</th>"
-            f"<th>AUROC of its column</th><th class='l'>note</th></tr>{classes}</table>"
-            f"<h2>Flagged examples</h2><p>Lowest score first.{more}</p><table id='flagged'>"
+            + "<section><h2>Per class</h2><table><tr><th class='l'>class</th><th>examples</th><th>to remove</th>"
+            f"<th>to add</th><th>AUROC of its column</th><th class='l'>note</th></tr>{classes}</table></section>"
+            f"<section><h2>Flagged examples</h2><p class='note'>Lowest score first.{more}</p><table id='flagged'>"
             "<tr><th>index</th><th class='l'>id</th><th class='l'>given</th><th class='l'>suggested</th><th>score</th>"
-            f"<th class='l'>reason</th></tr>{rows}</table></body></html>")
+            f"<th class='l'>reason</th></tr>{rows}</table></section></main></body></html>")
 
 
 def audit_multilabel(args, out: Path, log) -> int:
     from noisyfit import __version__
-    from noisyfit.detect.multilabel import multilabel_issues
+    from noisyfit.detect.multilabel import multilabel_issues, sets_to_matrix
     from noisyfit.detect.validation import load_pred_probs
 
     t0 = time.time()
@@ -152,14 +153,9 @@ def audit_multilabel(args, out: Path, log) -> int:
         raise DataError(f"{args.pred_probs}: shape {list(probs.shape)}, but {path} has {len(sets)} examples; one "
                         "row per example, in the file's order, one column per class.")
     given, truth, names = encode_sets(path, sets, true_sets, probs.shape[1], log)
-    matrix = np.zeros((len(given), len(names)), dtype=bool)  # a matrix: index lists of 0/1 would be ambiguous
-    for i, s in enumerate(given):
-        matrix[i, s] = True
-    true_matrix = None
-    if truth is not None:
-        true_matrix = np.zeros_like(matrix)
-        for i, s in enumerate(truth):
-            true_matrix[i, s] = True
+    # matrices: two-class index lists such as [0, 1] would be ambiguous to multilabel_issues
+    matrix = sets_to_matrix(given, len(names))
+    true_matrix = sets_to_matrix(truth, len(names)) if truth is not None else None
     found = multilabel_issues(matrix, probs, class_names=names, ids=ids, true_labels=true_matrix,
                               filter_by=args.filter_by, min_examples_per_class=args.min_examples_per_class,
                               check_quality=False)

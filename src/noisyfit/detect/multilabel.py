@@ -60,13 +60,19 @@ def label_matrix(labels, num_classes: int | None = None, *, name: str = "labels"
     if rows and all(len(r) == k for r in rows) and all(v in (0, 1) for r in rows for v in r) and k > 1:
         raise DetectInputError(f"{name}: every row holds {k} values of 0/1, which reads as a 0/1 matrix and as class "
                                "index lists alike; pass np.asarray(labels) for a matrix")
-    out = np.zeros((len(rows), k), dtype=bool)
     for i, r in enumerate(rows):
         for c in r:
             if isinstance(c, (str, bool, np.bool_)) or not float(c).is_integer() or not 0 <= int(c) < k:
                 raise DetectInputError(f"{name}: example {i} has class {c!r}; classes are indices 0..{k - 1} (map "
                                        "class names to their column of pred_probs first)")
-            out[i, int(c)] = True
+    return sets_to_matrix(rows, k)
+
+
+def sets_to_matrix(sets: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+    """``bool [N, K]`` with row i true at the (valid, integer) class indices of ``sets[i]``."""
+    out = np.zeros((len(sets), num_classes), dtype=bool)
+    for i, r in enumerate(sets):
+        out[i, [int(c) for c in r]] = True
     return out
 
 
