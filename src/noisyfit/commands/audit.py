@@ -13,7 +13,8 @@ Sources of evidence (one at a time):
   default 5; ``--epochs``; CE by default), saved as OUT/pred_probs.npy, then confident learning. Each finished
   fold is kept in OUT/folds/, so a killed audit re-run with ``--resume`` trains only the folds it had not
   finished;
-* ``--multi-label FILE``: several classes per example, audited one class at a time against ``--pred-probs``;
+* ``--multi-label FILE``: several classes per example, audited one class at a time against ``--pred-probs`` or
+  against classifiers cross-fitted on features (``--embedder`` or the CSV's own columns);
 * none of these:         the default detector, :data:`DEFAULT_METHOD` trained once on everything and its own
   flags (see :data:`DEFAULT_WHY`: the evidence for the choice, recorded in summary.json).
 
@@ -67,8 +68,9 @@ def register(sub) -> None:
     src.add_argument("--annotators", metavar="COLS", help="comma-separated label columns (extra labels of DATA), "
                                                           "e.g. random1,random2,random3")
     p.add_argument("--multi-label", metavar="LABELS.csv",
-                   help="multi-label audit of --pred-probs: a CSV whose 'labels' column holds each example's classes "
-                        "separated by '|' (optional id, true_labels); one-vs-rest confident learning per class")
+                   help="multi-label audit: a CSV whose 'labels' column holds each example's classes separated by "
+                        "'|' (optional id, true_labels); one-vs-rest confident learning per class on --pred-probs, or "
+                        "on classifiers cross-fitted on --embedder's features or the CSV's other (numeric) columns")
     from noisyfit.commands.embed_options import add_audit_options
 
     add_audit_options(p, src)  # --embedder FILE (a model, or the embeddings of `noisyfit embed`) and its settings

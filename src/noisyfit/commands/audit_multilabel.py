@@ -1,11 +1,19 @@
-"""``noisyfit audit --multi-label LABELS.csv --pred-probs P.npy``: the multi-label audit from files.
+"""``noisyfit audit --multi-label LABELS.csv``: the multi-label audit of a CSV of label sets.
 
 ``LABELS.csv`` has a ``labels`` column with each example's classes separated by ``|`` (an empty cell: none),
-optionally ``id`` and ``true_labels`` (the same form, for detection metrics). The columns of ``P.npy`` are the
-classes in the order of ``LABELS.classes.txt`` (one name per line) when it exists, else of the class names
-sorted (said on the console, since a wrong order silently ruins the audit). Writes ``issues.csv`` (one row per
-flagged example: the given and suggested sets, the classes to remove and add, score, reason), ``summary.json``
-and a small ``report.html``.
+optionally ``id`` and ``true_labels`` (the same form, for detection metrics). The probabilities come from one of:
+
+* ``--pred-probs P.npy``: the user's own out-of-sample probabilities, one column per class;
+* ``--embedder E.npz`` (or ``.npy``): features or embeddings, e.g. ``noisyfit embed photos/ --model m.onnx --out
+  E.npz``; rows are matched to LABELS.csv by ``id`` when both have ids, else taken in order;
+* neither: the CSV's other columns (every column but ``id``, ``labels`` and ``true_labels``) as numeric features.
+
+With features, cross-fitted classifiers give the out-of-fold probabilities
+(:func:`noisyfit.detect.cross_fit_multilabel`: ``--folds``, ``--classifier``, ``--logreg-c``, ``--seed``), written to
+``pred_probs.npz``. The probability columns are the classes in the order of ``LABELS.classes.txt`` (one name per
+line) when it exists, else of the class names sorted (said on the console, since a wrong order silently ruins the
+audit). Writes ``issues.csv`` (one row per flagged example: the given and suggested sets, the classes to remove and
+add, score, reason), ``summary.json`` and a small ``report.html``.
 """
 
 from __future__ import annotations
@@ -24,8 +32,12 @@ from noisyfit.data.labeled import DataError
 SEPARATOR = "|"
 
 
-def read_label_sets(path: Path) -> tuple[list[list[str]], list[str] | None, list[list[str]] | None]:
-    """``(label sets, ids, true label sets)`` of a multi-label CSV (class names as text)."""
+#: columns of LABELS.csv that are not features
+LABEL_TABLE_COLUMNS = ("id", "labels", "true_labels")
+
+
+def _read_table(path: Path) -> tuple[list[str], list[dict]]:
+    """The header and the rows (as dicts) of a multi-label CSV."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             table = list(csv.reader(f))
@@ -36,6 +48,12 @@ def read_label_sets(path: Path) -> tuple[list[list[str]], list[str] | None, list
     # written); with more columns it is a stray line, skipped as the single-label loader does
     body = [r if r else [""] for r in table[1:]] if header == ["labels"] else [r for r in table[1:] if r]
     rows = [dict(zip(header, r)) for r in body]
+    return header, rows
+
+
+def read_label_sets(path: Path) -> tuple[list[list[str]], list[str] | None, list[list[str]] | None]:
+    """``(label sets, ids, true label sets)`` of a multi-label CSV (class names as text)."""
+    header, rows = _read_table(path)
     if "labels" not in header:
         cols = ", ".join(header) if header else "none"
         raise DataError(f"{path}: no 'labels' column (columns: {cols}); each row needs its classes separated by "
@@ -50,7 +68,69 @@ def read_label_sets(path: Path) -> tuple[list[list[str]], list[str] | None, list
     return sets("labels"), ids, sets("true_labels") if "true_labels" in header else None
 
 
-def encode_sets(path: Path, sets: list[list[str]], true_sets: list[list[str]] | None, num_columns: int,
+def read_feature_columns(path: Path) -> tuple[list[str], np.ndarray | None]:
+    """The numeric feature columns of a multi-label CSV (every column but id, labels, true_labels): names and
+    ``[N, D]`` values, or ``([], None)`` when it has none. A value that is not a number is an error naming its line."""
+    header, rows = _read_table(path)
+    names = [h for h in header if h not in LABEL_TABLE_COLUMNS]
+    if not names:
+        return [], None
+    x = np.empty((len(rows), len(names)), dtype=np.float64)
+    for i, r in enumerate(rows):
+        for j, col in enumerate(names):
+            text = (r.get(col) or "").strip()
+            try:
+                x[i, j] = float(text)
+            except ValueError:
+                raise DataError(f"{path}, line {i + 2}, column {col!r}: {text!r} is not a number; every column but "
+                                f"{', '.join(LABEL_TABLE_COLUMNS)} is read as a numeric feature (drop the column, or "
+                                "give --pred-probs / --embedder).") from None
+    if not np.isfinite(x).all():
+        i, j = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(f"{path}, line {i + 2}, column {names[j]!r}: {x[i, j]}; fill or drop missing values first.")
+    return names, x
+
+
+def read_embeddings_for(path: Path, ids: list[str] | None, n: int, labels_path: Path) -> tuple[np.ndarray, str]:
+    """Rows of an embeddings/features file (``.npz`` with ``x`` and optional ``ids``, or an ``.npy`` [N, D]) in the
+    order of LABELS.csv: matched by id when both have ids (exact, else by file name), else taken in order.
+    Returns ``(x, how the rows were matched)``."""
+    if not path.is_file():
+        raise DataError(f"--embedder {path}: no such file; with --multi-label it takes the features or embeddings of the "
+                        "examples (.npz with x and ids, e.g. `noisyfit embed photos/ --model m.onnx --out emb.npz`, "
+                        "or an .npy [N, D]).")
+    try:
+        if path.suffix.lower() == ".npy":
+            x, their_ids = np.load(path, allow_pickle=False), None
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                if "x" not in z.files:
+                    raise DataError(f"--embedder {path}: no 'x' array (found {sorted(z.files)}).")
+                x = z["x"]
+                their_ids = [str(i) for i in z["ids"]] if "ids" in z.files else None
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"--embedder {path}: cannot read it ({err}).") from err
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise DataError(f"--embedder {path}: shape {list(x.shape)}; features are [N, D] rows.")
+    if ids is None or their_ids is None:
+        if len(x) != n:
+            raise DataError(f"--embedder {path}: {len(x):,} rows, but {labels_path} has {n:,} examples; row i must "
+                            "describe example i (or give both files ids to match them).")
+        return x, "in order"
+    for how, key in (("by id", lambda s: s), ("by file name", lambda s: Path(s).name)):
+        keys = [key(i) for i in their_ids]
+        if len(set(keys)) != len(keys):
+            continue
+        where = {k: i for i, k in enumerate(keys)}
+        if all(key(i) in where for i in ids):
+            return x[[where[key(i)] for i in ids]], how
+    missing = next(i for i in ids if i not in set(their_ids))
+    raise DataError(f"--embedder {path}: no row with id {missing!r} of {labels_path} (its ids look like "
+                    f"{their_ids[0]!r}); embed the same examples, or drop the id column to match rows in order.")
+
+
+def encode_sets(path: Path, sets: list[list[str]], true_sets: list[list[str]] | None, num_columns: int | None,
                 log) -> tuple[list[list[int]], list[list[int]] | None, list[str]]:
     """Class names -> column indices, with the one rule of single-label files (``noisyfit.data.labels``): the
     classes of ``<name>.classes.txt`` in its order when it exists (a name outside it is an error naming its line),
@@ -68,12 +148,12 @@ def encode_sets(path: Path, sets: list[list[str]], true_sets: list[list[str]] | 
     declared = declared_classes(path)
     codes, names = encode_labels(flat, declared=declared, where=str(path), row=row,
                                  declared_in=str(classes_file(path)))
-    if len(names) != num_columns:
+    if num_columns is not None and len(names) != num_columns:
         where = f"{classes_file(path)} lists" if declared is not None else "the labels use"
         raise DataError(f"{where} {len(names)} classes ({', '.join(names[:8])}{'...' if len(names) > 8 else ''}) but "
                         f"the probabilities have {num_columns} columns; one column per class, in the order of "
                         f"{classes_file(path)}.")
-    if declared is None:
+    if declared is None and num_columns is not None:
         log(f"note: the probability columns are taken as the classes in sorted order ({', '.join(names[:8])}"
             f"{'...' if len(names) > 8 else ''}); declare the order in {classes_file(path)} if it is another")
 
@@ -84,11 +164,18 @@ def encode_sets(path: Path, sets: list[list[str]], true_sets: list[list[str]] | 
     return regroup("labels"), regroup("true_labels") if true_sets is not None else None, list(names)
 
 
-#: audit options that do not apply to a multi-label audit of given probabilities (refused, not ignored)
+#: audit options that do not apply to a multi-label audit (refused, not ignored)
 NOT_WITH_MULTILABEL = {"noise": None, "noisy_labels": None, "clean": None, "clean_threshold": None,
                        "detector": "noisyfit", "rank_by": "self_confidence", "argmax_over": "confident",
                        "frac_noise": 1.0, "chunk_size": None, "label_column": None, "method": None, "run": None,
-                       "oof": False, "annotators": None, "embedder": None, "data": None}
+                       "oof": False, "annotators": None, "data": None, "oof_method": None, "config": None,
+                       "backbone": None, "epochs": None, "batch_size": None, "lr": None}
+#: the cross-fit's options: they apply when the audit fits classifiers, not to given --pred-probs
+CROSS_FIT_OPTIONS = {"folds": None, "classifier": "logreg", "logreg_c": "auto", "seed": None}
+
+
+def _flags(keys: list[str]) -> str:
+    return ", ".join("DATA" if k == "data" else k if " " in k else "--" + k.replace("_", "-") for k in keys)
 
 
 def check_multilabel_args(args) -> None:
@@ -97,13 +184,32 @@ def check_multilabel_args(args) -> None:
     if args.overrides:
         given.append("key=value overrides")
     if given:
-        flags = ", ".join("DATA" if k == "data" else k if " " in k else "--" + k.replace("_", "-") for k in given)
-        raise DataError(f"--multi-label audits the classes of LABELS.csv against --pred-probs by one-vs-rest "
-                        f"confident learning; it does not take {flags}. Drop them (--filter-by and "
-                        "--min-examples-per-class apply).")
+        raise DataError(f"--multi-label audits the classes of LABELS.csv by one-vs-rest confident learning; it does not "
+                        f"take {_flags(given)}. Drop them (--pred-probs or --embedder, --folds, --classifier, "
+                        "--logreg-c, --seed, --filter-by and --min-examples-per-class apply).")
+    if args.pred_probs:
+        fit = [k for k, default in CROSS_FIT_OPTIONS.items() if getattr(args, k, default) != default]
+        if args.embedder:
+            fit.insert(0, "embedder")
+        if fit:
+            raise DataError(f"--pred-probs gives the probabilities, so nothing is fitted: {_flags(fit)} would be "
+                            "ignored. Drop them, or drop --pred-probs to cross-fit classifiers on features.")
+    if (args.folds or 5) < 2:
+        raise DataError(f"--folds {args.folds}: at least 2")
 
 
-def _report(found, title: str) -> str:
+def _source_line(extra: dict) -> str:
+    """Where the probabilities came from, in one sentence."""
+    src, cf = extra.get("source", {}), extra.get("cross_fit")
+    if cf is None:
+        return f"Probabilities: given ({src.get('pred_probs', '--pred-probs')})."
+    where = (f"the embeddings of {src['embedder']} (rows matched {src['rows_matched']})" if "embedder" in src
+             else f"the CSV's {len(src.get('feature_columns', []))} feature columns")
+    return (f"Probabilities: out of fold, from {cf['classifier']} classifiers cross-fitted on {where}, {cf['folds']} "
+            f"folds ({cf['stratification']} stratification), seed {cf['seed']}; saved in pred_probs.npz.")
+
+
+def _report(found, title: str, extra: dict | None = None) -> str:
     e = html.escape
     auc = found.info["model_quality"]["class_auroc"]
 
@@ -118,12 +224,13 @@ def _report(found, title: str) -> str:
                    f"</td><td class='l'>{e(r['suggested_labels'])}</td><td>{r['score']:.3f}</td>"
                    f"<td class='l'>{e(r['reason'])}</td></tr>" for r in found.records(500))
     more = f" The first 500 of {found.num_issues:,} are shown; issues.csv lists all." if found.num_issues > 500 else ""
+    source = _source_line(extra or {})
     from noisyfit.report.html import _CSS  # one look for every report of the audit
 
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + e(title) + "</title>"
             f"<style>{_CSS}</style></head><body><header><h1>{e(title)}</h1><p>{e(found.info['detector'])}: "
             f"{e(found.info['rule'])}. {found.num_issues:,} of {len(found):,} examples flagged "
-            f"({int(found.entry_flags.sum()):,} entries).</p></header><main>"
+            f"({int(found.entry_flags.sum()):,} entries).</p><p>{e(source)}</p></header><main>"
             + (f"<section id='cautions'><h2>Before you act on these flags</h2><ul>{cautions}</ul></section>"
                if cautions else "")
             + "<section><h2>Per class</h2><table><tr><th class='l'>class</th><th>examples</th><th>to remove</th>"
@@ -133,45 +240,84 @@ def _report(found, title: str) -> str:
             f"<th class='l'>reason</th></tr>{rows}</table></section></main></body></html>")
 
 
+def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, out: Path, log):
+    """``(pred_probs, skipped classes, summary extra)``: the given --pred-probs, or cross-fitted on features."""
+    from noisyfit.detect.multilabel_crossfit import cross_fit_multilabel
+    from noisyfit.detect.validation import load_pred_probs
+
+    if args.pred_probs:
+        probs = np.asarray(load_pred_probs(args.pred_probs), dtype=np.float64)
+        return probs, {}, {"source": {"pred_probs": str(args.pred_probs)}}
+    if args.embedder:
+        x, matched = read_embeddings_for(Path(args.embedder).expanduser(), ids, n, path)
+        source = {"embedder": str(args.embedder), "rows_matched": matched}
+    else:
+        names, x = read_feature_columns(path)
+        if x is None:
+            raise DataError(f"{path} has no feature columns and no probabilities were given: add --pred-probs P.npy "
+                            "(out-of-sample probabilities, one column per class), --embedder E.npz (features or "
+                            "embeddings of the examples), or numeric feature columns to the CSV.")
+        source = {"feature_columns": names}
+    folds = args.folds or 5
+    seed = args.seed if args.seed is not None else 0
+    log(f"cross-fitting {args.classifier} on {x.shape[1]}-d features of {n:,} examples, {folds} folds "
+        f"({'from ' + str(args.embedder) + ', rows matched ' + matched if args.embedder else 'the CSV columns'})")
+    cf = cross_fit_multilabel(x, given, folds=folds, classifier=args.classifier, seed=seed, C=args.logreg_c,
+                              true_labels=truth, log=log)
+    for c, why in cf.info["skipped"].items():
+        log(f"note: class {c} is not audited: {why}")
+    np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, fold=cf.fold,
+             ids=np.array(ids if ids is not None else [str(i) for i in range(n)], dtype=str))
+    return cf.pred_probs, cf.info["skipped"], {"source": source,
+                                               "cross_fit": {**cf.info, "seconds": cf.seconds,
+                                                             "pred_probs": "pred_probs.npz"}}
+
+
 def audit_multilabel(args, out: Path, log) -> int:
     from noisyfit import __version__
     from noisyfit.detect.multilabel import multilabel_issues, sets_to_matrix
-    from noisyfit.detect.validation import load_pred_probs
 
     t0 = time.time()
-    if not args.pred_probs:
-        raise DataError("--multi-label audits given probabilities: add --pred-probs P.npy ([N, K], one "
-                        "out-of-sample probability per class, e.g. sigmoid outputs of a cross-validated model).")
     path = Path(args.multi_label)
     sets, ids, true_sets = read_label_sets(path)
-    probs = np.asarray(load_pred_probs(args.pred_probs), dtype=np.float64)
-    if probs.ndim == 3 and probs.shape[2] == 2 and probs.shape[1] == len(sets):
-        raise DataError(f"{args.pred_probs}: shape {list(probs.shape)}, one [N, 2] array per class as scikit-learn's "
-                        "MultiOutputClassifier.predict_proba returns; save the probability of each class being "
-                        "present: np.save(path, np.stack([p[:, 1] for p in probs], axis=1)).")
-    if probs.ndim != 2 or len(probs) != len(sets):
-        raise DataError(f"{args.pred_probs}: shape {list(probs.shape)}, but {path} has {len(sets)} examples; one "
-                        "row per example, in the file's order, one column per class.")
-    given, truth, names = encode_sets(path, sets, true_sets, probs.shape[1], log)
+    n = len(sets)
+    if args.pred_probs:
+        from noisyfit.detect.validation import load_pred_probs
+
+        shape = np.shape(load_pred_probs(args.pred_probs))
+        if len(shape) == 3 and shape[2] == 2 and shape[1] == n:
+            raise DataError(f"{args.pred_probs}: shape {list(shape)}, one [N, 2] array per class as scikit-learn's "
+                            "MultiOutputClassifier.predict_proba returns; save the probability of each class being "
+                            "present: np.save(path, np.stack([p[:, 1] for p in probs], axis=1)).")
+        if len(shape) != 2 or shape[0] != n:
+            raise DataError(f"{args.pred_probs}: shape {list(shape)}, but {path} has {n} examples; one "
+                            "row per example, in the file's order, one column per class.")
+        num_columns = shape[1]
+    else:
+        num_columns = None  # the classes the labels use (or LABELS.classes.txt)
+    given, truth, names = encode_sets(path, sets, true_sets, num_columns, log)
     # matrices: two-class index lists such as [0, 1] would be ambiguous to multilabel_issues
     matrix = sets_to_matrix(given, len(names))
     true_matrix = sets_to_matrix(truth, len(names)) if truth is not None else None
+    probs, skipped, extra = _probabilities(args, path, ids, n, matrix, true_matrix, out, log)
     found = multilabel_issues(matrix, probs, class_names=names, ids=ids, true_labels=true_matrix,
                               filter_by=args.filter_by, min_examples_per_class=args.min_examples_per_class,
-                              check_quality=False)
+                              skip=skipped, check_quality=False)
     for message in found.info["model_quality"]["warnings"]:
         log(f"warning: {message}")
     found.write_csv(out / "issues.csv")
+    files = {"issues": "issues.csv", "report": "report.html"}
+    if "cross_fit" in extra:
+        files["pred_probs"] = "pred_probs.npz"
     summary = {"schema": "noisyfit.audit/1", "noisyfit_version": __version__, "command": ["noisyfit", *sys.argv[1:]],
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "data": str(path), "mode": "multi-label",
-               **found.summary(), "seconds": time.time() - t0,
-               "files": {"issues": "issues.csv", "report": "report.html"}}
+               **extra, **found.summary(), "seconds": time.time() - t0, "files": files}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.html").write_text(_report(found, f"Multi-label audit: {path.name}"), encoding="utf-8")
+    (out / "report.html").write_text(_report(found, f"Multi-label audit: {path.name}", extra), encoding="utf-8")
     det = found.detection_metrics()
     wrong = int((found.given != found.true_labels).sum()) if found.true_labels is not None else 0
     scored = (f"; entries: precision {det['entries']['precision']:.3f}, recall {det['entries']['recall']:.3f} "
               f"of {wrong:,} wrong" if det and wrong else "")
     log(f"{found.num_issues:,} of {len(found):,} examples flagged ({int(found.entry_flags.sum()):,} entries){scored}")
-    print(f"written: {out / 'issues.csv'}, {out / 'summary.json'}, {out / 'report.html'}")
+    print(f"written: {', '.join(str(out / f) for f in files.values())}, {out / 'summary.json'}")
     return 0

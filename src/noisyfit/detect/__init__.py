@@ -8,6 +8,7 @@ questions answered from a finished noisyfit run or from several annotators::
     issues = audit_label_issues(labels, pred_probs)                # + suggested label, score, reason
     issues = issues_from_run("runs/ce")                            # a method's own per-sample signal
     pred_probs = out_of_fold_pred_probs(cfg, folds=5, epochs=10)   # when you bring no predictions
+    ml = audit_multilabel_features(features, label_sets)           # several classes per example
 """
 
 from noisyfit.detect.count import (NoiseEstimate, calibrate_confident_joint, compute_confident_joint,
@@ -18,6 +19,7 @@ from noisyfit.detect.issues import LabelIssues
 from noisyfit.detect.multiannotator import (DawidSkeneResult, annotator_quality, consensus_issues, dawid_skene,
                                             majority_vote)
 from noisyfit.detect.multilabel import MultiLabelIssues, multilabel_issues
+from noisyfit.detect.multilabel_crossfit import audit_multilabel_features, cross_fit_multilabel, multilabel_folds
 from noisyfit.detect.oof import OutOfFold, out_of_fold, out_of_fold_pred_probs
 from noisyfit.detect.rank import find_top_issues, label_quality_scores, order_label_issues
 from noisyfit.detect.validation import DetectInputError, load_pred_probs
@@ -26,9 +28,9 @@ from noisyfit.detect.clean import Cleaning, clean_labels
 __all__ = [
     "FILTERS", "Cleaning", "DawidSkeneResult", "DetectInputError", "LabelIssues", "MultiLabelIssues", "NoiseEstimate",
     "OutOfFold",
-    "annotator_quality", "audit_label_issues", "calibrate_confident_joint", "clean_labels", "compute_confident_joint",
-    "confident_thresholds", "consensus_issues", "dawid_skene", "estimate_joint", "estimate_noise",
+    "annotator_quality", "audit_label_issues", "audit_multilabel_features", "calibrate_confident_joint", "clean_labels", "compute_confident_joint",
+    "confident_thresholds", "consensus_issues", "cross_fit_multilabel", "dawid_skene", "estimate_joint", "estimate_noise",
     "find_label_issues", "find_top_issues", "issues_from_run", "label_quality_scores", "load_pred_probs",
-    "majority_vote", "multilabel_issues", "num_label_issues", "order_label_issues", "out_of_fold", "out_of_fold_pred_probs",
+    "majority_vote", "multilabel_folds", "multilabel_issues", "num_label_issues", "order_label_issues", "out_of_fold", "out_of_fold_pred_probs",
     "prune_counts",
 ]

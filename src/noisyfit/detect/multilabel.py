@@ -20,7 +20,7 @@ cleanlab 2.x's (``find_label_issues(..., multi_label=True)``, ``find_multilabel_
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -237,7 +237,8 @@ class MultiLabelIssues:
 def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None = None,
                       filter_by: str = "prune_by_noise_rate", min_examples_per_class: int = 1,
                       aggregator: Literal["ema", "min"] = "ema", alpha: float = 0.8, ids: Sequence[str] | None = None,
-                      true_labels=None, check_quality: bool = True) -> MultiLabelIssues:
+                      true_labels=None, skip: Mapping[int, str] | None = None,
+                      check_quality: bool = True) -> MultiLabelIssues:
     """Audit multi-label data one class at a time (one-vs-rest confident learning).
 
     Parameters
@@ -256,6 +257,11 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
     ids : sequence of str, optional
     true_labels : like ``labels``, optional
         The true label sets, for :meth:`MultiLabelIssues.detection_metrics`.
+    skip : mapping of class index to str, optional
+        Classes not to audit, each with the reason (e.g. too rare to fit out of fold): their ``pred_probs`` column
+        may hold NaN, none of their entries is flagged, their ``per_class`` note gives the reason, their
+        self-confidence counts as 1 in the example score (no evidence either way) and they are left out of the
+        quality checks.
     check_quality : bool
         Warn (:class:`~noisyfit.detect.guardrails.QualityWarning`) when a probability column fits another class
         better than its own (columns out of order), barely separates its class, or when over half the examples
@@ -271,6 +277,13 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
     if probs.ndim != 2:
         raise DetectInputError(f"pred_probs must be [N examples, K classes], got shape {probs.shape}")
     n, k = probs.shape
+    skip = {int(c): str(why) for c, why in (skip or {}).items()}
+    if any(not 0 <= c < k for c in skip):
+        raise DetectInputError(f"skip names classes outside 0..{k - 1}: {sorted(skip)}")
+    keep = np.array([c not in skip for c in range(k)])
+    if skip:  # a skipped column's given bits stand in for it: self-confidence 1, never flagged
+        probs = probs.copy()
+        probs[:, ~keep] = label_matrix(labels, k)[:, ~keep]
     if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
         raise DetectInputError("pred_probs must be probabilities in [0, 1] (one sigmoid per class), not logits")
     if n == 0:
@@ -290,6 +303,10 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
         bits = given[:, c].astype(np.int64)
         binary = np.stack([1.0 - probs[:, c], probs[:, c]], axis=1)
         entry = {"class": c, "name": names[c], "examples": int(bits.sum())}
+        if c in skip:
+            per_class.append({**entry, "remove": 0, "add": 0, "estimated_noise_rate": None,
+                              "note": f"not audited: {skip[c]}"})
+            continue
         if bits.min() == bits.max():  # every example has (or lacks) the class: nothing to contrast
             per_class.append({**entry, "remove": 0, "add": 0, "estimated_noise_rate": None,
                               "note": "every example has the same bit; not audited"})
@@ -303,7 +320,11 @@ def multilabel_issues(labels, pred_probs, *, class_names: Sequence[str] | None =
         for i in np.flatnonzero(found.is_issue).tolist():
             what = (f"{names[c]} given, p={probs[i, c]:.3f}" if bits[i] else f"{names[c]} missing, p={probs[i, c]:.3f}")
             reasons_by_row.setdefault(i, []).append(what)
-    quality = check_multilabel_probs(given, probs, names, warn=check_quality)
+    kept = np.flatnonzero(keep)
+    quality = check_multilabel_probs(given[:, kept], probs[:, kept], [names[c] for c in kept], warn=check_quality)
+    quality["class_auroc"] = {names[c]: quality["class_auroc"].get(names[c]) if keep[c] else None for c in range(k)}
+    if skip:
+        quality["skipped"] = {names[c]: why for c, why in skip.items()}
     if flags.any(axis=1).mean() > 0.5:
         msg = (f"{flags.any(axis=1).mean():.0%} of the examples are flagged: more than half, which usually means "
                "probabilities that do not belong to these rows or a weak model, not that many labels are wrong")
