@@ -2,7 +2,7 @@
 
 Every cell is the command a user types on a CSV of features and label sets, with its defaults::
 
-    noisyfit audit --multi-label TABLE.csv --classifier {logreg,mlp} --seed S --out DIR
+    noisyfit audit --multi-label TABLE.csv --classifier {logreg,mlp,knn} --seed S --out DIR
 
 (out-of-fold probabilities from classifiers cross-fitted on the CSV's feature columns, then one-vs-rest
 confident learning). The tables (written to ``runs/audit-multilabel/data/``, deterministic per seed):
@@ -49,7 +49,7 @@ REPORT = ROOT / "benchmarks" / "AUDIT_MULTILABEL.md"
 SCHEMA = "noisyfit.bench.audit-multilabel/1"
 TABLES = ("digit-pairs", "synth-6")
 NOISES = ("missing:0.2", "flip:0.03")
-CLASSIFIERS = ("logreg", "mlp")
+CLASSIFIERS = ("logreg", "mlp", "knn")
 
 
 def digit_pairs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

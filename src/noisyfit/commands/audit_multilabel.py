@@ -171,7 +171,7 @@ NOT_WITH_MULTILABEL = {"noise": None, "noisy_labels": None, "clean": None, "clea
                        "oof": False, "annotators": None, "data": None, "oof_method": None, "config": None,
                        "backbone": None, "epochs": None, "batch_size": None, "lr": None}
 #: the cross-fit's options: they apply when the audit fits classifiers, not to given --pred-probs
-CROSS_FIT_OPTIONS = {"folds": None, "classifier": "logreg", "logreg_c": "auto", "seed": None}
+CROSS_FIT_OPTIONS = {"folds": None, "classifier": "logreg", "logreg_c": "auto", "seed": None, "knn_k": None}
 
 
 def _flags(keys: list[str]) -> str:
@@ -196,6 +196,11 @@ def check_multilabel_args(args) -> None:
                             "ignored. Drop them, or drop --pred-probs to cross-fit classifiers on features.")
     if (args.folds or 5) < 2:
         raise DataError(f"--folds {args.folds}: at least 2")
+    if args.classifier == "knn" and (args.folds is not None or args.logreg_c != "auto"):
+        raise DataError("--classifier knn fits nothing and has no folds (each example's neighbours vote, never "
+                        "itself): drop --folds and --logreg-c.")
+    if args.knn_k is not None and args.classifier != "knn":
+        raise DataError("--knn-k sets the neighbours of --classifier knn; add it, or drop --knn-k.")
 
 
 def _source_line(extra: dict) -> str:
@@ -205,6 +210,9 @@ def _source_line(extra: dict) -> str:
         return f"Probabilities: given ({src.get('pred_probs', '--pred-probs')})."
     where = (f"the embeddings of {src['embedder']} (rows matched {src['rows_matched']})" if "embedder" in src
              else f"the CSV's {len(src.get('feature_columns', []))} feature columns")
+    if cf["classifier"] == "knn":
+        return (f"Probabilities: the share of each example's {cf['params']['k']} nearest neighbours ({cf['params']['metric']},"
+                f" never itself) that have each class, on {where}; saved in pred_probs.npz.")
     return (f"Probabilities: out of fold, from {cf['classifier']} classifiers cross-fitted on {where}, {cf['folds']} "
             f"folds ({cf['stratification']} stratification), seed {cf['seed']}; saved in pred_probs.npz.")
 
@@ -242,6 +250,7 @@ def _report(found, title: str, extra: dict | None = None) -> str:
 
 def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, out: Path, log):
     """``(pred_probs, skipped classes, summary extra)``: the given --pred-probs, or cross-fitted on features."""
+    from noisyfit.detect.crossfit import KNN_K
     from noisyfit.detect.multilabel_crossfit import cross_fit_multilabel
     from noisyfit.detect.validation import load_pred_probs
 
@@ -260,10 +269,13 @@ def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, out:
         source = {"feature_columns": names}
     folds = args.folds or 5
     seed = args.seed if args.seed is not None else 0
-    log(f"cross-fitting {args.classifier} on {x.shape[1]}-d features of {n:,} examples, {folds} folds "
+    k = args.knn_k or KNN_K
+    how = f"{k} nearest neighbours" if args.classifier == "knn" else f"{folds} folds"
+    log(f"{'knn shares' if args.classifier == 'knn' else 'cross-fitting ' + args.classifier} on {x.shape[1]}-d "
+        f"features of {n:,} examples, {how} "
         f"({'from ' + str(args.embedder) + ', rows matched ' + matched if args.embedder else 'the CSV columns'})")
     cf = cross_fit_multilabel(x, given, folds=folds, classifier=args.classifier, seed=seed, C=args.logreg_c,
-                              true_labels=truth, log=log)
+                              true_labels=truth, k=k, log=log)
     for c, why in cf.info["skipped"].items():
         log(f"note: class {c} is not audited: {why}")
     np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, fold=cf.fold,

@@ -4,7 +4,7 @@ that building the command-line parser (``noisyfit --help``) imports neither."""
 from __future__ import annotations
 
 #: the classifiers ``noisyfit.detect.crossfit.cross_fit`` takes (a test keeps the two lists equal)
-CLASSIFIER_CHOICES = ("logreg", "mlp")
+CLASSIFIER_CHOICES = ("logreg", "mlp", "knn")
 
 
 def add_settings_options(g, *, batch_flag: str = "--batch-size", device: bool = True) -> None:
@@ -53,7 +53,11 @@ def add_audit_options(p, src) -> None:
     add_settings_options(g, batch_flag="--embed-batch-size", device=False)
     g.add_argument("--classifier", choices=CLASSIFIER_CHOICES, default="logreg",
                    help="classifier cross-fitted on the embeddings (--folds folds): logistic regression (default) "
-                        "or a one-hidden-layer MLP")
+                        "or a one-hidden-layer MLP; or knn: no fitting, each example's --knn-k nearest neighbours "
+                        "vote with their labels (never itself)")
+    g.add_argument("--knn-k", type=int, default=None, metavar="K",
+                   help="neighbours of --classifier knn, and of the neighbour sentence in each flag's reason "
+                        "(default 10)")
     g.add_argument("--logreg-c", type=_c_value, default="auto", metavar="C",
                    help="L2 strength of the logistic regression (smaller = stronger), or 'auto' (default): chosen "
                         "in each training split by the given labels' log-loss on inner folds")

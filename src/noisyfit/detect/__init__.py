@@ -20,17 +20,19 @@ from noisyfit.detect.multiannotator import (DawidSkeneResult, annotator_quality,
                                             majority_vote)
 from noisyfit.detect.multilabel import MultiLabelIssues, multilabel_issues
 from noisyfit.detect.multilabel_crossfit import audit_multilabel_features, cross_fit_multilabel, multilabel_folds
+from noisyfit.detect.neighbors import KnnGraph, knn_graph, neighbor_class_shares, neighbor_votes
 from noisyfit.detect.oof import OutOfFold, out_of_fold, out_of_fold_pred_probs
 from noisyfit.detect.rank import find_top_issues, label_quality_scores, order_label_issues
 from noisyfit.detect.validation import DetectInputError, load_pred_probs
 from noisyfit.detect.clean import Cleaning, clean_labels
 
 __all__ = [
-    "FILTERS", "Cleaning", "DawidSkeneResult", "DetectInputError", "LabelIssues", "MultiLabelIssues", "NoiseEstimate",
+    "FILTERS", "Cleaning", "DawidSkeneResult", "DetectInputError", "KnnGraph", "LabelIssues", "MultiLabelIssues",
+    "NoiseEstimate",
     "OutOfFold",
     "annotator_quality", "audit_label_issues", "audit_multilabel_features", "calibrate_confident_joint", "clean_labels", "compute_confident_joint",
     "confident_thresholds", "consensus_issues", "cross_fit_multilabel", "dawid_skene", "estimate_joint", "estimate_noise",
-    "find_label_issues", "find_top_issues", "issues_from_run", "label_quality_scores", "load_pred_probs",
-    "majority_vote", "multilabel_folds", "multilabel_issues", "num_label_issues", "order_label_issues", "out_of_fold", "out_of_fold_pred_probs",
+    "find_label_issues", "find_top_issues", "issues_from_run", "knn_graph", "label_quality_scores", "load_pred_probs",
+    "majority_vote", "multilabel_folds", "multilabel_issues", "neighbor_class_shares", "neighbor_votes", "num_label_issues", "order_label_issues", "out_of_fold", "out_of_fold_pred_probs",
     "prune_counts",
 ]

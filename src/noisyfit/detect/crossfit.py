@@ -19,7 +19,13 @@ to the size of the informative ones:
   embedder audit (``benchmarks/results/embedder/``): the fixed C = 0.1 of earlier versions over-fits 480
   examples in 256 dimensions (AUROC of the out-of-fold p(given label) 0.886); the inner choice picks
   0.003-0.01 there (AUROC 0.936);
-* ``mlp``: one hidden layer of 256 ReLU units, L2 penalty ``alpha``, Adam, a fixed number of epochs.
+* ``mlp``: one hidden layer of 256 ReLU units, L2 penalty ``alpha``, Adam, a fixed number of epochs;
+* ``knn``: no fitting and no folds: each example's ``k`` nearest neighbours vote with their given labels and the
+  vote shares are its probabilities, out of sample because an example never votes for itself
+  (:mod:`noisyfit.detect.neighbors`, which says how this relates to SimiFeat). Neighbours by cosine distance
+  after the same scaling (:func:`scale_features`): with ``global`` the embeddings are centred first, since the
+  penultimate features of ReLU networks are all positive with a large shared mean that would otherwise dominate
+  every cosine (our choice, not measured against uncentred cosine).
 
 Why these defaults: a weaker fit of the training folds' wrong labels predicts them less, and one
 common scale keeps the embedding's geometry. They were chosen on small exploratory runs (digits pixels,
@@ -39,7 +45,9 @@ import numpy as np
 
 from noisyfit.detect.validation import DetectInputError, check_labels
 
-CLASSIFIERS = ("logreg", "mlp")
+CLASSIFIERS = ("logreg", "mlp", "knn")
+#: neighbours of the ``knn`` classifier
+KNN_K = 10
 #: the grid of ``C="auto"``: half-decades from 1e-4 to 10
 AUTO_CS = tuple(float(c) for c in np.logspace(-4, 1, 11))
 #: inner folds of ``C="auto"``
@@ -98,6 +106,20 @@ class GlobalScaler:
 SCALINGS = ("global", "standard")
 
 
+def scale_features(x, scaling: str = "global") -> np.ndarray:
+    """``x`` scaled as the classifiers see it (fitted on all rows: ``knn`` and neighbour explanations fit nothing)."""
+    from sklearn.preprocessing import StandardScaler
+
+    if scaling not in SCALINGS:
+        raise DetectInputError(f"scaling {scaling!r}: choose one of {', '.join(SCALINGS)}")
+    return (GlobalScaler() if scaling == "global" else StandardScaler()).fit_transform(np.asarray(x, dtype=np.float64))
+
+
+def neighbour_metric(x: np.ndarray) -> str:
+    """Cosine, unless a row is all zeros (its cosine distance is undefined): then euclidean."""
+    return "cosine" if (np.linalg.norm(x, axis=1) > 0).all() else "euclidean"
+
+
 def make_classifier(name: str = "logreg", *, seed: int = 0, C: float | str = "auto", hidden: Sequence[int] = (256,),
                     alpha: float = 1e-3, max_iter: int | None = None, scaling: str = "global"):
     """A scikit-learn pipeline: scale the embeddings (``global`` or per-dimension ``standard``), then the classifier."""
@@ -129,9 +151,9 @@ def make_classifier(name: str = "logreg", *, seed: int = 0, C: float | str = "au
 
 def cross_fit(embeddings, labels, *, num_classes: int | None = None, folds: int = 5, classifier: str = "logreg",
               seed: int = 0, C: float | str = "auto", hidden: Sequence[int] = (256,), alpha: float = 1e-3,
-              max_iter: int | None = None, scaling: str = "global", true_labels=None,
-              log: Callable[[str], None] | None = None) -> CrossFit:
-    """K-fold out-of-fold class probabilities of a classifier on embeddings.
+              max_iter: int | None = None, scaling: str = "global", true_labels=None, k: int = KNN_K,
+              graph=None, log: Callable[[str], None] | None = None) -> CrossFit:
+    """K-fold out-of-fold class probabilities of a classifier on embeddings (``knn``: leave-one-out votes).
 
     Parameters
     ----------
@@ -146,7 +168,9 @@ def cross_fit(embeddings, labels, *, num_classes: int | None = None, folds: int 
     classifier : str
         ``logreg`` or ``mlp`` (see the module docstring); ``C`` for logreg (a number, or ``"auto"``: chosen on
         inner folds of each training split), ``hidden`` and ``alpha`` for mlp,
-        ``max_iter`` for both.
+        ``max_iter`` for both; ``k`` for knn (which ignores ``folds``: see the module docstring), or
+        its precomputed ``graph`` (:func:`noisyfit.detect.neighbors.knn_graph`, or what
+        :func:`~noisyfit.detect.neighbors.as_knn_graph` takes).
     scaling : str
         ``global`` (centre, then one common scale for all dimensions: the embedding's geometry is kept) or
         ``standard`` (every dimension to unit variance).
@@ -173,13 +197,15 @@ def cross_fit(embeddings, labels, *, num_classes: int | None = None, folds: int 
     if not np.isfinite(x).all():
         raise DetectInputError("embeddings contain NaN or inf; recompute them (check the embedder's normalisation).")
     c = int(num_classes or (y.max() + 1))
+    true = None if true_labels is None else np.asarray(true_labels, dtype=np.int64)
+    if classifier == "knn":
+        return _knn_votes(x, y, c, k=k, graph=graph, scaling=scaling, true=true, t0=t0, log=log)
     if not 2 <= folds <= n:
         raise DetectInputError(f"folds must be between 2 and the number of examples ({n}), got {folds}")
     counts = np.bincount(y, minlength=c)
     if counts.max() < folds:
         raise DetectInputError(f"every class has fewer than {folds} examples (at most {counts.max()}); use fewer "
                                "folds (--folds).")
-    true = None if true_labels is None else np.asarray(true_labels, dtype=np.int64)
     out = np.zeros((n, c), dtype=np.float32)
     fold_of = np.full(n, -1, dtype=np.int64)
     per_fold = []
@@ -222,6 +248,30 @@ def cross_fit(embeddings, labels, *, num_classes: int | None = None, folds: int 
     return CrossFit(pred_probs=out, fold=fold_of, seconds=time.time() - t0,
                     info={"classifier": classifier, "params": params, "folds": folds, "seed": seed,
                           "dim": int(x.shape[1]), "per_fold": per_fold})
+
+
+def _knn_votes(x: np.ndarray, y: np.ndarray, c: int, *, k: int, graph, scaling: str, true, t0: float,
+               log) -> CrossFit:
+    """The ``knn`` classifier: leave-one-out neighbour votes (fold -1: no folds)."""
+    from noisyfit.detect.neighbors import as_knn_graph, knn_graph, neighbor_votes
+
+    if graph is None:
+        xs = scale_features(x, scaling)
+        graph = knn_graph(xs, k, metric=neighbour_metric(xs))
+    graph = as_knn_graph(graph)
+    k = graph.k
+    probs = neighbor_votes(graph, y, c).astype(np.float32)
+    pred = probs.argmax(axis=1)  # ties: the lowest class index
+    info = {"classifier": "knn", "params": {"k": k, "metric": graph.metric, "scaling": scaling},
+            "folds": "leave-one-out",
+            "seed": None, "dim": int(x.shape[1]), "per_fold": [],
+            "agreement_with_given": float(np.mean(pred == y)),
+            "accuracy_true": float(np.mean(pred == true)) if true is not None else None}
+    if log is not None:
+        more = f", accuracy against the true labels {info['accuracy_true']:.3f}" if true is not None else ""
+        log(f"knn votes ({k} nearest neighbours, {graph.metric}) in {time.time() - t0:.1f} s: majority agreeing with the "
+            f"given label {info['agreement_with_given']:.3f}{more}")
+    return CrossFit(pred_probs=probs, fold=np.full(len(y), -1, dtype=np.int64), seconds=time.time() - t0, info=info)
 
 
 def audit_embeddings(embeddings, labels=None, *, class_names: Sequence[str] | None = None,
@@ -268,7 +318,8 @@ def audit_embeddings(embeddings, labels=None, *, class_names: Sequence[str] | No
                    true_labels=true_labels, log=log)
     issues = audit_label_issues(labels, cf.pred_probs, class_names=class_names, ids=ids, true_labels=true_labels,
                                 index=index, check_quality=False, **detector_kwargs)  # model_quality below
-    quality = model_quality(labels, cf.pred_probs, fold=cf.fold, true_labels=true_labels,
+    quality = model_quality(labels, cf.pred_probs, fold=cf.fold if classifier != "knn" else None,
+                            true_labels=true_labels,
                             what=f"cross-fitted {classifier} on {cf.info['dim']}-d embeddings", log=log)
     issues.info.update(cross_fit=cf.info, model_quality=quality)
     return issues

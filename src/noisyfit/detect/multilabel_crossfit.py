@@ -14,7 +14,9 @@ of a pretrained network needs no training loop of their own:
   tutorial does) with its L2 penalty ``C`` chosen per class and per training split on inner folds by the
   log-loss of the *given* bits (``C="auto"``, the grid :data:`~noisyfit.detect.crossfit.AUTO_CS`), or a fixed
   ``C``; ``mlp``, one network of 256 ReLU units with one sigmoid output per class (scikit-learn's
-  ``MLPClassifier`` on the label matrix), which can share what the classes have in common.
+  ``MLPClassifier`` on the label matrix), which can share what the classes have in common; or ``knn``, no fitting
+  and no folds: the probability of a class is the share of the example's ``k`` nearest neighbours (never itself)
+  that have it (:mod:`noisyfit.detect.neighbors`; cosine after the same scaling).
 * **Classes too rare to fit.** A class with fewer than ``folds`` examples that have it (or that lack it) cannot
   be given out-of-fold probabilities worth auditing: it is reported in ``info["skipped"]`` and its column is not
   fitted (:func:`audit_multilabel_features` leaves it unaudited and says so), never replaced by a constant.
@@ -30,11 +32,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from noisyfit.detect.crossfit import AUTO_CS, AUTO_FOLDS, CrossFit, make_classifier
+from noisyfit.detect.crossfit import (AUTO_CS, AUTO_FOLDS, KNN_K, CrossFit, make_classifier, neighbour_metric,
+                                     scale_features)
 from noisyfit.detect.multilabel import label_matrix
 from noisyfit.detect.validation import DetectInputError
 
-CLASSIFIERS = ("logreg", "mlp")
+CLASSIFIERS = ("logreg", "mlp", "knn")
 
 
 def multilabel_folds(given, folds: int = 5, *, seed: int = 0) -> np.ndarray:
@@ -103,7 +106,7 @@ def _binary_logreg(x_tr, bits, x_te, *, C, seed: int, max_iter: int | None, scal
 
 def cross_fit_multilabel(features, labels, *, folds: int = 5, classifier: str = "logreg", seed: int = 0,
                          C: float | str = "auto", hidden: Sequence[int] = (256,), alpha: float = 1e-3,
-                         max_iter: int | None = None, scaling: str = "global", true_labels=None,
+                         max_iter: int | None = None, scaling: str = "global", true_labels=None, k: int = KNN_K,
                          log: Callable[[str], None] | None = None) -> CrossFit:
     """K-fold out-of-fold probabilities ``[N, K]`` of every class, from classifiers fitted on the other folds.
 
@@ -115,8 +118,9 @@ def cross_fit_multilabel(features, labels, *, folds: int = 5, classifier: str = 
         The given label sets.
     folds : int
         K, iteratively stratified (:func:`multilabel_folds`), shuffled with ``seed``.
-    classifier, C, hidden, alpha, max_iter, scaling
-        As in the module docstring; ``C`` for ``logreg``, ``hidden`` and ``alpha`` for ``mlp``.
+    classifier, C, hidden, alpha, max_iter, scaling, k
+        As in the module docstring; ``C`` for ``logreg``, ``hidden`` and ``alpha`` for ``mlp``, ``k`` for ``knn``
+        (which ignores ``folds``).
     true_labels : like ``labels``, optional
         For per-fold agreement with the truth in ``info``.
     log : callable, optional
@@ -139,19 +143,21 @@ def cross_fit_multilabel(features, labels, *, folds: int = 5, classifier: str = 
     if x.ndim != 2:
         raise DetectInputError(f"features must be [N, D] rows, got shape {list(x.shape)}")
     y = label_matrix(labels)
-    n, k = y.shape
+    n = len(y)
     if len(x) != n:
         raise DetectInputError(f"{len(x)} feature rows for {n} label sets; row i must describe example i.")
     if not np.isfinite(x).all():
         raise DetectInputError("features contain NaN or inf; fill or drop them first.")
-    true = label_matrix(true_labels, k, name="true_labels") if true_labels is not None else None
+    true = label_matrix(true_labels, y.shape[1], name="true_labels") if true_labels is not None else None
+    if classifier == "knn":
+        return _knn_shares(x, y, k=k, scaling=scaling, true=true, t0=t0, log=log)
     fold = multilabel_folds(y, folds, seed=seed)
     pos = y.sum(axis=0)
     skipped = {c: (f"{int(pos[c])} example(s) with it" if pos[c] < folds else f"{int(n - pos[c])} example(s) without it")
                + f", fewer than the {folds} folds: too few to fit out of fold"
-               for c in range(k) if min(pos[c], n - pos[c]) < folds}
-    fit = [c for c in range(k) if c not in skipped]
-    out = np.full((n, k), np.nan, dtype=np.float32)
+               for c in range(y.shape[1]) if min(pos[c], n - pos[c]) < folds}
+    fit = [c for c in range(y.shape[1]) if c not in skipped]
+    out = np.full(y.shape, np.nan, dtype=np.float32)
     per_fold = []
     for f in range(folds):
         tf = time.time()
@@ -199,6 +205,26 @@ def cross_fit_multilabel(features, labels, *, folds: int = 5, classifier: str = 
                     info={"classifier": classifier, "params": params, "folds": folds, "seed": seed,
                           "dim": int(x.shape[1]), "stratification": "iterative (Sechidis et al. 2011)",
                           "skipped": skipped, "per_fold": per_fold})
+
+
+def _knn_shares(x: np.ndarray, y: np.ndarray, *, k: int, scaling: str, true, t0: float, log) -> CrossFit:
+    """The ``knn`` classifier for label sets: each class's share among the neighbours (fold -1: no folds)."""
+    from noisyfit.detect.neighbors import knn_graph, neighbor_class_shares
+
+    xs = scale_features(x, scaling)
+    graph = knn_graph(xs, k, metric=neighbour_metric(xs))
+    probs = neighbor_class_shares(graph, y).astype(np.float32)
+    held = probs >= 0.5
+    info = {"classifier": "knn", "params": {"k": graph.k, "metric": graph.metric, "scaling": scaling},
+            "folds": "leave-one-out", "seed": None, "dim": int(x.shape[1]), "stratification": None, "skipped": {},
+            "per_fold": [{"fold": -1, "held_out": len(y), "entry_agreement_with_given": float(np.mean(held == y)),
+                          "entry_accuracy_true": float(np.mean(held == true)) if true is not None else None}]}
+    if log is not None:
+        f = info["per_fold"][0]
+        more = f", against the true labels {f['entry_accuracy_true']:.3f}" if true is not None else ""
+        log(f"knn shares ({graph.k} nearest neighbours, {graph.metric}) in {time.time() - t0:.1f} s: entries agreeing "
+            f"with the given bits at 0.5 {f['entry_agreement_with_given']:.3f}{more}")
+    return CrossFit(pred_probs=probs, fold=np.full(len(y), -1, dtype=np.int64), seconds=time.time() - t0, info=info)
 
 
 def audit_multilabel_features(features, labels, *, class_names: Sequence[str] | None = None,

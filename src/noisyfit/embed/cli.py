@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from noisyfit.data.labeled import LabeledData
-from noisyfit.detect.crossfit import cross_fit
+from noisyfit.detect.crossfit import KNN_K, cross_fit
 from noisyfit.detect.guardrails import audit_log, model_quality
 from noisyfit.embed.extract import Embeddings, embed_data, load_embeddings
 from noisyfit.embed.models import EmbedderError, EmbedSettings, load_embedder
@@ -122,17 +122,40 @@ def audit_on_embeddings(args, out: Path, load_data: Callable[[], LabeledData] | 
     ids = list(data.ids) if data.ids is not None else list(emb.ids)
     index = np.arange(len(labels))
     seed = args.seed if getattr(args, "seed", None) is not None else 0
+    k = args.knn_k if getattr(args, "knn_k", None) is not None else KNN_K
+    graph, neighbours = _neighbour_graph(emb.x, k, log)  # the knn classifier's votes, and every flag's reason
     cf = cross_fit(emb.x, labels, num_classes=data.num_classes, folds=args.folds, classifier=args.classifier,
-                   seed=seed, C=args.logreg_c, true_labels=true, log=log)
+                   seed=seed, C=args.logreg_c, true_labels=true, k=k, graph=graph, log=log)
     np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, ids=np.array(ids, dtype=str), labels=labels,
              fold=cf.fold, index=index)
-    what = f"cross-fitted {args.classifier} on {emb.dim}-d embeddings"
-    quality = model_quality(labels, cf.pred_probs, fold=cf.fold, true_labels=true, what=what, log=log)
+    what = (f"the votes of {k} nearest neighbours on {emb.dim}-d embeddings" if args.classifier == "knn"
+            else f"cross-fitted {args.classifier} on {emb.dim}-d embeddings")
+    quality = model_quality(labels, cf.pred_probs, fold=cf.fold if args.classifier != "knn" else None,
+                            true_labels=true, what=what, log=log)
     embedder_info = {**emb.info.get("embedder", {}), "source": source, "embeddings": written,
                      "embed_seconds": emb.info.get("seconds"), "dim": emb.dim}
     summary = {"embedder": embedder_info,
                "cross_fit": {**cf.info, "seconds": cf.seconds, "pred_probs": "pred_probs.npz"},
-               "model_quality": quality, "embedding_audit_seconds": time.time() - t0}
-    mode = f"{args.classifier} cross-fitted on embeddings ({path.name}), {args.folds} folds"
+               "model_quality": quality, "neighbours": neighbours, "embedding_audit_seconds": time.time() - t0}
+    mode = (f"knn votes on embeddings ({path.name}), {k} neighbours" if args.classifier == "knn"
+            else f"{args.classifier} cross-fitted on embeddings ({path.name}), {args.folds} folds")
     return SimpleNamespace(train=data, pred_probs=cf.pred_probs, labels=labels, true_labels=true, index=index,
-                           ids=ids, mode=mode, summary=summary)
+                           ids=ids, mode=mode, summary=summary, graph=graph)
+
+
+def _neighbour_graph(x: np.ndarray, k: int, log):
+    """The k-NN graph of the embeddings as the classifiers see them (centred, one common scale), for the knn
+    classifier and the neighbour sentence of each flag (cosine; euclidean when a row is all zeros, where cosine
+    is undefined: said in the summary)."""
+    from noisyfit.detect.crossfit import neighbour_metric, scale_features
+    from noisyfit.detect.neighbors import knn_graph
+
+    t = time.time()
+    xs = scale_features(x, "global")
+    metric = neighbour_metric(xs)
+    graph = knn_graph(xs, min(k, len(x) - 1), metric=metric)
+    info = {"k": graph.k, "metric": metric, "scaling": "global", "seconds": round(time.time() - t, 2),
+            "use": "each flag's reason names how its nearest neighbours are labelled"}
+    if metric != "cosine":
+        log("note: some embedding rows are all zeros; neighbours by euclidean distance")
+    return graph, info

@@ -1,0 +1,105 @@
+"""Nearest-neighbour evidence: leave-one-out votes by hand, graphs given by the user, the knn audits and reasons."""
+
+import json
+
+import numpy as np
+import pytest
+
+from noisyfit.detect.crossfit import cross_fit
+from noisyfit.detect.multilabel_crossfit import cross_fit_multilabel
+from noisyfit.detect.neighbors import as_knn_graph, explain_votes, knn_graph, neighbor_class_shares, neighbor_votes
+from noisyfit.detect.validation import DetectInputError
+
+# five points on a line, no distance tied: 0, 1, 3 | 10, 12
+LINE = np.array([[0.0], [1.0], [3.0], [10.0], [12.0]])
+
+
+def test_votes_by_hand_never_count_the_example_itself():
+    g = knn_graph(LINE, 2, metric="euclidean")
+    assert g.indices.tolist() == [[1, 2], [0, 2], [1, 0], [4, 2], [3, 2]]
+    labels = np.array([0, 0, 1, 1, 1])
+    votes = neighbor_votes(g, labels, 2)
+    # point 0: neighbours 1 (class 0) and 2 (class 1); point 2: neighbours 1 and 0, both class 0
+    assert votes.tolist() == [[0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    # a duplicate of a point is a neighbour at distance 0, the point itself is not
+    dup = knn_graph(np.array([[0.0], [0.0], [5.0]]), 1, metric="euclidean")
+    assert dup.indices[:, 0].tolist() == [1, 0, 1 if dup.indices[2, 0] == 1 else 0]
+    assert explain_votes(g, labels, [2], ["cat", "dog"]) == {
+        2: "2 of its 2 nearest neighbours are labelled 'cat', none 'dog' (the given label)"}
+    assert explain_votes(g, labels, [4], ["cat", "dog"]) == {
+        4: "2 of its 2 nearest neighbours are labelled 'dog' (the given label)"}
+    with pytest.raises(DetectInputError, match="k must be between 1 and"):
+        knn_graph(LINE, 5)
+    with pytest.raises(DetectInputError, match="all zeros"):
+        knn_graph(np.zeros((3, 2)), 1)
+
+
+def test_a_graph_the_user_brings():
+    from scipy.sparse import csr_matrix
+
+    g = knn_graph(LINE, 2, metric="euclidean")
+    # cleanlab's form: a sparse distance matrix, one row per example, entries in any order
+    rows = np.repeat(np.arange(5), 2)
+    sparse = csr_matrix((g.distances[:, ::-1].ravel() + 0.0, (rows, g.indices[:, ::-1].ravel())), shape=(5, 5))
+    assert as_knn_graph(sparse).indices.tolist() == g.indices.tolist()
+    assert as_knn_graph((g.indices, g.distances)).indices.tolist() == g.indices.tolist()
+    with pytest.raises(DetectInputError, match="its own neighbour"):
+        as_knn_graph((np.array([[0], [0]]), np.zeros((2, 1))))
+    # the knn classifier takes it instead of features
+    labels = np.array([0, 0, 1, 1, 1])
+    cf = cross_fit(np.zeros((5, 1)), labels, classifier="knn", graph=sparse)
+    assert cf.pred_probs.tolist() == neighbor_votes(g, labels, 2).tolist() and (cf.fold == -1).all()
+    assert cf.info["folds"] == "leave-one-out" and cf.info["params"]["k"] == 2
+
+
+def test_label_set_shares_by_hand():
+    g = knn_graph(LINE, 2, metric="euclidean")
+    sets = np.array([[1, 0], [1, 1], [0, 1], [0, 1], [0, 0]], dtype=bool)
+    # point 0: neighbours 1 ({a, b}) and 2 ({b}); point 3: neighbours 4 ({}) and 2 ({b})
+    shares = neighbor_class_shares(g, sets)
+    assert shares.tolist() == [[0.5, 1.0], [0.5, 0.5], [1.0, 0.5], [0.0, 0.5], [0.0, 1.0]]
+    # the knn classifier for label sets: cosine neighbours of the centred features (one common scale)
+    from noisyfit.detect.crossfit import scale_features
+
+    x = np.random.default_rng(0).normal(size=(5, 3)) + 4.0
+    centred = x - x.mean(axis=0)
+    cos = centred @ centred.T / np.outer(np.linalg.norm(centred, axis=1), np.linalg.norm(centred, axis=1))
+    np.fill_diagonal(cos, -np.inf)
+    nearest = np.argsort(-cos, axis=1)[:, :2]
+    cf = cross_fit_multilabel(x, sets, classifier="knn", k=2)
+    assert knn_graph(scale_features(x), 2).indices.tolist() == nearest.tolist()
+    assert cf.pred_probs.tolist() == sets[nearest].mean(axis=1).tolist() and cf.info["skipped"] == {}
+
+
+def _embeddings_file(path, seed=0):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    y = d.target.copy()
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(len(y)) < 0.15
+    y[wrong] = (y[wrong] + rng.integers(1, 10, wrong.sum())) % 10
+    np.savez(path, x=d.data.astype(np.float32), y=y, true_labels=d.target,
+             class_names=np.array([f"d{k}" for k in range(10)]), ids=np.array([f"r{i}" for i in range(len(y))]))
+
+
+def test_the_embedding_audit_with_knn_votes_and_neighbours_in_every_reason(tmp_path, capsys):
+    from noisyfit.cli import main
+
+    _embeddings_file(tmp_path / "e.npz")
+    args = ["audit", "--embedder", str(tmp_path / "e.npz"), "--no-progress"]
+    assert main([*args, "--classifier", "knn", "--knn-k", "7", "--out", str(tmp_path / "k")]) == 0
+    summary = json.loads((tmp_path / "k" / "summary.json").read_text())
+    assert summary["cross_fit"]["classifier"] == "knn" and summary["neighbours"]["k"] == 7
+    assert summary["detection"]["precision"] > 0.9 and summary["detection"]["recall"] > 0.9  # digits pixels: easy
+    rows = (tmp_path / "k" / "issues.csv").read_text().splitlines()[1:]
+    assert rows and all("of its 7 nearest neighbours are labelled" in r for r in rows)
+    # the cross-fitted classifiers' flags say it too (the graph is the explanation, whoever flagged)
+    assert main([*args, "--logreg-c", "0.1", "--folds", "3", "--out", str(tmp_path / "l")]) == 0
+    assert "of its 10 nearest neighbours are labelled" in (tmp_path / "l" / "issues.csv").read_text()
+    capsys.readouterr()
+    # options that would be ignored
+    assert main([*args, "--classifier", "knn", "--folds", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "--classifier knn has no folds" in capsys.readouterr().err
+    assert main(["audit", "digits", "--knn-k", "5", "--out", str(tmp_path / "y")]) == 2
+    assert "--knn-k sets the neighbours of an embedding audit" in capsys.readouterr().err
