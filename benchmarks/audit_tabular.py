@@ -18,6 +18,12 @@ Tables (written once to ``runs/audit-tabular/data/``, deterministic):
 Noise (planted by ``--noise`` with the run's seed, so the true labels are known): ``sym:0.2`` (flip to a
 different class at random) and ``pairflip:0.3`` (class k to k+1: class-dependent).
 
+Two detectors that fit no network read the table's own features as the embeddings of ``--embedder`` (an
+``.npz`` of the training split's rows, ids and class names, written once beside the tables):
+``embed-logreg`` (5-fold cross-fitted logistic regression, C chosen on inner folds, then confident learning) and
+``embed-knn`` (leave-one-out votes of the 10 nearest neighbours, then confident learning). Both see the features
+centred and divided by one common scale, as every ``--embedder`` audit does, not standardised per column.
+
 Result per cell: ``benchmarks/results/audit-tabular/<table>__<noise>__<detector>__seed<S>.json`` (the audit
 summary's detection scores, detector, rule, and the wall seconds). ``--report`` writes
 ``benchmarks/AUDIT_TABULAR.md``. Resumable: a cell with a result file is skipped; an interrupted audit
@@ -50,10 +56,16 @@ REPORT = ROOT / "benchmarks" / "AUDIT_TABULAR.md"
 SCHEMA = "noisyfit.bench.audit-tabular/1"
 TABLES = ("digits", "breast-cancer", "synth-4")
 NOISES = ("sym:0.2", "pairflip:0.3")
-DETECTORS = {"default": [], "ce": ["--method", "ce"], "oof": ["--oof"]}
+DETECTORS = {"default": [], "ce": ["--method", "ce"], "oof": ["--oof"],
+             "embed-logreg": ["--embedder", "{features}", "--classifier", "logreg"],
+             "embed-knn": ["--embedder", "{features}", "--classifier", "knn"]}
 WHAT = {"default": "the default: ELR's own flags (p(given) < 0.5 after ELR training)",
         "ce": "`--method ce`: CE's own flags (p(given) < 0.5)",
-        "oof": "`--oof`: 5-fold out-of-fold CE + confident learning (prune by noise rate)"}
+        "oof": "`--oof`: 5-fold out-of-fold CE + confident learning (prune by noise rate)",
+        "embed-logreg": "`--embedder TABLE.npz`: the table's features, 5-fold cross-fitted logistic regression + "
+                        "confident learning",
+        "embed-knn": "`--embedder TABLE.npz --classifier knn`: votes of the 10 nearest neighbours in the table's "
+                     "features + confident learning"}
 
 
 def _write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> None:
@@ -89,6 +101,23 @@ def table_source(name: str) -> str:
     return f"csv:{path}"
 
 
+def features_npz(table: str) -> Path:
+    """The table's training rows as an embeddings file (``x``, ``y``, ``ids``, ``class_names``), written once."""
+    path = RUNS / "data" / f"{table}.features.npz"
+    if not path.is_file():
+        from noisyfit.data.sources import load_dataset
+
+        source = table_source(table)
+        train = load_dataset(source, None).train  # digits is built in; the tables are CSV files
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ids = train.ids if train.ids is not None else [str(i) for i in range(len(train))]
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, x=np.asarray(train.x, dtype=np.float32).reshape(len(train), -1), y=train.labels,
+                 ids=np.array(ids, dtype=str), class_names=np.array(train.class_names, dtype=str))
+        tmp.replace(path)
+    return path
+
+
 def cell_name(table: str, noise: str, detector: str, seed: int) -> str:
     return f"{table}__{noise.replace(':', '')}__{detector}__seed{seed}"
 
@@ -101,7 +130,8 @@ def run_cell(table: str, noise: str, detector: str, seed: int, threads: int) -> 
         return None
     out = RUNS / name
     cmd = [sys.executable, "-m", "noisyfit.cli", "audit", table_source(table), "--noise", noise, "--seed", str(seed),
-           *DETECTORS[detector], "--out", str(out), "--overwrite", "--no-progress"]
+           *(a.format(features=features_npz(table)) if "{" in a else a for a in DETECTORS[detector]), "--out", str(out),
+           "--overwrite", "--no-progress"]
     print(f"{name}: running", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.time()
