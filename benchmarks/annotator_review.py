@@ -7,8 +7,12 @@ list holds: CIFAR-10N's three annotators random1..3 audit the label sets worst, 
 consensus (the built-in Dawid-Skene EM and majority vote), scored against the clean CIFAR-10 labels on all 50,000
 training images.
 
-    python benchmarks/annotator_review.py     # writes benchmarks/results/audit/annotator-review.json
+    python benchmarks/annotator_review.py     # writes benchmarks/results/audit/annotator-review-v2.json
     python benchmarks/audit_report.py --table-only   # then AUDIT.md shows it
+
+Version 2 (``annotator-review-v2.json``) adds, for the items to review, how often their suggestion (the best
+alternative to the kept label) is the true label; ``annotator-review.json`` (version 1, before review items had
+an alternative) stays as committed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from measurement import provenance  # noqa: E402
 
-OUT = HERE / "results" / "audit" / "annotator-review.json"
+OUT = HERE / "results" / "audit" / "annotator-review-v2.json"
 LABEL_SETS = {"worst": "worse_label", "aggre": "aggre_label", "random1": "random_label1"}
 
 
@@ -49,8 +53,14 @@ def measure(data_dir: Path) -> dict:
                          "review_wrong_share": float(wrong[review].mean()) if review.any() else None,
                          "rest": int(rest.sum()), "rest_wrong_share": float(wrong[rest].mean()),
                          "wrong_in_flagged": int((wrong & flag).sum()), "wrong_in_review": int((wrong & review).sum()),
-                         "wrong_in_rest": int((wrong & rest).sum())})
-    return {"schema": "noisyfit.bench.annotator-review/1", **provenance("annotator-review"),
+                         "wrong_in_rest": int((wrong & rest).sum()),
+                         # the suggestion of a review item is the best alternative to the label it keeps
+                         "review_alternative_true_share": (float(np.mean(issues.suggested[review] == clean[review]))
+                                                           if review.any() else None),
+                         "review_wrong_alternative_true_share": (
+                             float(np.mean(issues.suggested[review & wrong] == clean[review & wrong]))
+                             if (review & wrong).any() else None)})
+    return {"schema": "noisyfit.bench.annotator-review/2", **provenance("annotator-review"),
             "annotators": list(ann), "backend": "builtin", "rows": rows}
 
 

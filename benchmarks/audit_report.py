@@ -177,9 +177,11 @@ def main(argv=None) -> int:
                 f"{pct(c['detection']['f1'])} | {pct(c['detection']['auroc'])} | "
                 f"{pct(c['detection']['estimated_noise_rate'])} | {pct(c['detection']['true_noise_rate'])} | "
                 f"{pct(c['detection'].get('suggestion_accuracy'))} | {c['seconds']:.0f} |"]
-    review = audit_dir / "annotator-review.json"
+    review = audit_dir / "annotator-review-v2.json"  # version 1 (annotator-review.json) had no alternatives
+    review = review if review.exists() else audit_dir / "annotator-review.json"
     if review.exists() and args.label_set == "worst":
         rv = json.loads(review.read_text())
+        alt = all("review_alternative_true_share" in r for r in rv["rows"])
         out += ["", "### Labels kept although most annotators did not give them", "",
                 "Beside its flags, the annotator audit lists in `review.csv` the items whose given label the "
                 "consensus keeps although at most half of their annotators gave it (a 1-1-1 split: a label kept "
@@ -187,12 +189,18 @@ def main(argv=None) -> int:
                 "images, built-in EM; random1..3 audit each label set, so random1 is also one of its own "
                 "annotators): how many items each list holds and the share of them whose given label is wrong. "
                 "(CIFAR-10N's worst takes a wrong annotation whenever one exists, so a worst label that a minority "
-                "gave is wrong by construction; aggre and random1 are the informative rows.)",
+                "gave is wrong by construction; aggre and random1 are the informative rows.)"
+                + (" *Alternative right*: the share of the items to review, and of the wrong ones among them, whose "
+                   "suggestion in `review.csv` (the most probable label other than the kept one) is the true label."
+                   if alt else ""),
                 "", "| label set | consensus | flagged | wrong among flagged | to review | wrong among them | "
-                "the rest | wrong among the rest |", "|---|---|---|---|---|---|---|---|",
+                + ("alternative right: all | wrong ones | " if alt else "")
+                + "the rest | wrong among the rest |", "|---|---|---|---|---|---|---|---|" + ("---|---|" if alt else ""),
                 *[f"| {r['label_set']} | {r['consensus'].replace('_', ' ')} | {r['flagged']:,} | "
                   f"{pct(r['flagged_wrong_share'])} | {r['review']:,} | {pct(r['review_wrong_share'])} | "
-                  f"{r['rest']:,} | {pct(r['rest_wrong_share'])} |" for r in rv["rows"]]]
+                  + (f"{pct(r['review_alternative_true_share'])} | {pct(r['review_wrong_alternative_true_share'])} | "
+                     if alt else "")
+                  + f"{r['rest']:,} | {pct(r['rest_wrong_share'])} |" for r in rv["rows"]]]
     # one file per label set: worst keeps the name AUDIT.md that the READMEs cite
     path = HERE / ("AUDIT.md" if args.label_set == "worst" else f"AUDIT-{args.label_set}.md")
     path.write_text("\n".join(out) + "\n")

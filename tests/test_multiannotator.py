@@ -159,12 +159,14 @@ def test_contested_items_kept_by_the_consensus_are_listed_for_review(tmp_path):
     assert issues.is_issue.tolist() == [False, False, True, False, False]
     assert issues.review.tolist() == [True, False, False, True, False]
     assert [r["index"] for r in issues.records(which="review")] == [0, 3]  # vote share 1/3 before 1/2
-    assert issues.reasons[0] == ("kept a (vote share 0.333), but only 1 of 3 annotators gave it; votes: annotator0=a, "
-                                 "annotator1=b, annotator2=c")
+    assert issues.reasons[0] == ("kept a (vote share 0.333), but only 1 of 3 annotators gave it; the best alternative "
+                                 "b (0.333); votes: annotator0=a, annotator1=b, annotator2=c")
+    # a review item's suggestion is the best other label (the 1-1 tie's other vote), flagged ones the consensus
+    assert issues.suggested.tolist() == [1, 0, 1, 1, 0] and issues.suggested_confidence[3] == 0.5
     assert issues.summary()["num_review"] == 2
     issues.write_csv(tmp_path / "review.csv", which="review")
     lines = (tmp_path / "review.csv").read_text().splitlines()
-    assert len(lines) == 3 and lines[1].startswith("0,0,0,a,0,a,")
+    assert len(lines) == 3 and lines[1].startswith("0,0,0,a,1,b,0.333")
     from noisyfit.report.html import render_report
 
     page = render_report(issues)

@@ -284,8 +284,9 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
     -------
     LabelIssues
         Flag = consensus differs from the given label; score = the consensus probability of the given
-        label (posterior or vote share); suggested = the consensus; ``review`` = items not flagged whose
-        given label at most half of their annotators gave (contested, for a person to look at);
+        label (posterior or vote share); suggested = the consensus, except for ``review`` items (not flagged, their
+        given label given by at most half of their annotators: contested, for a person to look at), whose
+        suggestion is the most probable other label;
         ``info`` holds per-annotator quality and, with ``true_labels``, the consensus accuracies.
     """
     ann, names, c = annotation_matrix(annotations, num_classes=len(class_names) if class_names else None)
@@ -315,6 +316,11 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
     # (a 1-1-1 split, a 1-1 tie, or Dawid-Skene trusting one annotator over two); a labelling team reviews these,
     # which the flags alone never show (a user trial)
     review = ~flags & (given_votes <= num_votes / 2)
+    # a review item's suggestion is the best alternative to the kept label (the given label repeated had told the
+    # reviewer nothing); flagged items keep the consensus, and cleaning reads only those
+    others = np.where(np.arange(c)[None, :] == given[:, None], -np.inf, probs)
+    alternative = others.argmax(axis=1)  # ties: the lowest class index
+    suggested = np.where(review, alternative, consensus)
     reasons = {}
 
     def votes(i: int) -> str:
@@ -325,7 +331,8 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
                       f"{cls[given[i]]} ({scores[i]:.3f}); votes: {votes(i)}")
     for i in np.flatnonzero(review).tolist():
         reasons[i] = (f"kept {cls[given[i]]} ({what} {scores[i]:.3f}), but only {int(given_votes[i])} of "
-                      f"{int(num_votes[i])} annotators gave it; votes: {votes(i)}")
+                      f"{int(num_votes[i])} annotators gave it; the best alternative {cls[alternative[i]]} "
+                      f"({probs[i, alternative[i]]:.3f}); votes: {votes(i)}")
     # soft joint of (given, consensus posterior): the consensus as the estimate of the true label
     joint = np.zeros((c, c))
     np.add.at(joint, given, probs)
@@ -340,11 +347,11 @@ def consensus_issues(annotations, *, given=None, method: Literal["dawid_skene", 
         truth = check_labels(true_labels, c, name="true_labels")
         info["consensus_accuracy"] = {"majority_vote": float(np.mean(mv == truth)),
                                       method: float(np.mean(consensus == truth))}
-    return LabelIssues(is_issue=flags, given=given, suggested=consensus, scores=scores, reasons=reasons,
+    return LabelIssues(is_issue=flags, given=given, suggested=suggested, scores=scores, reasons=reasons,
                        class_names=cls, detector=f"{method.replace('_', ' ')} consensus of {len(names)} annotators",
                        rule=f"the {method.replace('_', ' ')} consensus differs from the given label",
                        score_name=f"{what} of the given label", noise=noise,
                        ids=list(ids) if ids is not None else None, true_labels=true_labels, info=info,
-                       suggested_confidence=probs[rows, consensus], review=review,
+                       suggested_confidence=probs[rows, suggested], review=review,
                        review_rule="the consensus keeps the given label, but at most half of the item's annotators "
                                    "gave it")

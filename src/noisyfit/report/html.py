@@ -145,11 +145,11 @@ def _review_section(issues: LabelIssues, limit: int = 200) -> str:
         return ""
     n = int(issues.review.sum())
     rows = "".join(f"<tr><td>{r['index']}</td><td class='l id'>{_e(r['id'])}</td><td class='l'>{_e(r['given_label'])}"
-                   f"</td><td>{r['score']:.3f}</td><td class='l'>{_e(r['reason'])}</td></tr>"
-                   for r in issues.records(limit, which="review"))
+                   f"</td><td class='l'>{_e(r['suggested_label'])}</td><td>{r['score']:.3f}</td>"
+                   f"<td class='l'>{_e(r['reason'])}</td></tr>" for r in issues.records(limit, which="review"))
     more = f" The first {limit} are shown; review.csv lists all {n:,}." if n > limit else ""
     table = ("<table id='review-table'><tr><th>index</th><th class='l'>id</th><th class='l'>kept label</th>"
-             f"<th>score</th><th class='l'>votes</th></tr>{rows}</table>") if n else ""
+             f"<th class='l'>best alternative</th><th>score</th><th class='l'>votes</th></tr>{rows}</table>") if n else ""
     what = ("The annotators split on these items, so their kept labels are worth a second look; lowest score "
             f"first.{more}" if n else "No item is contested.")
     return (f"<section id='review'><h2>To review: {n:,} contested item(s)</h2><p class='note'>Not flagged, but "
