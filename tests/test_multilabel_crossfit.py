@@ -121,7 +121,7 @@ def test_the_cli_cross_fits_on_the_csv_columns_or_an_embeddings_file(tmp_path, c
     # errors, exit 2, before any folder
     np.savez(tmp_path / "short.npz", x=x[:10], ids=np.array(ids[1:11]))
     assert main([*e_args[:4], str(tmp_path / "short.npz"), "--out", str(tmp_path / "c")]) == 2
-    assert "no row with id 'img0.jpg'" in capsys.readouterr().err
+    assert "no row matches id 'img0.jpg'" in capsys.readouterr().err
     _write_table(tmp_path / "bad.csv", x, sets, ids, extra=["ok"] * 150)
     assert main(["audit", "--multi-label", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "d")]) == 2
     assert "bad.csv, line 2, column 'note': 'ok' is not a number" in capsys.readouterr().err
@@ -130,3 +130,111 @@ def test_the_cli_cross_fits_on_the_csv_columns_or_an_embeddings_file(tmp_path, c
                  "--classifier", "mlp", "--out", str(tmp_path / "e")]) == 2
     assert "nothing is fitted: --classifier would be ignored" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_auto_C_is_chosen_per_class_on_inner_folds_of_each_training_split():
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    from noisyfit.detect.crossfit import AUTO_CS, GlobalScaler
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 6))
+    y = np.stack([x[:, 0] + rng.normal(0, 1.5, 120) > 0, x[:, 1] > 0.2], axis=1)
+    cf = cross_fit_multilabel(x, y, folds=3, seed=7)
+    for f in range(3):
+        tr, te = cf.fold != f, cf.fold == f
+        scaler = GlobalScaler().fit(x[tr])
+        ref = LogisticRegressionCV(Cs=list(AUTO_CS), cv=StratifiedKFold(4, shuffle=True, random_state=7 + f),
+                                   scoring="neg_log_loss", max_iter=1000).fit(scaler.transform(x[tr]), y[tr, 0])
+        assert cf.info["per_fold"][f]["C_chosen"][0] == pytest.approx(float(ref.C_[0]))
+        np.testing.assert_allclose(cf.pred_probs[te, 0], ref.predict_proba(scaler.transform(x[te]))[:, 1], rtol=1e-4)
+
+
+def test_mlp_columns_are_their_classes_and_one_fittable_class_works():
+    rng = np.random.default_rng(6)
+    truth = rng.random((300, 3)) < 0.4
+    x = truth + rng.normal(0, 0.3, truth.shape)
+    cf = cross_fit_multilabel(x, truth, folds=3, classifier="mlp", max_iter=300)
+    from sklearn.metrics import roc_auc_score
+
+    aurocs = [[roc_auc_score(truth[:, k], cf.pred_probs[:, j]) for j in range(3)] for k in range(3)]
+    assert all(aurocs[k][k] > 0.95 and max(aurocs[k][j] for j in range(3) if j != k) < 0.7 for k in range(3))
+    one = truth.copy()
+    one[:, 1:] = False
+    one[:2, 1] = True  # class 1: 2 examples for 3 folds (skipped), class 2: none (skipped): one class left
+    cf1 = cross_fit_multilabel(x, one, folds=3, classifier="mlp", max_iter=300)
+    assert sorted(cf1.info["skipped"]) == [1, 2] and np.isfinite(cf1.pred_probs[:, 0]).all()
+
+
+def test_a_class_missing_from_a_training_split_is_skipped_not_crashed():
+    from noisyfit.detect.multilabel_crossfit import unfittable_classes
+
+    # the reviewer's case: with 2 folds, the dealing leaves some class without an example (or a non-example) in
+    # one training split, which logistic regression cannot fit
+    y = np.array([[1, 1, 0], [0, 0, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
+    for seed in range(5):
+        fold = multilabel_folds(y, 2, seed=seed)
+        skipped = unfittable_classes(y, fold, 2)
+        for c in range(3):
+            sides = [set(y[fold != f, c].tolist()) for f in range(2)]
+            assert (c in skipped) == any(s != {False, True} for s in sides)
+    cf = cross_fit_multilabel(np.arange(8.0).reshape(4, 2) ** 2, y, folds=2, C=1.0)
+    assert all(np.isnan(cf.pred_probs[:, c]).all() for c in cf.info["skipped"])
+
+
+def test_cli_rare_classes_ids_and_given_columns(tmp_path, capsys):
+    from noisyfit.cli import main
+
+    rng = np.random.default_rng(8)
+    truth = rng.random((60, 2)) < 0.5
+    x = truth + rng.normal(0, 0.3, truth.shape)
+    ids = [f"img{i:03d}.jpg" for i in range(60)]
+    # every class too rare to fit: a clean error, not a traceback
+    (tmp_path / "rare.csv").write_text("labels,f0\n" + "".join(f"{'abc'[i % 3] if i < 12 else ''},{i}\n"
+                                                             for i in range(12)))
+    assert main(["audit", "--multi-label", str(tmp_path / "rare.csv"), "--out", str(tmp_path / "r")]) == 2
+    assert "can be audited" in capsys.readouterr().err
+    # one class only, some rows without it: a valid label-set file
+    (tmp_path / "one.csv").write_text("labels,f0\n" + "".join(f"{'cat' if b else ''},{v:.3f}\n"
+                                                            for b, v in zip(truth[:, 0], x[:, 0])))
+    assert main(["audit", "--multi-label", str(tmp_path / "one.csv"), "--folds", "3", "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    # ids: duplicated rows in the embeddings, a missing id named as it is, pred_probs.npz keyed by the CSV's ids
+    sets = ["|".join(n for n, b in zip("pq", r) if b) for r in truth]
+    (tmp_path / "l.csv").write_text("id,labels\n" + "".join(f"{i},{s}\n" for i, s in zip(ids, sets)))
+    np.savez(tmp_path / "dup.npz", x=np.concatenate([x, x[:1]]), ids=np.array([f"a/{i}" for i in ids] + ["b/img000.jpg"]))
+    base = ["audit", "--multi-label", str(tmp_path / "l.csv"), "--folds", "3", "--embedder"]
+    assert main([*base, str(tmp_path / "dup.npz"), "--out", str(tmp_path / "d")]) == 2
+    assert "more than one row matches id 'img000.jpg'" in capsys.readouterr().err
+    np.savez(tmp_path / "miss.npz", x=x[1:], ids=np.array([f"a/{i}" for i in ids[1:]]))
+    assert main([*base, str(tmp_path / "miss.npz"), "--out", str(tmp_path / "m")]) == 2
+    assert "no row matches id 'img000.jpg'" in capsys.readouterr().err
+    np.savez(tmp_path / "ok.npz", x=x[::-1], ids=np.array(ids[::-1]))
+    assert main([*base, str(tmp_path / "ok.npz"), "--out", str(tmp_path / "k")]) == 0
+    saved = np.load(tmp_path / "k" / "pred_probs.npz")
+    assert saved["ids"].tolist() == ids
+    # knn's own k is used; --knn-k 0 and knn's --seed refused
+    assert main(["audit", "--multi-label", str(tmp_path / "l.csv"), "--embedder", str(tmp_path / "ok.npz"),
+                 "--classifier", "knn", "--knn-k", "4", "--out", str(tmp_path / "n")]) == 0
+    assert json.loads((tmp_path / "n" / "summary.json").read_text())["cross_fit"]["params"]["k"] == 4
+    for extra, said in ((["--knn-k", "0"], "--knn-k 0: at least 1"), (["--seed", "1"], "knn does not use --seed"),
+                        (["--folds", "3"], "knn does not use --folds")):
+        assert main(["audit", "--multi-label", str(tmp_path / "l.csv"), "--classifier", "knn", *extra,
+                     "--out", str(tmp_path / "e")]) == 2
+        assert said in capsys.readouterr().err
+    # a saved pred_probs.npz with a class it could not fit (a NaN column) goes back in as --pred-probs
+    probs = saved["pred_probs"].copy()
+    probs[:, 1] = np.nan
+    np.save(tmp_path / "p.npy", probs)
+    assert main(["audit", "--multi-label", str(tmp_path / "l.csv"), "--pred-probs", str(tmp_path / "p.npy"),
+                 "--out", str(tmp_path / "g")]) == 0
+    assert "class 'q' is not audited: no probabilities in --pred-probs" in capsys.readouterr().err
+
+
+def test_a_bad_value_names_its_line_past_blank_lines(tmp_path, capsys):
+    from noisyfit.cli import main
+
+    (tmp_path / "t.csv").write_text("labels,f0\na,1\n\nb,2\n\na,x\n")
+    assert main(["audit", "--multi-label", str(tmp_path / "t.csv"), "--out", str(tmp_path / "a")]) == 2
+    assert "t.csv, line 6, column 'f0': 'x' is not a number" in capsys.readouterr().err

@@ -61,14 +61,38 @@ def test_label_set_shares_by_hand():
     # the knn classifier for label sets: cosine neighbours of the centred features (one common scale)
     from noisyfit.detect.crossfit import scale_features
 
-    x = np.random.default_rng(0).normal(size=(5, 3)) + 4.0
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(14, 3)) + 4.0
+    many = rng.random((14, 3)) < 0.5
+    many[:5, 0], many[5:10, 0] = True, False  # at least 5 with and without each audited class
+    many[:, 2] = False
+    many[:3, 2] = True  # class 2: 3 examples, too few for a vote
     centred = x - x.mean(axis=0)
     cos = centred @ centred.T / np.outer(np.linalg.norm(centred, axis=1), np.linalg.norm(centred, axis=1))
     np.fill_diagonal(cos, -np.inf)
-    nearest = np.argsort(-cos, axis=1)[:, :2]
-    cf = cross_fit_multilabel(x, sets, classifier="knn", k=2)
-    assert knn_graph(scale_features(x), 2).indices.tolist() == nearest.tolist()
-    assert cf.pred_probs.tolist() == sets[nearest].mean(axis=1).tolist() and cf.info["skipped"] == {}
+    nearest = np.argsort(-cos, axis=1)[:, :4]
+    cf = cross_fit_multilabel(x, many, classifier="knn", k=4)
+    assert knn_graph(scale_features(x), 4).indices.tolist() == nearest.tolist()
+    assert np.allclose(cf.pred_probs[:, :2], many[nearest][:, :, :2].mean(axis=1)) and cf.info["params"]["k"] == 4
+    assert list(cf.info["skipped"]) == [2] and np.isnan(cf.pred_probs[:, 2]).all()
+
+
+def test_the_sentence_marks_the_given_label_among_the_minority_and_a_few_rows_need_no_whole_graph():
+    from noisyfit.detect.neighbors import neighbours_of
+
+    # example 0 (given 'cat') has neighbours 1..10: eight dogs and two cats
+    x = np.concatenate([[[0.0]], np.arange(1, 11)[:, None] * 0.1, [[50.0], [60.0]]])
+    labels = np.array([0] + [1] * 8 + [0] * 2 + [1, 1])
+    g = knn_graph(x, 10, metric="euclidean")
+    assert explain_votes(g, labels, [0], ["cat", "dog"]) == {
+        0: "8 of its 10 nearest neighbours are labelled 'dog', 2 'cat' (the given label)"}
+    part = neighbours_of(x, [0, 11], 10, metric="euclidean")
+    assert part.indices.tolist() == g.indices[[0, 11]].tolist()
+    assert explain_votes(part, labels, [0, 11], ["cat", "dog"], graph_rows=True) == explain_votes(g, labels, [0, 11],
+                                                                                                   ["cat", "dog"])
+    # duplicates of a row fill its neighbours; the row itself never does
+    dup = neighbours_of(np.zeros((4, 1)) + [[1.0]], [2], 3, metric="euclidean")
+    assert sorted(dup.indices[0].tolist()) == [0, 1, 3]
 
 
 def _embeddings_file(path, seed=0):
@@ -100,6 +124,35 @@ def test_the_embedding_audit_with_knn_votes_and_neighbours_in_every_reason(tmp_p
     capsys.readouterr()
     # options that would be ignored
     assert main([*args, "--classifier", "knn", "--folds", "3", "--out", str(tmp_path / "x")]) == 2
-    assert "--classifier knn has no folds" in capsys.readouterr().err
+    assert "knn does not use --folds (no fitting, no folds" in capsys.readouterr().err
     assert main(["audit", "digits", "--knn-k", "5", "--out", str(tmp_path / "y")]) == 2
-    assert "--knn-k sets the neighbours of an embedding audit" in capsys.readouterr().err
+    assert "set the classifier of an embedding audit: add --embedder" in capsys.readouterr().err
+    np.save(tmp_path / "p.npy", np.full((1347, 10), 0.1))
+    assert main(["audit", "digits", "--pred-probs", str(tmp_path / "p.npy"), "--classifier", "knn",
+                 "--out", str(tmp_path / "z")]) == 2
+    assert "set the classifier of an embedding audit" in capsys.readouterr().err
+    for extra, said in ((["--classifier", "knn", "--logreg-c", "0.1"], "knn does not use --logreg-c"),
+                        (["--classifier", "knn", "--seed", "4"], "knn does not use --seed"),
+                        (["--classifier", "mlp", "--logreg-c", "0.1"], "mlp does not use --logreg-c"),
+                        (["--classifier", "knn", "--knn-k", "1797"], "--knn-k 1797: at least 1 and at most 1796")):
+        assert main([*args, *extra, "--out", str(tmp_path / "w")]) == 2, extra
+        assert said in capsys.readouterr().err
+
+
+def test_knn_votes_are_taken_on_the_centred_embeddings(tmp_path):
+    from noisyfit.cli import main
+
+    # all-positive features with a large shared mean (as a ReLU network's): uncentred cosine would see every row
+    # as nearly the same direction; the audit centres first
+    rng = np.random.default_rng(4)
+    x = (rng.random((60, 5)) + 10.0).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    np.savez(tmp_path / "e.npz", x=x, y=y, class_names=np.array(["a", "b", "c"]))
+    assert main(["audit", "--embedder", str(tmp_path / "e.npz"), "--classifier", "knn", "--knn-k", "3",
+                 "--no-progress", "--out", str(tmp_path / "k")]) == 0
+    c = x - x.mean(axis=0)
+    cos = c @ c.T / np.outer(np.linalg.norm(c, axis=1), np.linalg.norm(c, axis=1))
+    np.fill_diagonal(cos, -np.inf)
+    nearest = np.argsort(-cos, axis=1)[:, :3]
+    expected = np.stack([np.bincount(y[r], minlength=3) / 3 for r in nearest])
+    np.testing.assert_allclose(np.load(tmp_path / "k" / "pred_probs.npz")["pred_probs"], expected, atol=1e-6)

@@ -283,12 +283,20 @@ def cmd_audit(args) -> int:
     if oof and (args.method or args.run or args.pred_probs or args.annotators):
         raise DataError("--folds / --oof-method ask for the out-of-fold audit, which trains its own models; drop them, "
                         "or drop --method / --run / --pred-probs / --annotators.")
-    if args.classifier == "knn" and args.folds is not None and not args.multi_label:
-        raise DataError("--classifier knn has no folds (each example's neighbours vote, never itself): drop --folds.")
-    if args.knn_k is not None and not (args.embedder or args.multi_label):
-        raise DataError("--knn-k sets the neighbours of an embedding audit: add --embedder FILE, or drop it.")
     if args.knn_k is not None and args.knn_k < 1:
         raise DataError(f"--knn-k {args.knn_k}: at least 1")
+    if args.embedder:  # the classifier's own options only, none it would ignore
+        ignored = ([f"--{o}" for o, v in (("folds", args.folds), ("logreg-c", args.logreg_c != "auto" or None),
+                                          ("seed", None if args.noise else args.seed))  # --noise draws with it
+                    if v is not None] if args.classifier == "knn"
+                   else ["--logreg-c"] if args.classifier == "mlp" and args.logreg_c != "auto" else [])
+        if ignored:
+            raise DataError(f"--classifier {args.classifier} does not use {', '.join(ignored)}"
+                            + (" (no fitting, no folds: each example's neighbours vote, never itself)"
+                               if args.classifier == "knn" else "") + "; drop it.")
+    elif args.classifier != "logreg" or args.knn_k is not None or args.logreg_c != "auto":
+        raise DataError("--classifier, --logreg-c and --knn-k set the classifier of an embedding audit: add "
+                        "--embedder FILE, or drop them.")
     args.folds = 5 if args.folds is None else args.folds
     if not (oof or args.method or args.run or args.pred_probs or args.annotators or args.embedder):
         args.method = DEFAULT_METHOD
@@ -429,10 +437,8 @@ def cmd_audit(args) -> int:
             print(f"noisyfit audit: error: {err}", file=sys.stderr)
             return 2
         if args.embedder:  # each flag's reason also says how its nearest neighbours are labelled
-            from noisyfit.detect.neighbors import explain_votes
-
             rows = np.flatnonzero(np.asarray(issues.is_issue)).tolist()
-            for i, text in explain_votes(e.graph, labels, rows, names).items():
+            for i, text in e.explain(rows, names).items():
                 issues.reasons[i] = f"{issues.reasons.get(i, issues.rule)}; {text}"
 
     from noisyfit.commands.audit_clean import CLEANED_FILE, write_cleaned_labels

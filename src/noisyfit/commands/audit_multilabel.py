@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import html
+from collections import Counter
 import json
 import sys
 import time
@@ -34,6 +35,8 @@ SEPARATOR = "|"
 
 #: columns of LABELS.csv that are not features
 LABEL_TABLE_COLUMNS = ("id", "labels", "true_labels")
+#: each row's line in the file (for messages), kept under a key no CSV header can produce
+LINE_KEY = ("line",)
 
 
 def _read_table(path: Path) -> tuple[list[str], list[dict]]:
@@ -46,8 +49,9 @@ def _read_table(path: Path) -> tuple[list[str], list[dict]]:
     header = [h.strip() for h in table[0]] if table else []
     # a blank line is an example without classes when 'labels' is the only column (that is how such a row is
     # written); with more columns it is a stray line, skipped as the single-label loader does
-    body = [r if r else [""] for r in table[1:]] if header == ["labels"] else [r for r in table[1:] if r]
-    rows = [dict(zip(header, r)) for r in body]
+    body = ([(k + 2, r if r else [""]) for k, r in enumerate(table[1:])] if header == ["labels"]
+            else [(k + 2, r) for k, r in enumerate(table[1:]) if r])
+    rows = [{**dict(zip(header, r)), LINE_KEY: line} for line, r in body]
     return header, rows
 
 
@@ -82,12 +86,13 @@ def read_feature_columns(path: Path) -> tuple[list[str], np.ndarray | None]:
             try:
                 x[i, j] = float(text)
             except ValueError:
-                raise DataError(f"{path}, line {i + 2}, column {col!r}: {text!r} is not a number; every column but "
+                raise DataError(f"{path}, line {r[LINE_KEY]}, column {col!r}: {text!r} is not a number; every column but "
                                 f"{', '.join(LABEL_TABLE_COLUMNS)} is read as a numeric feature (drop the column, or "
                                 "give --pred-probs / --embedder).") from None
     if not np.isfinite(x).all():
         i, j = np.argwhere(~np.isfinite(x))[0]
-        raise DataError(f"{path}, line {i + 2}, column {names[j]!r}: {x[i, j]}; fill or drop missing values first.")
+        raise DataError(f"{path}, line {rows[i][LINE_KEY]}, column {names[j]!r}: {x[i, j]}; fill or drop missing values "
+                        "first.")
     return names, x
 
 
@@ -116,18 +121,28 @@ def read_embeddings_for(path: Path, ids: list[str] | None, n: int, labels_path: 
     if ids is None or their_ids is None:
         if len(x) != n:
             raise DataError(f"--embedder {path}: {len(x):,} rows, but {labels_path} has {n:,} examples; row i must "
-                            "describe example i (or give both files ids to match them).")
-        return x, "in order"
+                            "describe example i (or give both files the same ids to match them).")
+        return x, "in order" + (f" ({labels_path.name} has no id column)" if their_ids is not None else "")
+    if len(set(ids)) != len(ids):
+        dup = next(i for i, c in Counter(ids).items() if c > 1)
+        raise DataError(f"{labels_path}: id {dup!r} appears more than once; ids name one example each.")
+    tried = []
     for how, key in (("by id", lambda s: s), ("by file name", lambda s: Path(s).name)):
         keys = [key(i) for i in their_ids]
-        if len(set(keys)) != len(keys):
-            continue
+        counts = Counter(keys)
         where = {k: i for i, k in enumerate(keys)}
-        if all(key(i) in where for i in ids):
+        missing = [i for i in ids if key(i) not in where]
+        twice = [i for i in ids if counts.get(key(i), 0) > 1]
+        if not missing and not twice:
             return x[[where[key(i)] for i in ids]], how
-    missing = next(i for i in ids if i not in set(their_ids))
-    raise DataError(f"--embedder {path}: no row with id {missing!r} of {labels_path} (its ids look like "
-                    f"{their_ids[0]!r}); embed the same examples, or drop the id column to match rows in order.")
+        tried.append((how, missing, twice))
+    how, missing, twice = min(tried, key=lambda t: len(t[1]) + len(t[2]))  # the closer match explains best
+    if twice:
+        raise DataError(f"--embedder {path}: more than one row matches id {twice[0]!r} of {labels_path} ({how}); "
+                        "each example must be embedded once.")
+    raise DataError(f"--embedder {path}: no row matches id {missing[0]!r} of {labels_path} ({how}; "
+                    f"{len(missing):,} of {n:,} ids unmatched; its ids look like {their_ids[0]!r}); embed the same "
+                    "examples, or give both files the same ids.")
 
 
 def encode_sets(path: Path, sets: list[list[str]], true_sets: list[list[str]] | None, num_columns: int | None,
@@ -146,8 +161,10 @@ def encode_sets(path: Path, sets: list[list[str]], true_sets: list[list[str]] | 
         return f"line {lines[col][i]}" + (f" in column {col!r}" if col != "labels" else "")
 
     declared = declared_classes(path)
+    if declared is None and not flat["labels"]:
+        raise DataError(f"{path}: no row has a class; a multi-label audit needs label sets, e.g. cat{SEPARATOR}dog.")
     codes, names = encode_labels(flat, declared=declared, where=str(path), row=row,
-                                 declared_in=str(classes_file(path)))
+                                 declared_in=str(classes_file(path)), min_classes=1)
     if num_columns is not None and len(names) != num_columns:
         where = f"{classes_file(path)} lists" if declared is not None else "the labels use"
         raise DataError(f"{where} {len(names)} classes ({', '.join(names[:8])}{'...' if len(names) > 8 else ''}) but "
@@ -196,11 +213,16 @@ def check_multilabel_args(args) -> None:
                             "ignored. Drop them, or drop --pred-probs to cross-fit classifiers on features.")
     if (args.folds or 5) < 2:
         raise DataError(f"--folds {args.folds}: at least 2")
-    if args.classifier == "knn" and (args.folds is not None or args.logreg_c != "auto"):
-        raise DataError("--classifier knn fits nothing and has no folds (each example's neighbours vote, never "
-                        "itself): drop --folds and --logreg-c.")
-    if args.knn_k is not None and args.classifier != "knn":
-        raise DataError("--knn-k sets the neighbours of --classifier knn; add it, or drop --knn-k.")
+    if args.knn_k is not None and args.knn_k < 1:
+        raise DataError(f"--knn-k {args.knn_k}: at least 1")
+    unused = {"knn": [("folds", args.folds), ("logreg-c", args.logreg_c != "auto" or None), ("seed", args.seed)],
+              "mlp": [("logreg-c", args.logreg_c != "auto" or None), ("knn-k", args.knn_k)],
+              "logreg": [("knn-k", args.knn_k)]}.get(args.classifier, [])
+    unused = [f"--{o}" for o, v in unused if v is not None]
+    if unused and not args.pred_probs:
+        raise DataError(f"--classifier {args.classifier} does not use {', '.join(unused)}"
+                        + (" (no fitting, no folds: each example's neighbours vote, never itself)"
+                           if args.classifier == "knn" else "") + "; drop it.")
 
 
 def _source_line(extra: dict) -> str:
@@ -248,7 +270,7 @@ def _report(found, title: str, extra: dict | None = None) -> str:
             f"<th class='l'>reason</th></tr>{rows}</table></section></main></body></html>")
 
 
-def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, out: Path, log):
+def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, names: list[str], out: Path, log):
     """``(pred_probs, skipped classes, summary extra)``: the given --pred-probs, or cross-fitted on features."""
     from noisyfit.detect.crossfit import KNN_K
     from noisyfit.detect.multilabel_crossfit import cross_fit_multilabel
@@ -256,20 +278,26 @@ def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, out:
 
     if args.pred_probs:
         probs = np.asarray(load_pred_probs(args.pred_probs), dtype=np.float64)
-        return probs, {}, {"source": {"pred_probs": str(args.pred_probs)}}
+        # a whole column of NaN is a class without probabilities (pred_probs.npz of an audit that could not fit
+        # it): not audited, and said; NaN among numbers is an error (multilabel_issues)
+        empty = {c: "no probabilities in --pred-probs (a column of NaN)" for c in range(probs.shape[1])
+                 if np.isnan(probs[:, c]).all()}
+        for c, why in empty.items():
+            log(f"note: class {names[c]!r} is not audited: {why}")
+        return probs, empty, {"source": {"pred_probs": str(args.pred_probs)}}
     if args.embedder:
         x, matched = read_embeddings_for(Path(args.embedder).expanduser(), ids, n, path)
         source = {"embedder": str(args.embedder), "rows_matched": matched}
     else:
-        names, x = read_feature_columns(path)
+        columns, x = read_feature_columns(path)
         if x is None:
             raise DataError(f"{path} has no feature columns and no probabilities were given: add --pred-probs P.npy "
                             "(out-of-sample probabilities, one column per class), --embedder E.npz (features or "
                             "embeddings of the examples), or numeric feature columns to the CSV.")
-        source = {"feature_columns": names}
+        source = {"feature_columns": columns}
     folds = args.folds or 5
     seed = args.seed if args.seed is not None else 0
-    k = args.knn_k or KNN_K
+    k = args.knn_k if args.knn_k is not None else KNN_K
     how = f"{k} nearest neighbours" if args.classifier == "knn" else f"{folds} folds"
     log(f"{'knn shares' if args.classifier == 'knn' else 'cross-fitting ' + args.classifier} on {x.shape[1]}-d "
         f"features of {n:,} examples, {how} "
@@ -277,7 +305,10 @@ def _probabilities(args, path: Path, ids, n: int, given: np.ndarray, truth, out:
     cf = cross_fit_multilabel(x, given, folds=folds, classifier=args.classifier, seed=seed, C=args.logreg_c,
                               true_labels=truth, k=k, log=log)
     for c, why in cf.info["skipped"].items():
-        log(f"note: class {c} is not audited: {why}")
+        log(f"note: class {names[c]!r} is not audited: {why}")
+    if len(cf.info["skipped"]) == given.shape[1]:
+        raise DataError(f"no class of {path} can be audited ({'; '.join(f'{names[c]}: {w}' for c, w in cf.info['skipped'].items())}"
+                        f"); {'use fewer --folds, or ' if args.classifier != 'knn' else ''}label more examples.")
     np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, fold=cf.fold,
              ids=np.array(ids if ids is not None else [str(i) for i in range(n)], dtype=str))
     return cf.pred_probs, cf.info["skipped"], {"source": source,
@@ -311,7 +342,7 @@ def audit_multilabel(args, out: Path, log) -> int:
     # matrices: two-class index lists such as [0, 1] would be ambiguous to multilabel_issues
     matrix = sets_to_matrix(given, len(names))
     true_matrix = sets_to_matrix(truth, len(names)) if truth is not None else None
-    probs, skipped, extra = _probabilities(args, path, ids, n, matrix, true_matrix, out, log)
+    probs, skipped, extra = _probabilities(args, path, ids, n, matrix, true_matrix, names, out, log)
     found = multilabel_issues(matrix, probs, class_names=names, ids=ids, true_labels=true_matrix,
                               filter_by=args.filter_by, min_examples_per_class=args.min_examples_per_class,
                               skip=skipped, check_quality=False)

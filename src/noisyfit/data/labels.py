@@ -129,7 +129,7 @@ def _text(v) -> str:
 
 def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | None = None, where: str = "",
                   row: Callable[[str, int], str] | None = None, declared_in: str = "the class list",
-                  warn_rare: bool = True) -> tuple[dict[str, np.ndarray], list[str]]:
+                  warn_rare: bool = True, min_classes: int = 2) -> tuple[dict[str, np.ndarray], list[str]]:
     """Map the label values of one source (all its label columns together) to class indices.
 
     Parameters
@@ -150,6 +150,9 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
     warn_rare : bool
         Without declared classes, warn (:class:`DataWarning`) about a class of only one or two rows
         among much larger ones: a typo (a stray ``7`` in a 3-class file) becomes its own class.
+    min_classes : int
+        Fewer classes is an error (2: a classifier needs two; 1 for label sets, where one class may be present or
+        absent).
 
     Returns
     -------
@@ -177,7 +180,7 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
         uniq = np.unique(np.concatenate(list(arrays.values())))
         names = [str(int(u)) for u in uniq]
         codes = {col: np.searchsorted(uniq, a).astype(np.int64) for col, a in arrays.items()}
-        if len(names) < 2:
+        if len(names) < min_classes:
             raise DataError(f"{prefix}every row has the label {names[0] if names else '(none)'!r}; a classifier "
                             "needs at least 2 classes.")
         if warn_rare:
@@ -216,7 +219,7 @@ def encode_labels(columns: Mapping[str, Sequence], *, declared: Sequence[str] | 
                     else f"one of the {len(names)} declared classes ({some(names, 10)})")
             raise DataError(f"{prefix}{len(bad)} label(s) are not {what}: {some(bad)}. Fix those rows, or add the "
                             f"class to {declared_in}.")
-    if len(names) < 2:
+    if len(names) < min_classes:
         raise DataError(f"{prefix}every row has the label {names[0] if names else '(none)'!r}; a classifier needs "
                         "at least 2 classes.")
     return codes, names

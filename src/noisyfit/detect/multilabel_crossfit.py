@@ -17,9 +17,11 @@ of a pretrained network needs no training loop of their own:
   ``MLPClassifier`` on the label matrix), which can share what the classes have in common; or ``knn``, no fitting
   and no folds: the probability of a class is the share of the example's ``k`` nearest neighbours (never itself)
   that have it (:mod:`noisyfit.detect.neighbors`; cosine after the same scaling).
-* **Classes too rare to fit.** A class with fewer than ``folds`` examples that have it (or that lack it) cannot
-  be given out-of-fold probabilities worth auditing: it is reported in ``info["skipped"]`` and its column is not
-  fitted (:func:`audit_multilabel_features` leaves it unaudited and says so), never replaced by a constant.
+* **Classes too rare to fit.** A class with fewer than ``folds`` examples that have it (or that lack it), or
+  whose training split of some fold holds none with it (or none without it), cannot be given out-of-fold
+  probabilities worth auditing (:func:`unfittable_classes`; for ``knn``, fewer than :data:`KNN_MIN_EXAMPLES`): it
+  is reported in ``info["skipped"]`` and its column is NaN, not fitted (:func:`audit_multilabel_features` leaves it
+  unaudited and says so), never replaced by a constant.
 
 What it measures is in ``benchmarks/audit_multilabel.py`` (``benchmarks/AUDIT_MULTILABEL.md``).
 """
@@ -44,9 +46,11 @@ def multilabel_folds(given, folds: int = 5, *, seed: int = 0) -> np.ndarray:
     """The fold (``0..folds-1``) of every example, stratified over all classes by iterative stratification.
 
     Each fold's share of every class and of the examples is as close to ``1 / folds`` as the dealing allows:
-    the class with the fewest unassigned examples goes first; each of its examples goes to the fold that wants
-    most of that class (ties: the fold that wants most examples, then a random one). Examples without any
-    class are dealt last, to the folds that want most examples.
+    the class with the fewest unassigned examples goes first (ties: one at random); each of its examples goes to
+    the fold that wants most of that class (ties: the fold that wants most examples, then a random one).
+    Examples without any class are dealt last, to the folds that want most examples. Only the examples *with* a
+    class are stratified: a rare class's absence, or a very common class, can still miss a training split
+    (:func:`unfittable_classes` checks that after the dealing).
     """
     y = label_matrix(given)
     n, k = y.shape
@@ -72,12 +76,51 @@ def multilabel_folds(given, folds: int = 5, *, seed: int = 0) -> np.ndarray:
 
     while left.any():
         counts = left.sum(axis=0)
-        c = int(np.flatnonzero(counts == counts[counts > 0].min())[0]) if counts.any() else -1
+        rarest = np.flatnonzero(counts == counts[counts > 0].min())
+        c = int(rarest[rng.integers(len(rarest))])  # classes tied for fewest: one at random, as the paper has it
         for i in order[left[order, c]]:
             deal(int(i), want_class[:, c])
     for i in order[fold[order] < 0]:  # examples with no class
         deal(int(i), want_size)
     return fold
+
+
+#: a class needs at least this many examples with it and without it for the knn classifier's vote
+KNN_MIN_EXAMPLES = 5
+
+
+def unfittable_classes(given: np.ndarray, fold: np.ndarray, folds: int) -> dict[int, str]:
+    """The classes that cannot be given out-of-fold probabilities worth auditing, each with the reason: fewer than
+    ``folds`` examples with (or without) it, or a training split (all folds but one) without any example with (or
+    without) it, which the stratification does not rule out."""
+    n = len(given)
+    out = {}
+    for c in range(given.shape[1]):
+        pos = int(given[:, c].sum())
+        if min(pos, n - pos) < folds:
+            side = f"{pos} example(s) with it" if pos < folds else f"{n - pos} example(s) without it"
+            out[c] = f"{side}, fewer than the {folds} folds: too few to fit out of fold"
+            continue
+        for f in range(folds):
+            tr = given[fold != f, c]
+            if tr.all() or not tr.any():
+                out[c] = (f"the training folds of fold {f + 1} hold no example {'without' if tr.all() else 'with'} "
+                          "it: too few to fit out of fold")
+                break
+    return out
+
+
+def _check_features(x: np.ndarray, n: int) -> None:
+    if x.ndim != 2:
+        raise DetectInputError(f"features must be [N, D] rows, got shape {list(x.shape)}")
+    if len(x) != n:
+        raise DetectInputError(f"{len(x)} feature rows for {n} label sets; row i must describe example i.")
+    if x.shape[1] == 0:
+        raise DetectInputError("features have no columns: nothing to fit on.")
+    if not np.isfinite(x).all():
+        raise DetectInputError("features contain NaN or inf; fill or drop them first.")
+    if n > 1 and (x == x[0]).all():
+        raise DetectInputError("every feature is constant (all rows equal): nothing to tell the examples apart.")
 
 
 def _binary_logreg(x_tr, bits, x_te, *, C, seed: int, max_iter: int | None, scaling: str) -> tuple[np.ndarray, dict]:
@@ -95,7 +138,7 @@ def _binary_logreg(x_tr, bits, x_te, *, C, seed: int, max_iter: int | None, scal
             model.steps[-1] = ("logisticregressioncv", LogisticRegressionCV(
                 Cs=list(AUTO_CS), cv=inner, scoring="neg_log_loss", max_iter=max_iter or 1000))
         else:
-            info["C_note"] = "one example on one side: C = 1, not chosen"
+            info["C_note"] = "one training example on one side: C = 1, not chosen"
     else:
         model = make_classifier("logreg", seed=seed, C=C, max_iter=max_iter, scaling=scaling)
     model.fit(x_tr, bits)
@@ -140,41 +183,36 @@ def cross_fit_multilabel(features, labels, *, folds: int = 5, classifier: str = 
         raise DetectInputError(f"classifier {classifier!r}: choose one of {', '.join(CLASSIFIERS)}")
     t0 = time.time()
     x = np.asarray(features, dtype=np.float32)
-    if x.ndim != 2:
-        raise DetectInputError(f"features must be [N, D] rows, got shape {list(x.shape)}")
     y = label_matrix(labels)
     n = len(y)
-    if len(x) != n:
-        raise DetectInputError(f"{len(x)} feature rows for {n} label sets; row i must describe example i.")
-    if not np.isfinite(x).all():
-        raise DetectInputError("features contain NaN or inf; fill or drop them first.")
+    _check_features(x, n)
     true = label_matrix(true_labels, y.shape[1], name="true_labels") if true_labels is not None else None
     if classifier == "knn":
         return _knn_shares(x, y, k=k, scaling=scaling, true=true, t0=t0, log=log)
     fold = multilabel_folds(y, folds, seed=seed)
-    pos = y.sum(axis=0)
-    skipped = {c: (f"{int(pos[c])} example(s) with it" if pos[c] < folds else f"{int(n - pos[c])} example(s) without it")
-               + f", fewer than the {folds} folds: too few to fit out of fold"
-               for c in range(y.shape[1]) if min(pos[c], n - pos[c]) < folds}
+    skipped = unfittable_classes(y, fold, folds)
     fit = [c for c in range(y.shape[1]) if c not in skipped]
     out = np.full(y.shape, np.nan, dtype=np.float32)
     per_fold = []
-    for f in range(folds):
+    if not fit and log is not None:
+        log(f"cross-fit {classifier} (multi-label): no class can be fitted out of fold with {folds} folds")
+    for f in range(folds if fit else 0):
         tf = time.time()
         tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         chosen: dict[int, float] = {}
+        notes: dict[int, str] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            if classifier == "mlp" and fit:
+            if classifier == "mlp":
                 model = make_classifier("mlp", seed=seed + f, hidden=hidden, alpha=alpha, max_iter=max_iter,
                                         scaling=scaling)
                 ytr = y[np.ix_(tr, fit)].astype(np.int64)
-                constant = [j for j in range(len(fit)) if ytr[:, j].min() == ytr[:, j].max()]
-                if constant:  # scikit-learn's multi-label MLP needs both values in every column
-                    raise DetectInputError(f"class {fit[constant[0]]} is constant in the training folds of fold {f}; "
-                                           "use --classifier logreg or fewer folds")
-                model.fit(x[tr], ytr)
-                out[np.ix_(te, fit)] = model.predict_proba(x[te])
+                if len(fit) == 1:  # one column is a binary problem to scikit-learn: [N, 2] probabilities
+                    model.fit(x[tr], ytr[:, 0])
+                    out[te, fit[0]] = model.predict_proba(x[te])[:, list(model.classes_).index(1)]
+                else:  # both values in every column: unfittable_classes saw to it
+                    model.fit(x[tr], ytr)
+                    out[np.ix_(te, fit)] = model.predict_proba(x[te])
             else:
                 for c in fit:
                     p, info = _binary_logreg(x[tr], y[tr, c].astype(np.int64), x[te], C=C, seed=seed + f,
@@ -182,15 +220,19 @@ def cross_fit_multilabel(features, labels, *, folds: int = 5, classifier: str = 
                     out[te, c] = p
                     if "C_chosen" in info:
                         chosen[c] = info["C_chosen"]
+                    if "C_note" in info:
+                        notes[c] = info["C_note"]
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         held = out[np.ix_(te, fit)] >= 0.5
         info = {"fold": f, "train": len(tr), "held_out": len(te), "seconds": time.time() - tf,
-                "entry_agreement_with_given": float(np.mean(held == y[np.ix_(te, fit)])) if fit else None,
-                "entry_accuracy_true": (float(np.mean(held == true[np.ix_(te, fit)]))
-                                        if true is not None and fit else None),
+                "entry_agreement_with_given": float(np.mean(held == y[np.ix_(te, fit)])),
+                "entry_accuracy_true": float(np.mean(held == true[np.ix_(te, fit)])) if true is not None else None,
                 "converged": converged}
         if chosen:
+            info["C_chosen"] = {int(c): v for c, v in chosen.items()}
             info["C_chosen_median"] = float(np.median(list(chosen.values())))
+        if notes:
+            info["C_notes"] = {int(c): v for c, v in notes.items()}
         per_fold.append(info)
         if log is not None:
             more = (f", against the true labels {info['entry_accuracy_true']:.3f}"
@@ -213,13 +255,22 @@ def _knn_shares(x: np.ndarray, y: np.ndarray, *, k: int, scaling: str, true, t0:
 
     xs = scale_features(x, scaling)
     graph = knn_graph(xs, k, metric=neighbour_metric(xs))
-    probs = neighbor_class_shares(graph, y).astype(np.float32)
-    held = probs >= 0.5
+    n, pos = len(y), y.sum(axis=0)
+    skipped = {c: (f"{int(pos[c])} example(s) with it" if pos[c] < n - pos[c] else f"{int(n - pos[c])} example(s) "
+                   f"without it") + f", fewer than {KNN_MIN_EXAMPLES}: too few for a neighbour vote"
+               for c in range(y.shape[1]) if min(pos[c], n - pos[c]) < KNN_MIN_EXAMPLES}
+    fit = [c for c in range(y.shape[1]) if c not in skipped]
+    probs = np.full(y.shape, np.nan, dtype=np.float32)
+    probs[:, fit] = neighbor_class_shares(graph, y[:, fit])
+    held = probs[:, fit] >= 0.5
+    agree = float(np.mean(held == y[:, fit])) if fit else None
     info = {"classifier": "knn", "params": {"k": graph.k, "metric": graph.metric, "scaling": scaling},
-            "folds": "leave-one-out", "seed": None, "dim": int(x.shape[1]), "stratification": None, "skipped": {},
-            "per_fold": [{"fold": -1, "held_out": len(y), "entry_agreement_with_given": float(np.mean(held == y)),
-                          "entry_accuracy_true": float(np.mean(held == true)) if true is not None else None}]}
-    if log is not None:
+            "folds": "leave-one-out", "seed": None, "dim": int(x.shape[1]), "stratification": None,
+            "skipped": skipped,
+            "per_fold": [{"fold": -1, "held_out": len(y), "entry_agreement_with_given": agree,
+                          "entry_accuracy_true": float(np.mean(held == true[:, fit])) if true is not None and fit
+                          else None}]}
+    if log is not None and fit:
         f = info["per_fold"][0]
         more = f", against the true labels {f['entry_accuracy_true']:.3f}" if true is not None else ""
         log(f"knn shares ({graph.k} nearest neighbours, {graph.metric}) in {time.time() - t0:.1f} s: entries agreeing "

@@ -48,8 +48,8 @@ def knn_graph(features, k: int = 10, *, metric: str = "cosine") -> KnnGraph:
     from sklearn.neighbors import NearestNeighbors
 
     x = np.asarray(features, dtype=np.float32)
-    if x.ndim != 2:
-        raise DetectInputError(f"features must be [N, D] rows, got shape {list(x.shape)}")
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise DetectInputError(f"features must be [N, D] rows with D >= 1, got shape {list(x.shape)}")
     if not np.isfinite(x).all():
         raise DetectInputError("features contain NaN or inf; recompute or fill them first.")
     if metric not in METRICS:
@@ -62,6 +62,26 @@ def knn_graph(features, k: int = 10, *, metric: str = "cosine") -> KnnGraph:
     nn = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute" if metric == "cosine" else "auto").fit(x)
     distances, indices = nn.kneighbors()  # no query: each point's own row is left out (by index, duplicates too)
     return KnnGraph(indices=indices.astype(np.int64), distances=distances.astype(np.float32), metric=metric)
+
+
+def neighbours_of(features, rows: Sequence[int], k: int = 10, *, metric: str = "cosine") -> KnnGraph:
+    """The ``k`` nearest neighbours of the given ``rows`` only (never the row itself): a graph whose row j belongs
+    to example ``rows[j]``, for explaining a few flags without the whole N x N search."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(features, dtype=np.float32)
+    rows = np.asarray(rows, dtype=np.int64)
+    if not 1 <= k < len(x):
+        raise DetectInputError(f"k must be between 1 and the number of examples - 1 ({len(x) - 1}), got {k}")
+    if len(rows) == 0:
+        return KnnGraph(indices=np.zeros((0, k), np.int64), distances=np.zeros((0, k), np.float32), metric=metric)
+    nn = NearestNeighbors(n_neighbors=k + 1, metric=metric, algorithm="brute" if metric == "cosine" else "auto").fit(x)
+    dist, idx = nn.kneighbors(x[rows])
+    keep = idx != rows[:, None]
+    # the row itself is among its k + 1 nearest (distance 0) unless k + 1 duplicates tie with it: drop the last then
+    keep[keep.all(axis=1), -1] = False
+    return KnnGraph(indices=idx[keep].reshape(len(rows), k), distances=dist[keep].reshape(len(rows), k).astype(np.float32),
+                    metric=metric)
 
 
 def as_knn_graph(graph) -> KnnGraph:
@@ -116,14 +136,16 @@ def neighbor_class_shares(graph, label_matrix) -> np.ndarray:
     return y[g.indices].mean(axis=1)
 
 
-def explain_votes(graph, labels, rows: Sequence[int], class_names: Sequence[str]) -> dict[int, str]:
+def explain_votes(graph, labels, rows: Sequence[int], class_names: Sequence[str], *,
+                  graph_rows: bool = False) -> dict[int, str]:
     """One sentence per row: how its neighbours are labelled, e.g. ``"8 of its 10 nearest neighbours are labelled
-    'dog', 2 'cat' (the given label)"``."""
-    g = as_knn_graph(graph)
+    'dog', 2 'cat' (the given label)"``. ``graph_rows``: the graph's row j belongs to ``rows[j]``
+    (:func:`neighbours_of`), not to example j."""
+    g = graph if isinstance(graph, KnnGraph) else as_knn_graph(graph)
     y = np.asarray(labels, dtype=np.int64)
     out = {}
-    for i in rows:
-        counts = np.bincount(y[g.indices[i]], minlength=len(class_names))
+    for j, i in enumerate(rows):
+        counts = np.bincount(y[g.indices[j if graph_rows else i]], minlength=len(class_names))
         order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
         parts = [f"{counts[c]} {class_names[c]!r}" + (" (the given label)" if c == y[i] else "") for c in order]
         if y[i] not in order:

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from noisyfit.data.labeled import LabeledData
-from noisyfit.detect.crossfit import KNN_K, cross_fit
+from noisyfit.detect.crossfit import KNN_K, cross_fit, neighbour_metric, scale_features
+from noisyfit.detect.neighbors import explain_votes, knn_graph, neighbours_of
 from noisyfit.detect.guardrails import audit_log, model_quality
 from noisyfit.embed.extract import Embeddings, embed_data, load_embeddings
 from noisyfit.embed.models import EmbedderError, EmbedSettings, load_embedder
@@ -122,10 +123,31 @@ def audit_on_embeddings(args, out: Path, load_data: Callable[[], LabeledData] | 
     ids = list(data.ids) if data.ids is not None else list(emb.ids)
     index = np.arange(len(labels))
     seed = args.seed if getattr(args, "seed", None) is not None else 0
-    k = args.knn_k if getattr(args, "knn_k", None) is not None else KNN_K
-    graph, neighbours = _neighbour_graph(emb.x, k, log)  # the knn classifier's votes, and every flag's reason
+    k = args.knn_k if getattr(args, "knn_k", None) is not None else min(KNN_K, len(labels) - 1)
+    if not 1 <= k < len(labels):
+        raise EmbedderError(f"--knn-k {k}: at least 1 and at most {len(labels) - 1}, the other examples of the "
+                            f"{len(labels):,}.")
+    xs = scale_features(emb.x, "global")  # as the classifiers see them: centred, one common scale
+    metric = neighbour_metric(xs)
+    neighbours = {"k": k, "metric": metric, "scaling": "global",
+                  "use": "each flag's reason names how its nearest neighbours are labelled"}
+    if metric != "cosine":
+        log("note: some centred embedding rows are all zeros; neighbours by euclidean distance")
+    graph = None
+    if args.classifier == "knn":
+        tg = time.time()
+        graph = knn_graph(xs, k, metric=metric)
+        neighbours["graph_seconds"] = round(time.time() - tg, 2)
     cf = cross_fit(emb.x, labels, num_classes=data.num_classes, folds=args.folds, classifier=args.classifier,
                    seed=seed, C=args.logreg_c, true_labels=true, k=k, graph=graph, log=log)
+
+    def explain(rows, class_names) -> dict[int, str]:
+        """The neighbour sentence of each of ``rows`` (the flagged ones): from the knn graph, else a search of
+        those rows' neighbours only."""
+        if graph is not None:
+            return explain_votes(graph, labels, rows, class_names)
+        return explain_votes(neighbours_of(xs, rows, k, metric=metric), labels, rows, class_names, graph_rows=True)
+
     np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, ids=np.array(ids, dtype=str), labels=labels,
              fold=cf.fold, index=index)
     what = (f"the votes of {k} nearest neighbours on {emb.dim}-d embeddings" if args.classifier == "knn"
@@ -140,22 +162,5 @@ def audit_on_embeddings(args, out: Path, load_data: Callable[[], LabeledData] | 
     mode = (f"knn votes on embeddings ({path.name}), {k} neighbours" if args.classifier == "knn"
             else f"{args.classifier} cross-fitted on embeddings ({path.name}), {args.folds} folds")
     return SimpleNamespace(train=data, pred_probs=cf.pred_probs, labels=labels, true_labels=true, index=index,
-                           ids=ids, mode=mode, summary=summary, graph=graph)
+                           ids=ids, mode=mode, summary=summary, explain=explain)
 
-
-def _neighbour_graph(x: np.ndarray, k: int, log):
-    """The k-NN graph of the embeddings as the classifiers see them (centred, one common scale), for the knn
-    classifier and the neighbour sentence of each flag (cosine; euclidean when a row is all zeros, where cosine
-    is undefined: said in the summary)."""
-    from noisyfit.detect.crossfit import neighbour_metric, scale_features
-    from noisyfit.detect.neighbors import knn_graph
-
-    t = time.time()
-    xs = scale_features(x, "global")
-    metric = neighbour_metric(xs)
-    graph = knn_graph(xs, min(k, len(x) - 1), metric=metric)
-    info = {"k": graph.k, "metric": metric, "scaling": "global", "seconds": round(time.time() - t, 2),
-            "use": "each flag's reason names how its nearest neighbours are labelled"}
-    if metric != "cosine":
-        log("note: some embedding rows are all zeros; neighbours by euclidean distance")
-    return graph, info
