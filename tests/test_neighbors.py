@@ -118,6 +118,9 @@ def test_the_embedding_audit_with_knn_votes_and_neighbours_in_every_reason(tmp_p
     assert summary["detection"]["precision"] > 0.9 and summary["detection"]["recall"] > 0.9  # digits pixels: easy
     rows = (tmp_path / "k" / "issues.csv").read_text().splitlines()[1:]
     assert rows and all("of its 7 nearest neighbours are labelled" in r for r in rows)
+    # the report shows the first six neighbours under each of the 24 suspects of its gallery (8x8 feature images)
+    page = (tmp_path / "k" / "report.html").read_text()
+    assert page.count("class='nbthumb'") == 6 * min(24, len(rows))
     # the cross-fitted classifiers' flags say it too (the graph is the explanation, whoever flagged)
     assert main([*args, "--logreg-c", "0.1", "--folds", "3", "--out", str(tmp_path / "l")]) == 0
     assert "of its 10 nearest neighbours are labelled" in (tmp_path / "l" / "issues.csv").read_text()

@@ -279,6 +279,7 @@ def cmd_audit(args) -> int:
     train = None  # the source training set, for thumbnails / rows
     labelled, keep = None, None  # every source row with the labels audited, and rows dropped before: cleaned file
     extra: dict = {}
+    neighbours = None  # an embedding audit's nearest neighbours of each flagged example, for the report
     oof = args.oof or ((args.folds is not None or args.oof_method is not None) and not args.embedder)
     if oof and (args.method or args.run or args.pred_probs or args.annotators):
         raise DataError("--folds / --oof-method ask for the out-of-fold audit, which trains its own models; drop them, "
@@ -438,8 +439,11 @@ def cmd_audit(args) -> int:
             return 2
         if args.embedder:  # each flag's reason also says how its nearest neighbours are labelled
             rows = np.flatnonzero(np.asarray(issues.is_issue)).tolist()
-            for i, text in e.explain(rows, names).items():
+            sentences, near = e.explain(rows, names)
+            for i, text in sentences.items():
                 issues.reasons[i] = f"{issues.reasons.get(i, issues.rule)}; {text}"
+            # the report shows them beside each suspect (rows here are the source's indices: index is 0..N-1)
+            neighbours = {i: [(j, names[int(labels[j])]) for j in js] for i, js in near.items()}
 
     from noisyfit.commands.audit_clean import CLEANED_FILE, write_cleaned_labels
 
@@ -466,6 +470,6 @@ def cmd_audit(args) -> int:
                  title=f"Label audit: {data_name}", subtitle=f"{mode} · {len(issues):,} examples", top=args.top,
                  feature_image=_feature_image_setting(args.feature_image, inputs),
                  why=extra.get("detector_choice", {}).get("why"),
-                 cautions=(extra.get("model_quality") or {}).get("warnings") or ())
+                 cautions=(extra.get("model_quality") or {}).get("warnings") or (), neighbours=neighbours)
     _summary_table(issues, seconds, out)
     return 0

@@ -141,12 +141,15 @@ def audit_on_embeddings(args, out: Path, load_data: Callable[[], LabeledData] | 
     cf = cross_fit(emb.x, labels, num_classes=data.num_classes, folds=args.folds, classifier=args.classifier,
                    seed=seed, C=args.logreg_c, true_labels=true, k=k, graph=graph, log=log)
 
-    def explain(rows, class_names) -> dict[int, str]:
-        """The neighbour sentence of each of ``rows`` (the flagged ones): from the knn graph, else a search of
-        those rows' neighbours only."""
+    def explain(rows, class_names) -> tuple[dict[int, str], dict[int, list[int]]]:
+        """The neighbour sentence of each of ``rows`` (the flagged ones), and its neighbours' rows nearest first:
+        from the knn graph, else a search of those rows' neighbours only."""
         if graph is not None:
-            return explain_votes(graph, labels, rows, class_names)
-        return explain_votes(neighbours_of(xs, rows, k, metric=metric), labels, rows, class_names, graph_rows=True)
+            return (explain_votes(graph, labels, rows, class_names),
+                    {int(i): graph.indices[i].tolist() for i in rows})
+        g = neighbours_of(xs, rows, k, metric=metric)
+        return (explain_votes(g, labels, rows, class_names, graph_rows=True),
+                {int(i): g.indices[j].tolist() for j, i in enumerate(rows)})
 
     np.savez(out / "pred_probs.npz", pred_probs=cf.pred_probs, ids=np.array(ids, dtype=str), labels=labels,
              fold=cf.fold, index=index)

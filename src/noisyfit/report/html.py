@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ th{background:#f0f0f0}td.l,th.l{text-align:left}.figs{display:flex;flex-wrap:wra
 .suspect .lab{font-size:12px}.given{color:#c0392b;font-weight:600}.sugg{color:#1e8449;font-weight:600}
 .reason{color:#555;display:-webkit-box;-webkit-line-clamp:4;-webkit-box-orient:vertical;overflow:hidden}
 .suspect{min-width:0}.suspect figcaption div,td.id{overflow-wrap:anywhere}
+.neighbours{display:flex;flex-wrap:wrap;gap:2px;margin-top:4px}.neighbours figure{margin:0;width:38px;font-size:9px;
+text-align:center;overflow:hidden;white-space:nowrap}.suspect .neighbours img{width:36px;height:36px;margin:0 auto}
 """
 
 _SCRIPT = """
@@ -156,16 +158,26 @@ def _review_section(issues: LabelIssues, limit: int = 200) -> str:
             f"{_e(issues.review_rule)}. {what}</p>{table}</section>")
 
 
-def _gallery(issues: LabelIssues, images: np.ndarray, top: int) -> str:
+def _neighbour_strip(images, near: Sequence[tuple[int, str]], shown: int = 6) -> str:
+    """Small thumbnails of a suspect's nearest neighbours with their given labels: what the vote looked at."""
+    cells = "".join(f"<figure class='nb'>{_img(plots.thumbnail_png(images[j], size=40), f'neighbour {j}', 'nbthumb')}"
+                    f"<figcaption>{_e(label)}</figcaption></figure>" for j, label in list(near)[:shown])
+    return f"<div class='neighbours' title='nearest neighbours in the embedding, nearest first'>{cells}</div>"
+
+
+def _gallery(issues: LabelIssues, images: np.ndarray, top: int,
+             neighbours: Mapping[int, Sequence[tuple[int, str]]] | None = None) -> str:
     cards = []
     for r in issues.records(top):
         png = plots.thumbnail_png(images[r["index"]], size=96)
+        near = (neighbours or {}).get(int(r["index"]))
         cards.append(
             f"<figure class='suspect' title='{_e(r['reason'])}'>{_img(png, 'example ' + str(r['index']), 'thumb')}"
             f"<figcaption><div class='lab'><span class='given'>{_e(r['given_label'])}</span> &rarr; "
             f"<span class='sugg'>{_e(r['suggested_label'])}</span></div>"
             f"<div>#{r['index']} {_e(r['id'])} · score {r['score']:.3f}</div>"
-            f"<div class='reason'>{_e(r['reason'])}</div></figcaption></figure>")
+            f"<div class='reason'>{_e(r['reason'])}</div>"
+            + (_neighbour_strip(images, near) if near else "") + "</figcaption></figure>")
     return f"<div class='gallery' id='gallery' data-expected='{len(cards)}'>{''.join(cards)}</div>"
 
 
@@ -189,7 +201,8 @@ def _rows(issues: LabelIssues, features: np.ndarray | None, feature_names: Seque
 def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
                   feature_names: Sequence[str] | None = None, title: str = "Label audit",
                   subtitle: str = "", top: int = 24, feature_image: str = "auto", why: str | None = None,
-                  cautions: Sequence[str] | None = None) -> str:
+                  cautions: Sequence[str] | None = None,
+                  neighbours: Mapping[int, Sequence[tuple[int, str]]] | None = None) -> str:
     """The report as an HTML string.
 
     Parameters
@@ -211,6 +224,9 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
         What a reader must know before acting on the flags (the audit's model-quality warnings), shown in a
         box above the summary; nothing when empty. None (default): the warnings the issues carry
         (``issues.info["model_quality"]``, e.g. from :func:`~noisyfit.detect.audit_label_issues`).
+    neighbours : mapping, optional
+        Source index of a suspect -> its nearest neighbours as ``(source index, given label name)``, nearest first
+        (an embedding audit's): the gallery shows the first six under each suspect.
     """
     if cautions is None:
         cautions = ((issues.info or {}).get("model_quality") or {}).get("warnings") or ()
@@ -219,11 +235,11 @@ def render_report(issues: LabelIssues, *, inputs: np.ndarray | None = None,
     ndim = None if inputs is None else getattr(inputs, "ndim", None) or np.asarray(inputs).ndim
     as_images = None if ndim != 2 else feature_images(inputs, feature_image)
     if ndim == 4:
-        suspects = _gallery(issues, inputs, top)
+        suspects = _gallery(issues, inputs, top, neighbours)
         kind = "thumbnails"
     elif as_images is not None:
         rule = f"<p class='note' id='feature-image-rule'>{_e(as_images.note)}</p>"
-        suspects = rule + _gallery(issues, as_images, top)
+        suspects = rule + _gallery(issues, as_images, top, neighbours)
         kind = "thumbnails"
     else:
         suspects = _rows(issues, None if inputs is None else np.asarray(inputs), feature_names, top)
