@@ -159,3 +159,13 @@ def test_knn_votes_are_taken_on_the_centred_embeddings(tmp_path):
     nearest = np.argsort(-cos, axis=1)[:, :3]
     expected = np.stack([np.bincount(y[r], minlength=3) / 3 for r in nearest])
     np.testing.assert_allclose(np.load(tmp_path / "k" / "pred_probs.npz")["pred_probs"], expected, atol=1e-6)
+
+
+def test_audit_embeddings_passes_k_to_the_vote():
+    from noisyfit.detect.crossfit import audit_embeddings
+
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 20)
+    x = np.eye(3)[y] + rng.normal(0, 0.2, (60, 3))
+    found = audit_embeddings(x, y, classifier="knn", k=3)
+    assert found.info["cross_fit"]["params"]["k"] == 3 and found.info["model_quality"]["what"] == "the votes of 3 nearest neighbours on 3-d embeddings"

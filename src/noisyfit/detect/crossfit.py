@@ -276,7 +276,7 @@ def _knn_votes(x: np.ndarray, y: np.ndarray, c: int, *, k: int, graph, scaling: 
 
 def audit_embeddings(embeddings, labels=None, *, class_names: Sequence[str] | None = None,
                      ids: Sequence[str] | None = None, true_labels=None, index=None, folds: int = 5,
-                     classifier: str = "logreg", seed: int = 0, C: float | str = "auto",
+                     classifier: str = "logreg", seed: int = 0, C: float | str = "auto", k: int = KNN_K,
                      log: Callable[[str], None] | None = None,
                      **detector_kwargs):
     """Cross-fitted classifiers on embeddings, then confident learning: a :class:`~noisyfit.detect.LabelIssues`.
@@ -288,8 +288,8 @@ def audit_embeddings(embeddings, labels=None, *, class_names: Sequence[str] | No
     labels : array of int (N,)
     class_names, ids, true_labels, index
         As in :func:`~noisyfit.detect.audit_label_issues`.
-    folds, classifier, seed, C, log
-        As in :func:`cross_fit`.
+    folds, classifier, seed, C, k, log
+        As in :func:`cross_fit` (``k``: the neighbours of ``classifier="knn"``).
     **detector_kwargs
         For :func:`~noisyfit.detect.audit_label_issues` (``filter_by``, ``rank_by``, ``frac_noise``...).
 
@@ -315,11 +315,12 @@ def audit_embeddings(embeddings, labels=None, *, class_names: Sequence[str] | No
         raise DetectInputError("audit_embeddings needs the given labels")
     num_classes = len(class_names) if class_names is not None else None
     cf = cross_fit(embeddings, labels, num_classes=num_classes, folds=folds, classifier=classifier, seed=seed, C=C,
-                   true_labels=true_labels, log=log)
+                   true_labels=true_labels, k=k, log=log)
     issues = audit_label_issues(labels, cf.pred_probs, class_names=class_names, ids=ids, true_labels=true_labels,
                                 index=index, check_quality=False, **detector_kwargs)  # model_quality below
     quality = model_quality(labels, cf.pred_probs, fold=cf.fold if classifier != "knn" else None,
                             true_labels=true_labels,
-                            what=f"cross-fitted {classifier} on {cf.info['dim']}-d embeddings", log=log)
+                            what=(f"the votes of {cf.info['params']['k']} nearest neighbours" if classifier == "knn"
+                                  else f"cross-fitted {classifier}") + f" on {cf.info['dim']}-d embeddings", log=log)
     issues.info.update(cross_fit=cf.info, model_quality=quality)
     return issues
