@@ -263,3 +263,20 @@ def test_a_model_near_chance_or_flagging_most_labels_is_said_at_the_end(blob_spl
     # ... and not by the same run on the true test labels (before the fix: 'validation accuracy, -100.0%')
     Trainer(tiny_cfg("train.epochs=1", "optim.lr=1e-9", "data.val_fraction=0"), None, splits=blob_splits).fit()
     assert "the model learned little" not in capsys.readouterr().err
+
+
+def test_results_name_the_commit_the_run_started_from(monkeypatch, blob_splits):
+    import noisyfit.engine.results as results
+
+    t = Trainer(tiny_cfg(), None, splits=blob_splits)
+    t.session_commit = "abc123"  # the code checked out when the run started
+    monkeypatch.setattr(results, "git_commit", lambda: "def456")  # a commit made while it trained
+    r = t.fit()
+    assert r["commit"] == "abc123" and r["commit_at_end"] == "def456"
+    # a resumed run names its first session's code; each session keeps its own
+    t2 = Trainer(tiny_cfg(), None, splits=blob_splits)
+    t2.sessions = [{"command": ["noisyfit"], "started": "earlier", "commit": "0ld"}]
+    monkeypatch.setattr(results, "git_commit", lambda: t2.session_commit)
+    r2 = t2.fit()
+    assert r2["commit"] == "0ld" and r2["commit_at_end"] == t2.session_commit
+    assert [s["commit"] for s in r2["compute"]["sessions"]] == ["0ld", t2.session_commit]

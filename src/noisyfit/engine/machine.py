@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -21,6 +22,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def process_commit() -> str | None:
+    """The commit of the code this process imported: :func:`git_commit` at its first call, kept for the
+    process's life (modules are not re-read when the checkout changes under a running process)."""
+    return git_commit()
 
 
 def git_commit(cwd: str | None = None) -> str | None:

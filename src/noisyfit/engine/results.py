@@ -22,10 +22,12 @@ from noisyfit.metrics import detection_metrics
 RESULTS_SCHEMA = "noisyfit.results/1"
 
 
-def results_envelope(*, schema: str, command, device: torch.device, seed: int, config: dict) -> dict:
-    """The header of every result file: what ran, where, from which code, when, with which settings."""
+def results_envelope(*, schema: str, command, device: torch.device, seed: int, config: dict,
+                     commit: str | None = None) -> dict:
+    """The header of every result file: what ran, where, from which code, when, with which settings.
+    ``commit``: the code's commit when the run started (default: now)."""
     return {"schema": schema, "noisyfit_version": __version__, "command": list(command or sys.argv),
-            "commit": git_commit(), "machine": machine_info(device), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "commit": commit or git_commit(), "machine": machine_info(device), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seed": seed, "config": config}
 
 
@@ -84,9 +86,14 @@ def run_results(t, wall_seconds: float) -> dict:
             if key in compute:
                 compute[key] = max([compute[key], *(s.get(key, 0.0) for s in t.sessions)])
         compute["sessions"] = t.sessions + [t._this_session()]
+    # the code that ran: the commit when the run started (its first session), not the one checked out when it
+    # ended (a 2-hour run had recorded a commit made while it trained); the end's too when they differ
+    started = (t.sessions[0].get("commit") if t.sessions else None) or t.session_commit
+    ended = git_commit()
     return {
         **results_envelope(schema=RESULTS_SCHEMA, command=t.command, device=t.device, seed=cfg.train.seed,
-                           config=cfg.to_dict()),
+                           config=cfg.to_dict(), commit=started),
+        **({"commit_at_end": ended} if ended != started else {}),
         "method": {"name": cfg.method.name, "hyper": t.method.hyper_dict(),
                    "flag_rule": t.method.flag_reason(),
                    # the method's own estimate, also when no true labels exist (read by audits)

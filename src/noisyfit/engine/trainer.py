@@ -29,7 +29,7 @@ from noisyfit.engine import distributed as D
 from noisyfit.engine.checkpoint import (atomic_write_bytes, load_checkpoint, rng_state,
                                         save_checkpoint, set_rng_state)
 from noisyfit.engine.logging import RunLogger
-from noisyfit.engine.machine import OthersCpuMeter, peak_memory_mb, sharing_hint, usable_cpus
+from noisyfit.engine.machine import OthersCpuMeter, peak_memory_mb, process_commit, sharing_hint, usable_cpus
 from noisyfit.engine.results import per_sample_outputs, run_results, write_run_outputs
 from noisyfit.engine.step_sums import StepSums
 from noisyfit.engine.optim import build_optimizer, lr_factor, set_lr
@@ -226,6 +226,7 @@ class Trainer:
         self.cfg = cfg
         self.command = command if command is not None else sys.argv
         self._session_start = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.session_commit = process_commit()  # the code this session runs (results name the first session's)
         self.resume = resume
         self._sharing_warned = False
         tc = cfg.train
@@ -640,7 +641,7 @@ class Trainer:
         return run_results(self, wall_seconds)
 
     def _this_session(self) -> dict:
-        return {"command": list(self.command), "started": self._session_start,
+        return {"command": list(self.command), "started": self._session_start, "commit": self.session_commit,
                 **peak_memory_mb(self.device)}
 
     def _write_outputs(self, results: dict) -> None:
