@@ -31,15 +31,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from audit_cells import mean_sd, run_audit, write_result  # noqa: E402
 from measurement import provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,47 +124,26 @@ def run_cell(table: str, noise: str, classifier: str, seed: int, threads: int) -
     if result.is_file():
         print(f"{name}: have results, skip", flush=True)
         return None
-    out = RUNS / name
-    cmd = [sys.executable, "-m", "noisyfit.cli", "audit", "--multi-label", str(table_csv(table, noise, seed)),
-           "--classifier", classifier, *(["--seed", str(seed)] if classifier != "knn" else []),  # knn draws nothing
-           "--out", str(out), "--overwrite", "--no-progress"]
-    print(f"{name}: running", flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.time() - t0
-    (RUNS / f"{name}.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        print(f"{name}: failed (exit {proc.returncode}); log: {RUNS / (name + '.log')}", flush=True)
+    args = ["--multi-label", str(table_csv(table, noise, seed)), "--classifier", classifier,
+            *(["--seed", str(seed)] if classifier != "knn" else [])]  # knn draws nothing
+    s, command, wall = run_audit(name, args, runs_dir=RUNS, cwd=ROOT, threads=threads)
+    if s is None:
         return None
-    s = json.loads((out / "summary.json").read_text())
     cf = s.get("cross_fit", {})
     record = {"schema": SCHEMA, **provenance("audit-multilabel"),
               "cell": {"table": table, "noise": noise, "classifier": classifier, "seed": seed},
-              "audit_command": ["noisyfit", *cmd[3:]], "detector": s.get("detector"),
+              "audit_command": command, "detector": s.get("detector"),
               "num_examples": s.get("num_examples"), "num_issues": s.get("num_issues"),
               "num_flagged_entries": s.get("num_flagged_entries"), "detection": s.get("detection"),
               "model_quality": (s.get("info") or {}).get("model_quality"),
               "cross_fit": {k: cf.get(k) for k in ("classifier", "params", "folds", "seed", "dim", "skipped",
                                                    "per_fold", "seconds")},
               "wall_seconds": round(wall, 2), "threads": threads}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(result)
+    write_result(result, record)
     e = (record["detection"] or {}).get("entries", {})
     print(f"{name}: entries F1 {e.get('f1', float('nan')):.3f} AUROC {e.get('auroc', float('nan')):.3f} "
           f"({wall:.0f} s)", flush=True)
     return result
-
-
-def _mean_sd(values: list, scale: float = 100.0) -> str:
-    v = np.asarray([x for x in values if x is not None], dtype=float) * scale
-    if v.size == 0:
-        return "–"
-    if v.size == 1:
-        return f"{v[0]:.1f} (n=1)"
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
 
 
 def report() -> Path:
@@ -197,10 +174,10 @@ def report() -> Path:
         ent = [(r.get("detection") or {}).get("entries", {}) for r in rs]
         ex = [(r.get("detection") or {}).get("examples", {}) for r in rs]
         fit = [np.mean([f["entry_accuracy_true"] for f in r["cross_fit"]["per_fold"]]) for r in rs]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {_mean_sd(fit)} | "
-                     + " | ".join(_mean_sd([d.get(m) for d in ent]) for m in
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {mean_sd(fit)} | "
+                     + " | ".join(mean_sd([d.get(m) for d in ent]) for m in
                                   ("true_noise_rate", "precision", "recall", "f1", "f1_at_true_k", "auroc"))
-                     + " | " + " | ".join(_mean_sd([d.get(m) for d in ex]) for m in
+                     + " | " + " | ".join(mean_sd([d.get(m) for d in ex]) for m in
                                           ("true_noise_rate", "precision", "recall", "f1"))
                      + f" | {np.median([r['wall_seconds'] for r in rs]):.0f} |")
     machines = sorted({f"{r['machine'].get('cpu')} ({r['machine'].get('cpu_capability', '?')})" for r in rows})

@@ -38,15 +38,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from audit_cells import mean_sd, run_audit, write_result  # noqa: E402
 from measurement import provenance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,43 +126,22 @@ def run_cell(table: str, noise: str, detector: str, seed: int, threads: int) -> 
     if result.is_file():
         print(f"{name}: have results, skip", flush=True)
         return None
-    out = RUNS / name
-    cmd = [sys.executable, "-m", "noisyfit.cli", "audit", table_source(table), "--noise", noise, "--seed", str(seed),
-           *(a.format(features=features_npz(table)) if "{" in a else a for a in DETECTORS[detector]), "--out", str(out),
-           "--overwrite", "--no-progress"]
-    print(f"{name}: running", flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.time() - t0
-    (RUNS / f"{name}.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        print(f"{name}: failed (exit {proc.returncode}); log: {RUNS / (name + '.log')}", flush=True)
+    args = [table_source(table), "--noise", noise, "--seed", str(seed),
+            *(a.format(features=features_npz(table)) if "{" in a else a for a in DETECTORS[detector])]
+    summary, command, wall = run_audit(name, args, runs_dir=RUNS, cwd=ROOT, threads=threads)
+    if summary is None:
         return None
-    summary = json.loads((out / "summary.json").read_text())
     record = {"schema": SCHEMA, **provenance("audit-tabular"), "cell": {"table": table, "noise": noise,
-              "detector": detector, "seed": seed}, "audit_command": ["noisyfit", *cmd[3:]],
+              "detector": detector, "seed": seed}, "audit_command": command,
               "detector": summary.get("detector"), "rule": summary.get("rule"),
               "num_examples": summary.get("num_examples"), "num_issues": summary.get("num_issues"),
               "estimated_noise_rate": summary.get("estimated_noise_rate"), "detection": summary.get("detection"),
               "model_quality": summary.get("model_quality"), "wall_seconds": round(wall, 2), "threads": threads}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(result)
+    write_result(result, record)
     d = record["detection"] or {}
     print(f"{name}: F1 {d.get('f1', float('nan')):.3f} AUROC {d.get('auroc', float('nan')):.3f} ({wall:.0f} s)",
           flush=True)
     return result
-
-
-def _mean_sd(values: list[float], scale: float = 100.0) -> str:
-    v = np.asarray([x for x in values if x is not None], dtype=float) * scale
-    if v.size == 0:
-        return "–"
-    if v.size == 1:
-        return f"{v[0]:.1f} (n=1)"
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
 
 
 def report() -> Path:
@@ -192,7 +169,7 @@ def report() -> Path:
         det = [r.get("detection") or {} for r in rs]
         walls = [r["wall_seconds"] for r in rs]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | "
-                     + " | ".join(_mean_sd([d.get(m) for d in det]) for m in
+                     + " | ".join(mean_sd([d.get(m) for d in det]) for m in
                                   ("precision", "recall", "f1", "f1_at_true_k", "auroc", "estimated_noise_rate",
                                    "true_noise_rate", "suggestion_accuracy"))
                      + f" | {np.median(walls):.0f} |")

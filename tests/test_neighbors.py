@@ -23,7 +23,7 @@ def test_votes_by_hand_never_count_the_example_itself():
     assert votes.tolist() == [[0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
     # a duplicate of a point is a neighbour at distance 0, the point itself is not
     dup = knn_graph(np.array([[0.0], [0.0], [5.0]]), 1, metric="euclidean")
-    assert dup.indices[:, 0].tolist() == [1, 0, 1 if dup.indices[2, 0] == 1 else 0]
+    assert dup.indices[:2, 0].tolist() == [1, 0] and dup.indices[2, 0] in (0, 1)  # 0 and 1 tie for the third
     assert explain_votes(g, labels, [2], ["cat", "dog"]) == {
         2: "2 of its 2 nearest neighbours are labelled 'cat', none 'dog' (the given label)"}
     assert explain_votes(g, labels, [4], ["cat", "dog"]) == {
