@@ -33,6 +33,10 @@ row                 what changes (settings; see noisyfit.engine.recipe)
 ``airbench-fp32``   ``airbench`` in float32 (``train.precision=fp32``): what bf16 autocast costs the recipe
 ``airbench-but-ls-fp32-eps``  ``airbench-but-ls`` in float32 with the whitening floor ``whiten_eps`` at 5e-3 (a
                     probe of the JPEG copy's weak directions; its reference is the fp32 suite's oracle)
+``muon-but-ls-fp32``  airbench94_muon's recipe (the preset ``ce/cpu-cifar10n-airbench-muon``: Muon on the conv
+                    filters, batch 2000, 8 epochs, no Lookahead) without label smoothing, in float32: beside the
+                    oracle of cpu-cifar10n-airbench-fp32 (the legacy recipe, 10 epochs)
+``muon12-but-ls-fp32``  the same at 12 epochs, the most issue 21 allows
 ==================  ======================================================================================
 
 Runs go through the bench machinery (:mod:`noisyfit.bench.runner`): one ``noisyfit train`` process per run in
@@ -132,6 +136,11 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
         "cpu-cifar10n-airbench-fp32, the same but for the floor", BASE_PRESET,
         WHITEN + DIRAC + BNBIAS + LOOKAHEAD + ALTFLIP + TTA + BNSCALE + CROP2 + AIRBENCH_SIZE + FP32
         + ("model.args.whiten_eps=0.005",), ref="fp32"),
+    Row("muon-but-ls-fp32", "airbench94_muon's recipe (Muon on the conv filters, batch 2000, 8 epochs, no "
+        "Lookahead) without label smoothing, float32; compare with the oracle of cpu-cifar10n-airbench-fp32 "
+        "(airbench94's legacy recipe, 10 epochs)", "ce/cpu-cifar10n-airbench-muon", FP32, ref="fp32"),
+    Row("muon12-but-ls-fp32", "the same at 12 epochs", "ce/cpu-cifar10n-airbench-muon",
+        FP32 + ("train.epochs=12",), ref="fp32"),
     Row("whiten", "2x2 patch-whitening stem", overrides=WHITEN),
     Row("dirac", "identity init of the convs", overrides=DIRAC),
     Row("bnbias", "BN biases at 64x lr", overrides=BNBIAS),
@@ -148,7 +157,8 @@ ROWS = (  # in the order they run: the reference and the headline first, then ea
 CHANGES_MEANING = {"ls": "loss", "tta": "evaluation", "ema": "kept weights", "lookahead": "kept weights",
                    "all": "loss, evaluation, kept weights", "all-but-ls-tta": "kept weights",
                    "airbench": "loss, evaluation, kept weights", "airbench-but-ls": "evaluation, kept weights",
-                   "airbench-fp32": "loss, evaluation, kept weights"}
+                   "airbench-fp32": "loss, evaluation, kept weights", "muon-but-ls-fp32": "evaluation",
+                   "muon12-but-ls-fp32": "evaluation"}
 
 NOTE = """\
 ## Which tricks change the meaning of a noisy-label comparison

@@ -73,6 +73,19 @@ class OptimConfig:
     grad_clip: float | None = None
     #: learning rate of BatchNorm biases = lr x this, their weight decay / this (airbench94: 64; 1 = off)
     bn_bias_lr_scale: float = 1.0
+    #: learning rate of the backbones' linear heads = lr x this, their weight decay / this (airbench94_muon:
+    #: 0.67 / 0.053; 1 = off)
+    head_lr_scale: float = 1.0
+    #: the whitening stem's bias: "schedule" follows the run's lr schedule; "decay" falls linearly from its lr
+    #: to 0 over the epochs it trains (model.args.whiten_bias_epochs), as in airbench94_muon
+    whiten_bias_lr: str = "schedule"
+    #: name=muon (noisyfit.engine.muon): Muon on every trainable 4-D tensor (conv filters), with these settings;
+    #: SGD (lr, momentum, nesterov, weight_decay above) on everything else. Defaults: airbench94_muon's
+    muon_lr: float = 0.24
+    muon_momentum: float = 0.6
+    muon_ns_steps: int = 3
+    muon_ns_dtype: str = "bf16"  # bf16 | fp32 | fp64: the Newton-Schulz arithmetic
+    muon_normalize: bool = True  # rescale each filter bank to norm sqrt(c_out) before its step
 
 
 @dataclass

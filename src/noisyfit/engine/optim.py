@@ -12,6 +12,23 @@ from noisyfit.config import ConfigError, OptimConfig
 SCHEDULES = ("constant", "cosine", "linear", "step", "cosine_restarts", "cosine_periodic", "triangle")
 
 
+def _split_off(groups: list[dict], chosen: set[int], **changes) -> list[dict]:
+    """Each group's parameters whose id is in ``chosen`` move to a group of their own right after it, with the
+    group's settings updated by ``changes`` (values may be functions of the group). A group left empty by the
+    move is dropped; one that was empty stays."""
+    out = []
+    for g in groups:
+        params = list(g["params"])
+        rest = [p for p in params if id(p) not in chosen]
+        mine = [p for p in params if id(p) in chosen]
+        if rest or not mine:
+            out.append({**g, "params": rest})
+        if mine:
+            extra = {k: (v(g) if callable(v) else v) for k, v in changes.items()}
+            out.append({**g, "params": mine, **extra})
+    return out
+
+
 def split_bn_biases(groups: list[dict], module: torch.nn.Module | None, cfg: OptimConfig) -> list[dict]:
     """airbench94's higher learning rate on BatchNorm biases (``optim.bn_bias_lr_scale``, airbench: 64).
 
@@ -27,29 +44,85 @@ def split_bn_biases(groups: list[dict], module: torch.nn.Module | None, cfg: Opt
         raise ConfigError(f"optim.bn_bias_lr_scale={scale} must be positive")
     biases = {id(m.bias) for m in module.modules()
               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    return _split_off(groups, biases, lr=lambda g: g.get("lr", cfg.lr) * scale,
+                      weight_decay=lambda g: g.get("weight_decay", cfg.weight_decay) / scale)
+
+
+def split_heads(groups: list[dict], module: torch.nn.Module | None, cfg: OptimConfig) -> list[dict]:
+    """airbench94_muon's own learning rate for the linear head (``optim.head_lr_scale``): every backbone's
+    ``head`` parameters get the group's lr times the scale and its weight decay divided by it (the same decay per
+    step). Scale 1 (the default) returns ``groups`` untouched."""
+    from noisyfit.models.backbones import Backbone
+
+    scale = float(cfg.head_lr_scale)
+    if scale == 1.0 or module is None:
+        return groups
+    heads = {id(p) for m in module.modules() if isinstance(m, Backbone) for p in m.head.parameters()}
+    return _split_off(groups, heads, lr=lambda g: g.get("lr", cfg.lr) * scale,
+                      weight_decay=lambda g: g.get("weight_decay", cfg.weight_decay) / scale)
+
+
+WHITEN_BIAS_LR = ("schedule", "decay")
+
+
+def split_whiten_bias(groups: list[dict], module: torch.nn.Module | None, cfg: OptimConfig) -> list[dict]:
+    """``optim.whiten_bias_lr=decay``: the whitening stem's bias in a group whose lr falls linearly from its
+    base to 0 over the epochs the bias trains (airbench94_muon), whatever the run's schedule (:func:`set_lr`
+    reads the group's ``lr_decay_epochs``)."""
+    from noisyfit.models.whitening import PatchWhitening
+
+    if cfg.whiten_bias_lr not in WHITEN_BIAS_LR:
+        raise ConfigError(f"optim.whiten_bias_lr={cfg.whiten_bias_lr!r}: use one of {', '.join(WHITEN_BIAS_LR)}")
+    if cfg.whiten_bias_lr == "schedule" or module is None:
+        return groups
+    stems = [m for m in module.modules() if isinstance(m, PatchWhitening)]
+    if not stems:
+        raise ConfigError("optim.whiten_bias_lr=decay needs a whitening stem (model.args.whiten=true)")
+    out = groups
+    for stem in stems:
+        out = _split_off(out, {id(stem.conv.bias)}, lr_decay_epochs=float(stem.bias_epochs))
+    return out
+
+
+def muon_groups(groups: list[dict], cfg: OptimConfig) -> list[dict]:
+    """``optim.name=muon``: every 4-D tensor (a conv filter bank) moves to a Muon group with ``optim.muon_*``
+    and no weight decay (airbench94_muon rescales those weights instead); the rest stays SGD."""
     out = []
     for g in groups:
         params = list(g["params"])
-        rest = [p for p in params if id(p) not in biases]
-        mine = [p for p in params if id(p) in biases]
-        if rest or not mine:
+        filters = [p for p in params if p.dim() == 4]
+        rest = [p for p in params if p.dim() != 4]
+        if rest:
             out.append({**g, "params": rest})
-        if mine:
-            out.append({**g, "params": mine, "lr": g.get("lr", cfg.lr) * scale,
-                        "weight_decay": g.get("weight_decay", cfg.weight_decay) / scale})
+        if filters:
+            out.append({**g, "params": filters, "muon": True, "lr": cfg.muon_lr, "momentum": cfg.muon_momentum,
+                        "weight_decay": 0.0})
     return out
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig, module: torch.nn.Module | None = None
                     ) -> torch.optim.Optimizer:
     """The optimiser over ``groups``; with ``module``, BatchNorm biases get ``optim.bn_bias_lr_scale``
-    (:func:`split_bn_biases`)."""
+    (:func:`split_bn_biases`), the heads ``optim.head_lr_scale`` (:func:`split_heads`) and the whitening bias
+    its own schedule (:func:`split_whiten_bias`)."""
     groups = split_bn_biases(groups, module, cfg)
+    groups = split_heads(groups, module, cfg)
+    groups = split_whiten_bias(groups, module, cfg)
+    name = cfg.name.lower()
+    if name == "muon":
+        groups = muon_groups(groups, cfg)
     for g in groups:
         g.setdefault("lr", cfg.lr)
         g["base_lr"] = g["lr"]
         g.setdefault("weight_decay", cfg.weight_decay)
-    name = cfg.name.lower()
+    if name == "muon":
+        from noisyfit.engine.muon import NS_DTYPES, MuonSGD
+
+        if cfg.muon_ns_dtype not in NS_DTYPES:
+            raise ConfigError(f"optim.muon_ns_dtype={cfg.muon_ns_dtype!r}: use one of {', '.join(NS_DTYPES)}")
+        return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                       weight_decay=cfg.weight_decay, ns_steps=cfg.muon_ns_steps, ns_dtype=cfg.muon_ns_dtype,
+                       normalize=cfg.muon_normalize)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=cfg.weight_decay)
@@ -57,7 +130,7 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig, module: torch.nn.Modul
         return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optim.name={cfg.name!r} is unknown; use sgd, adam or adamw")
+    raise ConfigError(f"optim.name={cfg.name!r} is unknown; use sgd, adam, adamw or muon")
 
 
 def lr_factor(cfg: OptimConfig, epoch_float: float, total_epochs: int) -> float:
@@ -129,7 +202,13 @@ def apply_method_lr_factor_to_group(group: dict, factor: float, owner: str) -> N
     group[key] = group[f"{owner}_base_lr"] * factor
 
 
-def set_lr(opt: torch.optim.Optimizer, factor: float) -> float:
+def set_lr(opt: torch.optim.Optimizer, factor: float, epoch_float: float | None = None) -> float:
+    """Every group's lr = its base lr x ``factor``; a group with ``lr_decay_epochs`` (:func:`split_whiten_bias`)
+    instead falls linearly to 0 over that many epochs (needs ``epoch_float``). Returns the first group's lr."""
     for g in opt.param_groups:
-        g["lr"] = g["base_lr"] * factor
+        span = g.get("lr_decay_epochs")
+        if span is not None and epoch_float is not None:
+            g["lr"] = g["base_lr"] * max(0.0, 1.0 - epoch_float / span)
+        else:
+            g["lr"] = g["base_lr"] * factor
     return opt.param_groups[0]["lr"]

@@ -12,6 +12,10 @@ option                        where it acts
 ``model.args.dirac``          fastcnn's constructor (identity initialisation)
 ``optim.bn_bias_lr_scale``    :func:`noisyfit.engine.optim.build_optimizer` (BatchNorm biases' lr)
 ``optim.schedule=triangle``   :func:`noisyfit.engine.optim.triangle_factor` (airbench94's lr schedule)
+``optim.name=muon`` (+ ``muon_*``)  :class:`noisyfit.engine.muon.MuonSGD` (airbench94_muon's optimiser)
+``optim.head_lr_scale``       :func:`noisyfit.engine.optim.split_heads` (the head's lr)
+``optim.whiten_bias_lr``      :func:`noisyfit.engine.optim.split_whiten_bias` (``decay``: airbench94_muon)
+``model.args.head_init_std``  fastcnn's constructor (the head's initial scale; airbench94_muon: 1)
 ``model.args.bn/logit_scale`` fastcnn's constructor (airbench's BatchNorm; 1/9 output scale, no head bias
                               with ``head_bias: false``)
 ``train.crop_pad``            the Augmenter's crop translation (airbench94: 2 pixels; protocol: 4)
@@ -40,9 +44,23 @@ def check_settings(cfg: Config) -> None:
     The trainer calls it before it loads any data."""
     check_numbers(cfg)  # a negative lr, zero epochs, a momentum of 3...
     lr_factor(cfg.optim, 0.0, cfg.train.epochs)
+    check_optimizer_names(cfg)
     if cfg.train.crop_pad < 0:
         raise ConfigError(f"train.crop_pad={cfg.train.crop_pad} must be >= 0")
     tta_views(cfg.train.eval_tta)
+
+
+def check_optimizer_names(cfg: Config) -> None:
+    """The optimiser's string settings (``optim.whiten_bias_lr``, and with ``optim.name=muon`` its
+    Newton-Schulz dtype), ConfigError before any data is loaded."""
+    from noisyfit.engine.muon import NS_DTYPES
+    from noisyfit.engine.optim import WHITEN_BIAS_LR
+
+    o = cfg.optim
+    if o.whiten_bias_lr not in WHITEN_BIAS_LR:
+        raise ConfigError(f"optim.whiten_bias_lr={o.whiten_bias_lr!r}: use one of {', '.join(WHITEN_BIAS_LR)}")
+    if o.name.lower() == "muon" and o.muon_ns_dtype not in NS_DTYPES:
+        raise ConfigError(f"optim.muon_ns_dtype={o.muon_ns_dtype!r}: use one of {', '.join(NS_DTYPES)}")
 
 
 def setup_recipe(method: nn.Module, cfg: Config, is_image: bool) -> WeightAverage | None:

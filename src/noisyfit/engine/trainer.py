@@ -430,7 +430,8 @@ class Trainer:
                         self.train_x, self.train_y, self.augmenter, batch_size=tc.batch_size, seed=tc.seed,
                         epoch=epoch, rank=self.rank, world_size=self.world_size, start_step=first_step),
                         start=first_step):
-                    lr = set_lr(self.optimizer, lr_factor(cfg.optim, epoch + step / n_steps, tc.epochs))
+                    done = epoch + step / n_steps  # epochs trained so far, fractional
+                    lr = set_lr(self.optimizer, lr_factor(cfg.optim, done, tc.epochs), done)
                     self.optimizer.zero_grad(set_to_none=True)  # before the step: it may back-propagate parts
                     with self.autocast():
                         out = checked_step_outputs(self.method.training_step(batch, epoch), cfg.method.name)

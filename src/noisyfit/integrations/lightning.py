@@ -153,7 +153,7 @@ class NoisyMethodModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         progress = self.current_epoch + batch_idx / max(self._steps_per_epoch, 1)
-        set_lr(self._optimizer, lr_factor(self.optim_cfg, progress, self.num_epochs))
+        set_lr(self._optimizer, lr_factor(self.optim_cfg, progress, self.num_epochs), progress)
 
     def training_step(self, index: torch.Tensor, batch_idx: int) -> torch.Tensor:
         index = index.to(self.train_set.device)

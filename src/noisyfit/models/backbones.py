@@ -197,6 +197,9 @@ class FastCNN(Backbone):
         Methods that read the features (projection heads, class centres) see the scaled features too.
     head_bias : bool
         The linear head's bias (airbench94: none).
+    head_init_std : float or None
+        Rescale the head's initial weights to this standard deviation (airbench94_muon: 1, with
+        ``logit_scale`` 1/256); None (default) keeps PyTorch's initialisation. Consumes no random numbers.
 
     Kept in every case: global max pooling of whatever size is left (airbench: MaxPool2d(3) over the 3x3
     map, the same thing on 32x32 inputs).
@@ -204,7 +207,8 @@ class FastCNN(Backbone):
 
     def __init__(self, num_classes: int, in_channels: int, widths: Sequence[int] = (64, 256, 256),
                  stem_width: int = 32, whiten: bool = False, whiten_bias_epochs: int = 3, dirac: bool = False,
-                 bn: str = "torch", logit_scale: float = 1.0, head_bias: bool = True, whiten_eps: float = 5e-4):
+                 bn: str = "torch", logit_scale: float = 1.0, head_bias: bool = True, whiten_eps: float = 5e-4,
+                 head_init_std: float | None = None):
         super().__init__(widths[-1], num_classes)
         if bn not in FASTCNN_BATCHNORMS:
             raise ValueError(f"fastcnn: bn must be one of {FASTCNN_BATCHNORMS}, got {bn!r}")
@@ -229,6 +233,11 @@ class FastCNN(Backbone):
                 if isinstance(m, nn.BatchNorm2d):
                     m.momentum, m.eps = 0.4, 1e-12
                     m.weight.requires_grad_(False)  # stays at its initial 1
+        if head_init_std is not None:
+            if not head_init_std > 0:
+                raise ValueError(f"fastcnn: head_init_std must be positive, got {head_init_std}")
+            with torch.no_grad():
+                self.head.weight.mul_(head_init_std / self.head.weight.std())
         if dirac:  # after every default init: consumes no random numbers
             with torch.no_grad():
                 for m in self.modules():
@@ -253,10 +262,10 @@ class FastCNN(Backbone):
 
 @register_backbone("fastcnn")
 def _fastcnn(num_classes, input_shape, widths=(64, 256, 256), stem_width=32, whiten=False, whiten_bias_epochs=3,
-             dirac=False, bn="torch", logit_scale=1.0, head_bias=True, whiten_eps=5e-4):
+             dirac=False, bn="torch", logit_scale=1.0, head_bias=True, whiten_eps=5e-4, head_init_std=None):
     return FastCNN(num_classes, _require_image("fastcnn", input_shape), tuple(widths), stem_width, bool(whiten),
                    int(whiten_bias_epochs), bool(dirac), str(bn), float(logit_scale), bool(head_bias),
-                   float(whiten_eps))
+                   float(whiten_eps), None if head_init_std is None else float(head_init_std))
 
 
 # ---------------------------------------------------------------------------------------------------
