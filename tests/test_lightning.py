@@ -80,3 +80,22 @@ def test_elr_under_lightning_ddp_keeps_its_per_sample_targets_like_one_process(t
     np.testing.assert_allclose(r0["weights"], a["weights"], atol=1e-4)
     np.testing.assert_allclose(r0["targets"], a["targets"], atol=1e-4)
     np.testing.assert_allclose(r0["probs"], a["probs"], atol=1e-4)
+
+
+def test_lightning_optimiser_honours_the_per_module_lr_options():
+    # configure_optimizers passes the method to build_optimizer, as the native trainer does: the head's and the
+    # BatchNorm biases' own learning rates (optim.head_lr_scale, optim.bn_bias_lr_scale) and Muon's filter groups
+    from noisyfit.data.training_set import TrainingSet
+    from noisyfit.integrations.lightning import NoisyMethodModule
+
+    ts = TrainingSet.from_tensors(torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8), torch.arange(8) % 2)
+    m = NoisyMethodModule.create("ce", ts, backbone="fastcnn", num_epochs=2, batch_size=4,
+                                 backbone_args=dict(widths=[8, 8, 8], head_bias=False),
+                                 optim=dict(name="muon", lr=1.0, weight_decay=1e-3, head_lr_scale=4.0,
+                                            bn_bias_lr_scale=2.0))
+    opt = m.configure_optimizers()
+    head = m.method.net.head.weight
+    group = next(g for g in opt.param_groups if any(p is head for p in g["params"]))
+    assert group["lr"] == 4.0 and group["weight_decay"] == pytest.approx(1e-3 / 4)
+    assert {g["lr"] for g in opt.param_groups if not g["muon"]} == {1.0, 2.0, 4.0}
+    assert sum(len(g["params"]) for g in opt.param_groups if g["muon"]) == 7  # the stem's and 6 group convs

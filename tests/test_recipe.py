@@ -585,3 +585,16 @@ def test_ablation_float32_rows_are_compared_with_the_float32_protocol_only(tmp_p
     assert rows["`ce-airbench-fp32`"][2] == "+2.86" and rows["`ce-airbench-fp32`"][8] == "0.75"
     # the float32 protocol itself is the arithmetic's effect, against the bf16 base; timed on another CPU here
     assert rows["`ce-fp32`"][2] == "-0.50" and rows["`ce-fp32`"][8] == "other CPU"
+
+
+def test_evaluating_less_often_trains_the_same_model():
+    # the recipe ablation's 12-epoch Muon row evaluates every 4th epoch to save time: evaluation (with TTA and
+    # the fit tracking) must draw no random numbers and leave weights and BatchNorm statistics alone
+    over = (*IMAGE_RUN, "train.epochs=3", "train.eval_tta=mirror_translate", "train.track_fit=true")
+    every = Trainer(tiny_cfg(*over), None, splits=_splits())
+    r1 = every.fit()
+    sparse = Trainer(tiny_cfg(*over, "train.eval_every=3"), None, splits=_splits())
+    r3 = sparse.fit()
+    assert _weights_digest(every.method.state_dict()) == _weights_digest(sparse.method.state_dict())
+    assert r1["epochs"][-1]["test_acc"] == r3["epochs"][-1]["test_acc"]
+    assert "test_acc" in r1["epochs"][0] and r3["epochs"][0].get("test_acc") is None

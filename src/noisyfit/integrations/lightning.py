@@ -127,7 +127,7 @@ class NoisyMethodModule(L.LightningModule):
         self.train_set.to(self.device)  # the data follow the module to its device
 
     def configure_optimizers(self):
-        self._optimizer = build_optimizer(self.method.param_groups(), self.optim_cfg)
+        self._optimizer = build_optimizer(self.method.param_groups(), self.optim_cfg, module=self.method)
         self.ctx.optimizer = self._optimizer  # for the methods that adjust it (Co-teaching's Adam beta1)
         return self._optimizer
 
