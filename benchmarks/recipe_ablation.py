@@ -293,11 +293,82 @@ def table(results_dir: Path, rows: list[Row], extra: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the float32 rows on clean labels drawn in the curves figure, and the oracle runs of the float32 airbench suite
+#: beside them (the legacy recipe without label smoothing: the reference the Muon rows are read against)
+CURVE_ROWS = ("fp32", "airbench-fp32", "muon-but-ls-fp32", "muon12-but-ls-fp32")
+SUITE_ORACLES = ("cpu-cifar10n-airbench-fp32", "oracle")
+
+
+def training_curve(data: dict) -> tuple[list[float], list[float], list[float]]:
+    """``(epoch, training minutes so far, test accuracy %)`` at each evaluated epoch of one result file. The
+    clock counts training only: rows evaluate at different intervals and with different test-time views."""
+    epochs, minutes, acc = [], [], []
+    clock = 0.0
+    for row in data.get("epochs") or []:
+        clock += float(row.get("train_seconds") or 0.0)
+        if row.get("test_acc") is not None:
+            epochs.append(row["epoch"] + 1)
+            minutes.append(clock / 60.0)
+            acc.append(100.0 * float(row["test_acc"]))
+    return epochs, minutes, acc
+
+
+def write_curves(path: Path, results_dir: Path) -> Path | None:
+    """Test accuracy on clean labels per epoch and per training minute, float32 rows and the float32 suite's
+    oracles, from the result files (None when matplotlib or every curve is missing)."""
+    try:
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    by_name = {r.name: r for r in ROWS}
+    curves = []  # (label, curve)
+    for name in CURVE_ROWS:
+        for r in read_suite(results_dir):
+            if r.method == by_name[name].method and r.label_set == "clean":
+                curves.append((f"{r.method} (seed {r.data.get('seed')})", training_curve(r.data)))
+    suite, method = SUITE_ORACLES
+    for r in read_suite(results_dir.parent / suite):
+        if r.method == method:
+            curves.append((f"{suite} oracle (seed {r.data.get('seed')})", training_curve(r.data)))
+    curves = [(label, c) for label, c in curves if c[0]]
+    if not curves:
+        return None
+    fig = Figure(figsize=(11.0, 4.4), dpi=100, layout="constrained")
+    by_epoch, by_time = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    cmap = colormaps["tab10"]
+    for i, (label, (epochs, minutes, acc)) in enumerate(curves):
+        style = dict(color=cmap(i % 10), lw=1.3, marker="o", ms=3, label=label)
+        by_epoch.plot(epochs, acc, **style)
+        by_time.plot(minutes, acc, **style)
+    by_epoch.set_xlabel("epoch")
+    by_time.set_xlabel("training minutes (evaluation excluded; 2 threads, AVX2 CPU)")
+    for ax in (by_epoch, by_time):
+        ax.set_ylabel("test accuracy (%), clean labels")
+        ax.set_ylim(60, 95)
+        ax.grid(alpha=0.3)
+    by_time.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Recipes in float32 on the JPEG copy of CIFAR-10 (one curve per result file)", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+CURVES_PNG = "plots/recipe-ablation/fp32_clean_curves.png"
+
+
 def write_table(path: Path, results_dir: Path, extra: tuple[str, ...]) -> None:
     # Every row, whatever ``--rows`` ran: the table is the whole ablation (a run of one row once rewrote it
     # with that row alone, dropping the committed others).
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(table(results_dir, ROWS, extra))
+    text = table(results_dir, ROWS, extra)
+    png = write_curves(path.parent / CURVES_PNG, results_dir) if not extra else None
+    if png is not None:
+        text += (f"\n## The float32 recipes per epoch and per training minute\n\n![float32 recipes on clean labels]"
+                 f"({CURVES_PNG})\n\nThe minutes come from separate runs on the same kind of CPU, each shared with "
+                 "other work to a different degree (`others_cpu_share` in the result files): read the right panel "
+                 "for its shape, and the table's s/epoch column, not a single curve, for a time ratio.\n")
+    path.write_text(text)
 
 
 # ------------------------------------------------------------------------------------------------ main

@@ -495,3 +495,16 @@ def test_planned_rows_are_the_suites_own():
     assert "sce" not in long and "best:2" not in long
     cpu = SUITES["cpu-cifar10n"].planned_rows()  # "*": every planned method, then the suite's variants
     assert {"sce", "elr_plus", "bkd-detach", CLEANLAB} <= set(cpu) and len(cpu) == len(set(cpu))
+
+
+@pytest.mark.parametrize("suite,optimiser,epochs", [("cpu-cifar10n-airbench-fp32", "sgd", 10),
+                                                    ("cpu-cifar10n-airbench-muon-fp32", "muon", 8)])
+def test_each_row_of_the_airbench_suites_trains_under_its_suites_recipe(suite, optimiser, epochs):
+    # every planned row (CE, the oracle, ELR, GCE, CE with label smoothing) resolves to a preset of the suite's
+    # own protocol, in float32; only CE's label-smoothing row smooths
+    for row in SUITES[suite].planned_rows():
+        config, overrides = resolve_config(SUITES[suite], row)
+        cfg = load_config(config, [*overrides, *SUITES[suite].overrides])
+        assert (cfg.optim.name, cfg.train.epochs, cfg.train.precision) == (optimiser, epochs, "fp32"), row
+        smoothing = float((cfg.method.args or {}).get("label_smoothing", 0.0))
+        assert smoothing == (0.2 if row == "ce-ls" else 0.0), row

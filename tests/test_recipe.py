@@ -598,3 +598,23 @@ def test_evaluating_less_often_trains_the_same_model():
     assert _weights_digest(every.method.state_dict()) == _weights_digest(sparse.method.state_dict())
     assert r1["epochs"][-1]["test_acc"] == r3["epochs"][-1]["test_acc"]
     assert "test_acc" in r1["epochs"][0] and r3["epochs"][0].get("test_acc") is None
+
+
+def test_the_muon_suite_protocol_is_the_ablation_row_it_was_chosen_from():
+    from noisyfit.bench.suites import get_suite
+    from noisyfit.config import load_config
+
+    ablation = _ablation_module()
+    row = {r.name: r for r in ablation.ROWS}["muon-but-ls-fp32"]
+    suite = get_suite("cpu-cifar10n-airbench-muon-fp32")
+    assert (load_config(suite.preset.format(method="ce"), list(suite.overrides)).to_dict()
+            == load_config(row.preset, list(row.overrides)).to_dict())
+
+
+def test_ablation_curves_count_training_time_only_and_skip_unevaluated_epochs():
+    ablation = _ablation_module()
+    data = {"epochs": [{"epoch": 0, "train_seconds": 120, "eval_seconds": 600},
+                       {"epoch": 1, "train_seconds": 60, "eval_seconds": 0, "test_acc": None},
+                       {"epoch": 2, "train_seconds": 180, "eval_seconds": 600, "test_acc": 0.905}]}
+    data["epochs"][0]["test_acc"] = 0.61
+    assert ablation.training_curve(data) == ([1, 3], [2.0, 6.0], [61.0, 90.5])

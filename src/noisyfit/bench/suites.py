@@ -320,6 +320,24 @@ SUITES["cpu-cifar10n-airbench-fp32"] = replace(
 )
 
 
+# airbench94_muon's recipe in float32 (issue 21): Muon on the conv filters, batch 2000, 8 epochs, no Lookahead
+# (protocols/cpu-cifar10n-airbench-muon.yaml). A suite of its own: the optimiser, the epochs and the kept weights
+# change for every method alike, so nothing here is pooled with cpu-cifar10n-airbench(-fp32). The same grid.
+SUITES["cpu-cifar10n-airbench-muon-fp32"] = replace(
+    SUITES["cpu-cifar10n-airbench-fp32"],
+    name="cpu-cifar10n-airbench-muon-fp32",
+    description="CIFAR-10N on 2 CPU cores with airbench94_muon's training recipe, label smoothing left out "
+                "(protocols/cpu-cifar10n-airbench-muon.yaml; the row muon-but-ls-fp32 of "
+                "benchmarks/RECIPE_ABLATION.md): fastcnn 64/256/256 with a whitening stem, Muon on the conv "
+                "filters, 8 epochs, batch 2000, test-time augmentation; selection on the noisy validation split; "
+                "float32 arithmetic (train.precision=fp32)",
+    preset="{method}/cpu-cifar10n-airbench-muon",
+    # the ablation's row took 2,552 s of training and 1,316 s of evaluation at 2 threads on an AVX2 CPU
+    # (results/recipe-ablation/ce-muon-but-ls-fp32__clean__seed0.json)
+    ce_seconds_guess=65 * 60.0,
+)
+
+
 def get_suite(name: str) -> Suite:
     """The suite called ``name``; the error lists the valid names."""
     if name not in SUITES:
