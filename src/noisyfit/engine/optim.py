@@ -87,17 +87,8 @@ def split_whiten_bias(groups: list[dict], module: torch.nn.Module | None, cfg: O
 def muon_groups(groups: list[dict], cfg: OptimConfig) -> list[dict]:
     """``optim.name=muon``: every 4-D tensor (a conv filter bank) moves to a Muon group with ``optim.muon_*``
     and no weight decay (airbench94_muon rescales those weights instead); the rest stays SGD."""
-    out = []
-    for g in groups:
-        params = list(g["params"])
-        filters = [p for p in params if p.dim() == 4]
-        rest = [p for p in params if p.dim() != 4]
-        if rest:
-            out.append({**g, "params": rest})
-        if filters:
-            out.append({**g, "params": filters, "muon": True, "lr": cfg.muon_lr, "momentum": cfg.muon_momentum,
-                        "weight_decay": 0.0})
-    return out
+    filters = {id(p) for g in groups for p in g["params"] if p.dim() == 4}
+    return _split_off(groups, filters, muon=True, lr=cfg.muon_lr, momentum=cfg.muon_momentum, weight_decay=0.0)
 
 
 def build_optimizer(groups: list[dict], cfg: OptimConfig, module: torch.nn.Module | None = None
@@ -105,6 +96,7 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig, module: torch.nn.Modul
     """The optimiser over ``groups``; with ``module``, BatchNorm biases get ``optim.bn_bias_lr_scale``
     (:func:`split_bn_biases`), the heads ``optim.head_lr_scale`` (:func:`split_heads`) and the whitening bias
     its own schedule (:func:`split_whiten_bias`)."""
+    groups = [{**g, "params": list(g["params"])} for g in groups]  # a generator would be read only once
     groups = split_bn_biases(groups, module, cfg)
     groups = split_heads(groups, module, cfg)
     groups = split_whiten_bias(groups, module, cfg)
