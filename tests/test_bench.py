@@ -498,7 +498,7 @@ def test_planned_rows_are_the_suites_own():
 
 
 @pytest.mark.parametrize("suite,optimiser,epochs", [("cpu-cifar10n-airbench-fp32", "sgd", 10),
-                                                    ("cpu-cifar10n-airbench-muon-fp32", "muon", 8)])
+                                                    ("cpu-cifar10n-airbench-muon-fp32", "muon", 12)])
 def test_each_row_of_the_airbench_suites_trains_under_its_suites_recipe(suite, optimiser, epochs):
     # every planned row (CE, the oracle, ELR, GCE, CE with label smoothing) resolves to a preset of the suite's
     # own protocol, in float32; only CE's label-smoothing row smooths
