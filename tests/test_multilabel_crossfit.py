@@ -240,3 +240,14 @@ def test_a_bad_value_names_its_line_past_blank_lines(tmp_path, capsys):
     (tmp_path / "t.csv").write_text("labels,f0\na,1\n\nb,2\n\na,x\n")
     assert main(["audit", "--multi-label", str(tmp_path / "t.csv"), "--out", str(tmp_path / "a")]) == 2
     assert "t.csv, line 6, column 'f0': 'x' is not a number" in capsys.readouterr().err
+
+
+def test_too_rare_classes_names_the_side_that_falls_short():
+    from noisyfit.detect.multilabel_crossfit import too_rare_classes
+
+    y = np.zeros((10, 3), dtype=bool)
+    y[:2, 0] = True   # 2 with it
+    y[:9, 1] = True   # 1 without it
+    y[:5, 2] = True   # 5 and 5: enough
+    assert too_rare_classes(y, 3, "too few") == {0: "2 example(s) with it, too few",
+                                                 1: "1 example(s) without it, too few"}

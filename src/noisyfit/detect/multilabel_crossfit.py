@@ -89,17 +89,21 @@ def multilabel_folds(given, folds: int = 5, *, seed: int = 0) -> np.ndarray:
 KNN_MIN_EXAMPLES = 5
 
 
+def too_rare_classes(given: np.ndarray, minimum: int, why: str) -> dict[int, str]:
+    """The classes with fewer than ``minimum`` examples with it, or without it: ``{class: "<count> example(s)
+    with|without it, <why>"}`` (the side that falls short)."""
+    n, pos = len(given), given.sum(axis=0)
+    return {c: (f"{int(pos[c])} example(s) with it" if pos[c] < minimum else f"{int(n - pos[c])} example(s) without it")
+            + f", {why}" for c in range(given.shape[1]) if min(pos[c], n - pos[c]) < minimum}
+
+
 def unfittable_classes(given: np.ndarray, fold: np.ndarray, folds: int) -> dict[int, str]:
     """The classes that cannot be given out-of-fold probabilities worth auditing, each with the reason: fewer than
     ``folds`` examples with (or without) it, or a training split (all folds but one) without any example with (or
     without) it, which the stratification does not rule out."""
-    n = len(given)
-    out = {}
+    out = too_rare_classes(given, folds, f"fewer than the {folds} folds: too few to fit out of fold")
     for c in range(given.shape[1]):
-        pos = int(given[:, c].sum())
-        if min(pos, n - pos) < folds:
-            side = f"{pos} example(s) with it" if pos < folds else f"{n - pos} example(s) without it"
-            out[c] = f"{side}, fewer than the {folds} folds: too few to fit out of fold"
+        if c in out:
             continue
         for f in range(folds):
             tr = given[fold != f, c]
@@ -255,10 +259,7 @@ def _knn_shares(x: np.ndarray, y: np.ndarray, *, k: int, scaling: str, true, t0:
 
     xs = scale_features(x, scaling)
     graph = knn_graph(xs, k, metric=neighbour_metric(xs))
-    n, pos = len(y), y.sum(axis=0)
-    skipped = {c: (f"{int(pos[c])} example(s) with it" if pos[c] < n - pos[c] else f"{int(n - pos[c])} example(s) "
-                   f"without it") + f", fewer than {KNN_MIN_EXAMPLES}: too few for a neighbour vote"
-               for c in range(y.shape[1]) if min(pos[c], n - pos[c]) < KNN_MIN_EXAMPLES}
+    skipped = too_rare_classes(y, KNN_MIN_EXAMPLES, f"fewer than {KNN_MIN_EXAMPLES}: too few for a neighbour vote")
     fit = [c for c in range(y.shape[1]) if c not in skipped]
     probs = np.full(y.shape, np.nan, dtype=np.float32)
     probs[:, fit] = neighbor_class_shares(graph, y[:, fit])
